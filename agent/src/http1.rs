@@ -1,0 +1,483 @@
+//! A lean HTTP/1.1 client connection for plain `http://` targets: the hot path
+//! of every agent.
+//!
+//! A load generator sends the same request millions of times. So the request is
+//! serialised to bytes once per run ([`RequestBytes`]) and each round trip is one
+//! `write` of those bytes, then reads into a buffer the connection reuses, with
+//! the head parsed by `httparse` and the body skipped without being collected.
+//! Nothing is allocated per request. Body framing follows RFC 9112 §6.3:
+//! no body for HEAD, 1xx, 204 and 304; `Transfer-Encoding: chunked`; then
+//! `Content-Length`; otherwise the body runs to the end of the connection.
+//! Interim 1xx responses are skipped. `Connection: close` (or an HTTP/1.0
+//! response without keep-alive) marks the connection as done after the response.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use volley_stats::ErrorClass;
+
+/// Largest response head accepted; a bigger one is a protocol error.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers parsed per response head.
+const MAX_HEADERS: usize = 64;
+/// Initial read buffer per connection.
+const BUF_SIZE: usize = 16 * 1024;
+
+/// One request, serialised once and written as is for every round trip.
+#[derive(Debug, Clone)]
+pub struct RequestBytes {
+    bytes: Bytes,
+    head_only: bool,
+}
+
+impl RequestBytes {
+    /// Serialises a request. `headers` must already be valid header names and
+    /// values; `Host`, `User-Agent` and `Content-Length` are added unless given
+    /// (`Content-Length` is always computed from `body`).
+    pub fn new(method: &str, target: &str, host: &str, headers: &[(String, Vec<u8>)], body: &[u8]) -> RequestBytes {
+        let mut out = Vec::with_capacity(128 + body.len());
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if !has("host") {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !has("user-agent") {
+            out.extend_from_slice(concat!("User-Agent: volley/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes());
+        }
+        for (name, value) in headers {
+            // We frame the body ourselves; a caller's framing headers would lie.
+            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        let method_has_body = !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
+        if !body.is_empty() || method_has_body {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        RequestBytes { bytes: out.into(), head_only: method == "HEAD" }
+    }
+
+    /// The bytes written per request.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the request is empty (never true for a built request).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// What one round trip got back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    /// The final status code.
+    pub status: u16,
+    /// Bytes read for this response: heads (interim ones too) and body.
+    pub received: u64,
+    /// The server will close the connection: do not reuse it.
+    pub close: bool,
+}
+
+/// A keep-alive HTTP/1.1 connection to one target.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    // Unconsumed bytes are buf[start..end].
+    start: usize,
+    end: usize,
+}
+
+impl Conn {
+    /// Connects with TCP_NODELAY set (requests are small and latency matters).
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ErrorClass> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ErrorClass::ConnectTimeout),
+            Ok(Err(e)) => {
+                return Err(match ErrorClass::of_io(&e) {
+                    ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
+                    ErrorClass::Timeout => ErrorClass::ConnectTimeout,
+                    _ => ErrorClass::Connect,
+                });
+            }
+            Ok(Ok(s)) => s,
+        };
+        stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
+        Ok(Conn { stream, buf: vec![0; BUF_SIZE], start: 0, end: 0 })
+    }
+
+    /// Writes the request and reads one complete response, skipping its body.
+    pub async fn round_trip(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
+        self.stream.write_all(&request.bytes).await.map_err(|e| ErrorClass::of_io(&e))?;
+        let mut received = 0u64;
+        loop {
+            let head = self.read_head().await?;
+            received += head.len as u64;
+            if (100..200).contains(&head.status) && head.status != 101 {
+                continue; // interim response (100 Continue, 103 Early Hints)
+            }
+            let no_body = request.head_only || head.status < 200 || head.status == 204 || head.status == 304;
+            let close = head.close;
+            if no_body {
+                return Ok(Response { status: head.status, received, close });
+            }
+            let body = match head.framing {
+                Framing::Chunked => self.skip_chunked().await?,
+                Framing::Length(n) => {
+                    self.skip(n).await?;
+                    n
+                }
+                Framing::UntilClose => {
+                    let n = self.skip_to_eof().await?;
+                    return Ok(Response { status: head.status, received: received + n, close: true });
+                }
+            };
+            return Ok(Response { status: head.status, received: received + body, close });
+        }
+    }
+
+    /// Reads until a full response head is buffered, parses and consumes it.
+    async fn read_head(&mut self) -> Result<Head, ErrorClass> {
+        loop {
+            if self.end > self.start {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let head = Head::from_parsed(&resp, len)?;
+                        self.start += len;
+                        return Ok(head);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(ErrorClass::Protocol),
+                }
+                if self.end - self.start >= MAX_HEAD {
+                    return Err(ErrorClass::Protocol);
+                }
+            }
+            if self.fill().await? == 0 {
+                return Err(ErrorClass::Closed);
+            }
+        }
+    }
+
+    /// Reads more bytes after the unconsumed ones; returns 0 at end of stream.
+    async fn fill(&mut self) -> Result<usize, ErrorClass> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                // A head larger than the buffer: grow (bounded by MAX_HEAD).
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| ErrorClass::of_io(&e))?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Consumes exactly `n` body bytes.
+    async fn skip(&mut self, mut n: u64) -> Result<(), ErrorClass> {
+        loop {
+            let avail = (self.end - self.start) as u64;
+            if avail >= n {
+                self.start += n as usize;
+                return Ok(());
+            }
+            n -= avail;
+            self.start = self.end;
+            if self.fill().await? == 0 {
+                return Err(ErrorClass::Closed);
+            }
+        }
+    }
+
+    /// Consumes a CRLF-terminated line and returns it without the CRLF.
+    async fn line(&mut self) -> Result<std::ops::Range<usize>, ErrorClass> {
+        loop {
+            // Lines here are chunk-size and trailer lines: short, so searching
+            // from the start again after a read costs nothing worth saving.
+            if let Some(i) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                let line = self.start..self.start + i;
+                self.start = line.end + 2;
+                return Ok(line);
+            }
+            if self.end - self.start >= MAX_HEAD {
+                return Err(ErrorClass::Protocol);
+            }
+            if self.fill().await? == 0 {
+                return Err(ErrorClass::Closed);
+            }
+        }
+    }
+
+    /// Consumes a chunked body and its trailers; returns the bytes consumed.
+    async fn skip_chunked(&mut self) -> Result<u64, ErrorClass> {
+        let mut total = 0u64;
+        loop {
+            let line = self.line().await?;
+            total += (line.len() + 2) as u64;
+            let size = parse_chunk_size(&self.buf[line]).ok_or(ErrorClass::Protocol)?;
+            if size == 0 {
+                // Trailer section: header lines until an empty one.
+                loop {
+                    let line = self.line().await?;
+                    total += (line.len() + 2) as u64;
+                    if line.is_empty() {
+                        return Ok(total);
+                    }
+                }
+            }
+            self.skip(size).await?;
+            let crlf = self.line().await?;
+            if !crlf.is_empty() {
+                return Err(ErrorClass::Protocol);
+            }
+            total += size + 2;
+        }
+    }
+
+    /// Consumes everything until the server closes; returns the byte count.
+    async fn skip_to_eof(&mut self) -> Result<u64, ErrorClass> {
+        let mut total = (self.end - self.start) as u64;
+        self.start = self.end;
+        loop {
+            let n = self.fill().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            self.start = self.end;
+        }
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Chunked,
+    Length(u64),
+    UntilClose,
+}
+
+/// The parts of a response head the client acts on.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    len: usize,
+    framing: Framing,
+    close: bool,
+}
+
+impl Head {
+    fn from_parsed(resp: &httparse::Response<'_, '_>, len: usize) -> Result<Head, ErrorClass> {
+        let status = resp.code.ok_or(ErrorClass::Protocol)?;
+        let http10 = resp.version == Some(0);
+        let mut framing = Framing::UntilClose;
+        let mut chunked = false;
+        let mut close = http10;
+        for h in resp.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or(ErrorClass::Protocol)?;
+                if matches!(framing, Framing::Length(m) if m != n) {
+                    return Err(ErrorClass::Protocol); // conflicting lengths
+                }
+                framing = Framing::Length(n);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                // chunked must be the final coding (RFC 9112 §6.3).
+                chunked = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                if !chunked {
+                    framing = Framing::UntilClose;
+                    close = true;
+                }
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                        close = false;
+                    }
+                }
+            }
+        }
+        if chunked {
+            framing = Framing::Chunked;
+        }
+        if matches!(framing, Framing::UntilClose) {
+            close = true;
+        }
+        Ok(Head { status, len, framing, close })
+    }
+}
+
+/// Parses a chunk-size line (hex digits, optional `;extensions`).
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|&b| b == b';').next()?.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        n = n * 16 + (d as char).to_digit(16)? as u64;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A scripted server: for each accepted connection, reads one request per
+    /// scripted reply and writes the reply, then closes.
+    async fn scripted(replies: Vec<Vec<&'static [u8]>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for conn_replies in replies {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                for reply in conn_replies {
+                    // Read until the end of a request head (requests here have no body).
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = s.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "client closed early");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    // Write in small pieces to exercise partial reads.
+                    for piece in reply.chunks(7) {
+                        s.write_all(piece).await.unwrap();
+                        s.flush().await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    fn get() -> RequestBytes {
+        RequestBytes::new("GET", "/x", "h", &[], b"")
+    }
+
+    async fn conn(addr: SocketAddr) -> Conn {
+        Conn::connect(addr, Duration::from_secs(5)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn content_length_keep_alive_then_close() {
+        let addr = scripted(vec![vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello World!",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\nConnection: close\r\n\r\nnot",
+        ]])
+        .await;
+        let mut c = conn(addr).await;
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.close), (200, false));
+        assert_eq!(r.received, 38 + 12);
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.close), (404, true));
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_with_extensions_and_trailers() {
+        let addr = scripted(vec![vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nHello\r\n7\r\n World!\r\n0\r\nX-Trailer: yes\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
+        ]])
+        .await;
+        let mut c = conn(addr).await;
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.close), (200, false));
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.close), (201, false));
+    }
+
+    #[tokio::test]
+    async fn body_until_close_and_http10() {
+        let addr = scripted(vec![vec![b"HTTP/1.0 200 OK\r\n\r\nall of this is the body"]]).await;
+        let mut c = conn(addr).await;
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.close), (200, true));
+        assert_eq!(r.received, 19 + 23);
+    }
+
+    #[tokio::test]
+    async fn interim_and_bodiless_statuses() {
+        let addr = scripted(vec![vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
+        ]])
+        .await;
+        let mut c = conn(addr).await;
+        assert_eq!(c.round_trip(&get()).await.unwrap().status, 204);
+        assert_eq!(c.round_trip(&get()).await.unwrap().status, 304);
+    }
+
+    #[tokio::test]
+    async fn truncated_and_garbage_responses_are_errors() {
+        let addr = scripted(vec![
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"],
+            vec![b"SMTP ready\r\n\r\n"],
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+        ])
+        .await;
+        assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Closed));
+        assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Protocol));
+        assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Protocol));
+    }
+
+    #[test]
+    fn request_bytes_frame_the_body() {
+        let r = RequestBytes::new(
+            "POST",
+            "/echo?a=1",
+            "example:80",
+            &[("X-A".into(), b"1".to_vec()), ("content-length".into(), b"999".to_vec())],
+            b"{}",
+        );
+        let text = String::from_utf8(r.bytes.to_vec()).unwrap();
+        assert!(text.starts_with("POST /echo?a=1 HTTP/1.1\r\nHost: example:80\r\n"), "{text}");
+        assert!(text.contains("X-A: 1\r\n"));
+        assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"), "{text}");
+        assert!(!text.contains("999"));
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a"), Some(26));
+        assert_eq!(parse_chunk_size(b"0"), Some(0));
+        assert_eq!(parse_chunk_size(b"F ; x=y"), Some(15));
+        assert_eq!(parse_chunk_size(b""), None);
+        assert_eq!(parse_chunk_size(b"g"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! The `agent` binary: parse flags, set up logging, serve.
+
+use clap::Parser;
+
+fn main() {
+    let args = agent::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = agent::run(args) {
+        eprintln!("agent: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,265 @@
+//! A run plan as the engine needs it: checked, resolved and serialised once.
+//!
+//! The protobuf [`RunPlan`] comes from the network, so every field is checked
+//! here before any load starts, and each rejection names the field and why.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use volley_proto::{PROTOCOL_VERSION, RunPlan, run_plan};
+
+use crate::http1::RequestBytes;
+
+/// Most connections one plan may ask of one agent.
+pub const MAX_CONNECTIONS: u32 = 100_000;
+/// Most worker threads one plan may ask for.
+pub const MAX_THREADS: u32 = 1024;
+/// Longest run one plan may ask for (a day).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Per-request timeout when the plan gives none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much work a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Exactly this many requests, across all threads and connections.
+    Requests(u64),
+    /// As many requests as fit in this time; in-flight ones are completed.
+    Duration(Duration),
+}
+
+/// Which responses count as successes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Success {
+    /// Any 2xx status.
+    Any2xx,
+    /// Exactly these statuses.
+    Statuses(Vec<u16>),
+}
+
+impl Success {
+    /// Whether `status` counts as a success.
+    #[inline]
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            Success::Any2xx => (200..300).contains(&status),
+            Success::Statuses(list) => list.contains(&status),
+        }
+    }
+}
+
+/// A plan ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The controller's name for the run.
+    pub run_id: String,
+    /// The target's resolved address.
+    pub addr: SocketAddr,
+    /// The request, serialised once.
+    pub request: RequestBytes,
+    /// How much work.
+    pub limit: Limit,
+    /// Connections to keep open.
+    pub connections: usize,
+    /// Worker threads (never more than connections).
+    pub threads: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Which statuses are successes.
+    pub success: Success,
+    /// When to start, if the controller gave a common instant.
+    pub start_at: Option<SystemTime>,
+}
+
+/// Why a plan was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The controller speaks another protocol version.
+    #[error("protocol version {got} is not this agent's version {PROTOCOL_VERSION}")]
+    Version {
+        /// The version the plan carried.
+        got: u32,
+    },
+    /// A field has a value the agent cannot run.
+    #[error("invalid plan field `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The target host name does not resolve.
+    #[error("cannot resolve target host {host}: {reason}")]
+    Resolve {
+        /// host:port as given.
+        host: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
+    PlanError::Invalid { field, reason: reason.into() }
+}
+
+/// The parts of a target URL the engine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// host:port to connect to.
+    pub authority: String,
+    /// The Host header value.
+    pub host_header: String,
+    /// Path and query sent in the request line.
+    pub path_and_query: String,
+}
+
+/// Checks a target URL: absolute, `http://`, with a host.
+pub fn parse_url(url: &str) -> Result<Target, PlanError> {
+    let uri: http::Uri = url.parse().map_err(|e| invalid("url", format!("{url:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid("url", format!("{url:?}: https targets are not supported yet; use http://")));
+        }
+        Some(other) => return Err(invalid("url", format!("{url:?}: scheme {other:?} is not http"))),
+        None => return Err(invalid("url", format!("{url:?} has no scheme; use http://host:port/path"))),
+    }
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| invalid("url", format!("{url:?} has no host")))?;
+    let port = uri.port_u16().unwrap_or(80);
+    if port == 0 {
+        return Err(invalid("url", format!("{url:?}: port 0 is not a port to connect to")));
+    }
+    let host_header = match uri.port_u16() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok(Target {
+        authority: format!("{host}:{port}"),
+        host_header,
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+    })
+}
+
+impl Plan {
+    /// Checks a plan from the wire and resolves its target.
+    pub async fn from_proto(p: RunPlan, default_threads: usize) -> Result<Plan, PlanError> {
+        if p.protocol_version != PROTOCOL_VERSION {
+            return Err(PlanError::Version { got: p.protocol_version });
+        }
+        let target = parse_url(&p.url)?;
+        let method = if p.method.is_empty() { "GET".to_owned() } else { p.method.clone() };
+        http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| invalid("method", format!("{method:?} is not an HTTP method")))?;
+        let mut headers = Vec::with_capacity(p.headers.len());
+        for h in &p.headers {
+            http::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| invalid("headers", format!("{:?} is not a header name", h.name)))?;
+            http::HeaderValue::from_bytes(&h.value).map_err(|_| {
+                invalid("headers", format!("the value of header {:?} is not a valid header value", h.name))
+            })?;
+            headers.push((h.name.clone(), h.value.clone()));
+        }
+        let limit = match p.limit {
+            Some(run_plan::Limit::Requests(0)) => return Err(invalid("requests", "must be at least 1")),
+            Some(run_plan::Limit::Requests(n)) => Limit::Requests(n),
+            Some(run_plan::Limit::DurationMs(0)) => return Err(invalid("duration_ms", "must be at least 1 ms")),
+            Some(run_plan::Limit::DurationMs(ms)) => {
+                let d = Duration::from_millis(ms);
+                if d > MAX_DURATION {
+                    return Err(invalid(
+                        "duration_ms",
+                        format!("{ms} ms is longer than the {} s limit", MAX_DURATION.as_secs()),
+                    ));
+                }
+                Limit::Duration(d)
+            }
+            None => return Err(invalid("limit", "give either a request count or a duration")),
+        };
+        if p.connections == 0 || p.connections > MAX_CONNECTIONS {
+            return Err(invalid("connections", format!("{} is not in 1..={MAX_CONNECTIONS}", p.connections)));
+        }
+        if p.threads > MAX_THREADS {
+            return Err(invalid("threads", format!("{} is more than {MAX_THREADS}", p.threads)));
+        }
+        let connections = p.connections as usize;
+        let threads = if p.threads == 0 { default_threads } else { p.threads as usize };
+        let threads = threads.clamp(1, connections);
+        let timeout = if p.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(p.timeout_ms) };
+        let success = if p.success_status.is_empty() {
+            Success::Any2xx
+        } else {
+            let mut list = Vec::with_capacity(p.success_status.len());
+            for &s in &p.success_status {
+                if !(100..1000).contains(&s) {
+                    return Err(invalid("success_status", format!("{s} is not an HTTP status")));
+                }
+                list.push(s as u16);
+            }
+            Success::Statuses(list)
+        };
+        let start_at =
+            (p.start_at_unix_us > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(p.start_at_unix_us));
+        let addr = tokio::net::lookup_host(&target.authority)
+            .await
+            .map_err(|e| PlanError::Resolve { host: target.authority.clone(), reason: e.to_string() })?
+            .next()
+            .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
+        let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
+        Ok(Plan { run_id: p.run_id, addr, request, limit, connections, threads, timeout, success, start_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("http://127.0.0.1:8080/hello?x=1").unwrap();
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.host_header, "127.0.0.1:8080");
+        assert_eq!(t.path_and_query, "/hello?x=1");
+        let t = parse_url("http://example.com").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.host_header.as_str(), t.path_and_query.as_str()),
+            ("example.com:80", "example.com", "/")
+        );
+        for bad in ["", "ftp://x/", "localhost:80/x", "http:///x", "/hello", "http://h:0/"] {
+            assert!(parse_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    fn plan() -> RunPlan {
+        RunPlan {
+            protocol_version: PROTOCOL_VERSION,
+            url: "http://127.0.0.1:9/".into(),
+            connections: 4,
+            limit: Some(run_plan::Limit::Requests(10)),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_every_field() {
+        assert!(Plan::from_proto(plan(), 2).await.is_ok());
+        let cases: Vec<(fn(&mut RunPlan), &str)> = vec![
+            (|p| p.protocol_version = 99, "protocol version 99"),
+            (|p| p.connections = 0, "`connections`"),
+            (|p| p.limit = Some(run_plan::Limit::Requests(0)), "`requests`"),
+            (|p| p.limit = None, "`limit`"),
+            (|p| p.limit = Some(run_plan::Limit::DurationMs(u64::MAX)), "`duration_ms`"),
+            (|p| p.method = "G ET".into(), "`method`"),
+            (|p| p.threads = 5000, "`threads`"),
+            (|p| p.success_status = vec![42], "`success_status`"),
+            (|p| p.url = "https://x/".into(), "https"),
+        ];
+        for (mutate, needle) in cases {
+            let mut p = plan();
+            mutate(&mut p);
+            let err = Plan::from_proto(p, 2).await.unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+        let p = Plan::from_proto(RunPlan { threads: 0, connections: 1, ..plan() }, 8).await.unwrap();
+        assert_eq!(p.threads, 1, "never more threads than connections");
+    }
+}

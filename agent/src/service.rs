@@ -1,0 +1,179 @@
+//! The agent's gRPC service: describe, run one plan at a time, cancel.
+//!
+//! A run's events go out on a bounded channel that backs the response stream.
+//! Worker deltas are summed here and sent as one progress snapshot per
+//! [`SNAPSHOT_INTERVAL`](crate::engine::SNAPSHOT_INTERVAL), then whatever
+//! remains goes out as the final snapshot, so the controller's sum of every
+//! snapshot is exactly what the workers recorded. If the controller goes away
+//! (the stream is dropped) the run is stopped: an agent never generates load
+//! for nobody.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use volley_proto::agent_server::Agent;
+use volley_proto::{
+    AgentInfo, CancelReply, CancelRequest, DescribeRequest, PROTOCOL_VERSION, RunEvent, RunPlan, Started, run_event,
+};
+use volley_stats::Totals;
+
+use crate::engine::{self, SNAPSHOT_INTERVAL, Stopper};
+use crate::plan::{Plan, PlanError};
+
+/// The run an agent is busy with.
+#[derive(Debug)]
+struct Active {
+    run_id: String,
+    stopper: Option<Stopper>,
+    // A Cancel that arrived before the workers started.
+    cancelled: bool,
+}
+
+/// The gRPC service of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    threads: usize,
+    active: Arc<Mutex<Option<Active>>>,
+}
+
+/// Clears the agent's busy state when a run's task ends, however it ends.
+struct BusyGuard(Arc<Mutex<Option<Active>>>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        *lock(&self.0) = None;
+    }
+}
+
+/// Locks the busy state; a poisoned lock only means a panic elsewhere while
+/// holding it, and the `Option` inside is still meaningful.
+fn lock(m: &Mutex<Option<Active>>) -> std::sync::MutexGuard<'_, Option<Active>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentService {
+    /// A service whose runs use `threads` worker threads unless a plan says otherwise.
+    pub fn new(threads: usize) -> AgentService {
+        AgentService { threads: threads.max(1), active: Arc::new(Mutex::new(None)) }
+    }
+}
+
+fn plan_status(e: PlanError) -> Status {
+    match e {
+        PlanError::Version { .. } => Status::failed_precondition(e.to_string()),
+        PlanError::Invalid { .. } | PlanError::Resolve { .. } => Status::invalid_argument(e.to_string()),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<AgentInfo>, Status> {
+        Ok(Response::new(AgentInfo {
+            protocol_version: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            worker_threads: self.threads as u32,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
+            hostname: hostname(),
+            busy: lock(&self.active).is_some(),
+        }))
+    }
+
+    type RunStream = EventStream;
+
+    async fn run(&self, request: Request<RunPlan>) -> Result<Response<Self::RunStream>, Status> {
+        let plan = request.into_inner();
+        let run_id = plan.run_id.clone();
+        // Claim the agent before the (possibly slow) checks, so two controllers
+        // racing cannot both pass.
+        {
+            let mut active = lock(&self.active);
+            if let Some(a) = active.as_ref() {
+                return Err(Status::failed_precondition(format!("agent is busy with run {:?}", a.run_id)));
+            }
+            *active = Some(Active { run_id: run_id.clone(), stopper: None, cancelled: false });
+        }
+        let guard = BusyGuard(self.active.clone());
+        let plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
+        let (threads, connections) = (plan.threads, plan.connections);
+        let mut run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
+        if let Some(a) = lock(&self.active).as_mut() {
+            if a.cancelled {
+                run.stopper().stop();
+            }
+            a.stopper = Some(run.stopper());
+        }
+        tracing::info!(run_id, threads, connections, "run started");
+        let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let stopper = run.stopper();
+            let event = |e| Ok(RunEvent { event: Some(e) });
+            let started = Started { threads: threads as u32, connections: connections as u32 };
+            let mut connected = tx.send(event(run_event::Event::Started(started))).await.is_ok();
+            let mut acc = Totals::default();
+            // Tick a little after the workers hand over their deltas, so each
+            // progress snapshot carries one whole interval from every thread.
+            let first = run.start_instant() + SNAPSHOT_INTERVAL + SNAPSHOT_INTERVAL / 10;
+            let mut tick = tokio::time::interval_at(first.into(), SNAPSHOT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    delta = run.next_delta() => match delta {
+                        Some(d) => acc.add(&d),
+                        None => break,
+                    },
+                    _ = tick.tick(), if connected => {
+                        let delta = std::mem::take(&mut acc);
+                        let snap = delta.to_snapshot(run.elapsed());
+                        connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
+                        if !connected {
+                            tracing::warn!(run_id, "controller went away; stopping the run");
+                            stopper.stop();
+                        }
+                    }
+                    _ = tx.closed(), if connected => {
+                        tracing::warn!(run_id, "controller went away; stopping the run");
+                        connected = false;
+                        stopper.stop();
+                    }
+                }
+            }
+            let last = acc.to_snapshot(run.elapsed());
+            if connected {
+                let _ = tx.send(event(run_event::Event::Finished(last))).await;
+            }
+            tracing::info!(run_id, "run finished");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<CancelReply>, Status> {
+        let id = request.into_inner().run_id;
+        let mut active = lock(&self.active);
+        let cancelled = match active.as_mut() {
+            Some(a) if a.run_id == id => {
+                a.cancelled = true;
+                if let Some(s) = &a.stopper {
+                    s.stop();
+                }
+                true
+            }
+            _ => false,
+        };
+        Ok(Response::new(CancelReply { cancelled }))
+    }
+}
+
+/// This host's name, for reports; empty if it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,177 @@
+//! The agent binary over its real gRPC interface: describe, run, progress
+//! deltas that add up to what the target served, busy refusal, bad plans,
+//! cancel, and a controller that goes away.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tonic::Code;
+use volley_proto::agent_client::AgentClient;
+use volley_proto::{run_event, run_plan, CancelRequest, DescribeRequest, RunPlan, PROTOCOL_VERSION};
+use volley_stats::Totals;
+
+struct AgentProc {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_agent() -> AgentProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().nth(3).expect("address in ready line").to_owned();
+    AgentProc { child, addr }
+}
+
+fn target() -> target_server::ServerHandle {
+    target_server::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 1).unwrap()
+}
+
+fn plan(url: String, limit: run_plan::Limit, connections: u32) -> RunPlan {
+    RunPlan {
+        protocol_version: PROTOCOL_VERSION,
+        run_id: "test".into(),
+        url,
+        limit: Some(limit),
+        connections,
+        ..Default::default()
+    }
+}
+
+async fn client(addr: &str) -> AgentClient<tonic::transport::Channel> {
+    AgentClient::connect(format!("http://{addr}")).await.unwrap()
+}
+
+/// Reads a run's stream to its end: (progress snapshots, merged totals).
+async fn drain(stream: &mut tonic::Streaming<volley_proto::RunEvent>) -> (usize, Totals, bool) {
+    let (mut progress, mut total, mut finished) = (0, Totals::default(), false);
+    while let Some(ev) = stream.next().await {
+        match ev.unwrap().event.unwrap() {
+            run_event::Event::Started(s) => assert!(s.threads >= 1),
+            run_event::Event::Progress(s) => {
+                progress += 1;
+                total.add(&Totals::from_snapshot(&s).unwrap());
+            }
+            run_event::Event::Finished(s) => {
+                finished = true;
+                total.add(&Totals::from_snapshot(&s).unwrap());
+            }
+        }
+    }
+    (progress, total, finished)
+}
+
+#[tokio::test]
+async fn describes_itself() {
+    let agent = spawn_agent();
+    let info = client(&agent.addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.protocol_version, PROTOCOL_VERSION);
+    assert_eq!(info.worker_threads, 2);
+    assert!(info.cores >= 1);
+    assert!(!info.busy);
+}
+
+#[tokio::test]
+async fn a_duration_run_streams_deltas_that_add_up_to_what_the_target_served() {
+    let server = target();
+    let agent = spawn_agent();
+    let mut c = client(&agent.addr).await;
+    let url = format!("http://{}/hello", server.local_addr());
+    let mut stream = c.run(plan(url, run_plan::Limit::DurationMs(2500), 4)).await.unwrap().into_inner();
+    let (progress, total, finished) = drain(&mut stream).await;
+    assert!(finished, "no final snapshot");
+    assert!(progress >= 2, "expected progress about once a second, got {progress}");
+    assert!(total.requests > 0);
+    assert_eq!(total.requests, total.successes);
+    assert_eq!(server.stats().count("/hello", 200), total.requests);
+    assert_eq!(total.responses(), total.requests);
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn a_busy_agent_refuses_a_second_run_and_bad_plans_are_refused() {
+    let server = target();
+    let agent = spawn_agent();
+    let mut c = client(&agent.addr).await;
+    let slow = format!("http://{}/delay/100", server.local_addr());
+    let mut first = c.run(plan(slow.clone(), run_plan::Limit::Requests(20), 2)).await.unwrap().into_inner();
+    let err = c.run(plan(slow.clone(), run_plan::Limit::Requests(1), 1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("busy"), "{}", err.message());
+    let (_, total, finished) = drain(&mut first).await;
+    assert!(finished);
+    assert_eq!(total.requests, 20);
+
+    let mut bad = plan(slow.clone(), run_plan::Limit::Requests(1), 1);
+    bad.protocol_version = PROTOCOL_VERSION + 1;
+    assert_eq!(c.run(bad).await.unwrap_err().code(), Code::FailedPrecondition);
+    let bad = plan("ftp://x/".into(), run_plan::Limit::Requests(1), 1);
+    let err = c.run(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("url"), "{}", err.message());
+    assert_eq!(c.run(plan(slow.clone(), run_plan::Limit::Requests(1), 0)).await.unwrap_err().code(), Code::InvalidArgument);
+    // Still serving, and idle again.
+    let mut again = c.run(plan(slow, run_plan::Limit::Requests(3), 1)).await.unwrap().into_inner();
+    assert_eq!(drain(&mut again).await.1.requests, 3);
+    assert_eq!(server.stats().count("/delay/100", 200), 23);
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn cancel_stops_a_run_which_still_reports() {
+    let server = target();
+    let agent = spawn_agent();
+    let mut c = client(&agent.addr).await;
+    let url = format!("http://{}/delay/20", server.local_addr());
+    let mut stream = c.run(plan(url, run_plan::Limit::DurationMs(60_000), 2)).await.unwrap().into_inner();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    assert!(c.cancel(CancelRequest { run_id: "test".into() }).await.unwrap().into_inner().cancelled);
+    let (_, total, finished) = drain(&mut stream).await;
+    assert!(finished);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(total.requests > 0);
+    assert_eq!(server.stats().count("/delay/20", 200), total.requests);
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn a_controller_that_goes_away_stops_the_load() {
+    let server = target();
+    let agent = spawn_agent();
+    let mut c = client(&agent.addr).await;
+    let url = format!("http://{}/hello", server.local_addr());
+    let mut stream = c.run(plan(url, run_plan::Limit::DurationMs(60_000), 2)).await.unwrap().into_inner();
+    let _ = stream.next().await; // started
+    drop(stream);
+    drop(c);
+    // The target's count must stop growing well before the 60 s plan ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = server.stats().total;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = server.stats().total;
+        if now == last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "load did not stop");
+        last = now;
+    }
+    let info = client(&agent.addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+    assert!(!info.busy, "agent still busy after its controller left");
+    server.shutdown();
+}

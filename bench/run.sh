@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/run.sh: Volley's generator and target-server against wrk and nginx, in
+# one run, on one machine with two cores. Prints five figures with ratios:
+#
+#   1. rate per core: Volley (embedded agent, --threads 1) / wrk (-t1), both on
+#      CPU 1 against nginx on CPU 0, counted by nginx; median of R alternating
+#      rounds, at 50 and at 256 connections;
+#   2. CPU microseconds per request (user+sys) of Volley and wrk in those runs;
+#   3. an agent's peak RSS after 100,000 and after 10,000,000 requests;
+#   4. server CPU microseconds per request: target-server --threads 1 vs nginx
+#      with one worker, each on CPU 0, loaded by wrk on CPU 1;
+#   5. total rate of two agent processes vs one embedded agent with --threads 2.
+#
+# Usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
+# Needs root on first use (apt-get installs nginx-light, wrk, util-linux, curl, time).
+set -euo pipefail
+D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -d) D=$2; shift 2 ;;
+    -r) R=$2; shift 2 ;;
+    -m) BIG=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5]" >&2; exit 2 ;;
+  esac
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+cd "$(dirname "$0")/.."
+
+for tool in nginx wrk taskset curl /usr/bin/time; do
+  command -v "$tool" >/dev/null || NEED=1
+done
+if [[ ${NEED:-0} == 1 ]]; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time >/dev/null
+fi
+cargo build --release --quiet -p controller -p agent -p target-server
+BIN=$PWD/target/release
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [[ -f $dir/nginx.pid ]] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+worker_cpu_affinity 01;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  server { listen 127.0.0.1:8089 reuseport; location /hello { default_type text/plain; return 200 "Hello World!"; } }
+  server { listen 127.0.0.1:8090; location /status { stub_status; } }
+}
+CONF
+taskset -c 0 nginx -c "$dir/nginx.conf"
+for _ in $(seq 50); do curl -sf http://127.0.0.1:8090/status >/dev/null && break; sleep 0.1; done
+URL=http://127.0.0.1:8089/hello
+served() { curl -s http://127.0.0.1:8090/status | awk 'NR==3{print $3}'; }
+
+# measure LABEL CMD...: runs CMD on CPU 1; prints "rps cpu_us_per_req"
+# counted by nginx (minus the status request itself).
+measure() {
+  local before after t0 t1 cpu
+  before=$(served); t0=$(date +%s.%N)
+  cpu=$( { /usr/bin/time -f "%U %S" taskset -c 1 "$@" >/dev/null 2>"$dir/err" || true; } 2>&1; tail -n 1 "$dir/err")
+  t1=$(date +%s.%N); after=$(served)
+  awk -v n=$((after - before - 1)) -v t0="$t0" -v t1="$t1" -v cpu="$cpu" 'BEGIN{
+    split(cpu, c, " "); printf "%.0f %.3f\n", n / (t1 - t0), (c[1] + c[2]) * 1e6 / (n > 0 ? n : 1) }'
+}
+median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
+if want 1 || want 2; then
+  for C in 50 256; do
+    : >"$dir/ratios"; : >"$dir/cpu"
+    for i in $(seq "$R"); do
+      read -r wr wc < <(measure wrk -t1 -c"$C" -d"${D}s" "$URL")
+      read -r vr vc < <(measure "$BIN/controller" run --url "$URL" -c "$C" -z "${D}s" --threads 1)
+      printf "  c=%-3s round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$C" "$i" "$wr" "$wc" "$vr" "$vc"
+      awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
+      awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
+    done
+    echo "figure 1 (c=$C): rate volley/wrk, median of $R: $(median <"$dir/ratios")  (goal >= 1.00)"
+    echo "figure 2 (c=$C): cpu us/request volley/wrk, median of $R: $(median <"$dir/cpu")  (goal <= 1.05)"
+  done
+fi
+
+# Peak resident memory (VmHWM, KiB) of an agent process after N requests.
+agent_peak_after() {
+  local n=$1 line addr pid
+  coproc AGENT { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
+  pid=$AGENT_PID; pids+=("$pid")
+  read -r line <&"${AGENT[0]}"
+  addr=$(awk '{print $4}' <<<"$line")
+  taskset -c 1 "$BIN/controller" run --agents "$addr" --url "$URL" -n "$n" -c 50 >/dev/null
+  awk '/VmHWM/{print $2}' "/proc/$pid/status"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+if want 3; then
+  small=$(agent_peak_after 100000)
+  big=$(agent_peak_after "$BIG")
+  echo "figure 3: agent peak RSS after 100,000 requests: ${small} KiB; after $BIG: ${big} KiB; growth $(( (big - small) / 1024 )) MiB (goal <= 10 MiB)"
+fi
+
+# CPU ticks (user+sys, all threads) of a process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+if want 4; then
+  taskset -c 0 "$BIN/target-server" --listen 127.0.0.1:8091 --threads 1 >/dev/null 2>&1 &
+  ts=$!; pids+=("$ts")
+  for _ in $(seq 50); do curl -sf http://127.0.0.1:8091/hello >/dev/null && break; sleep 0.1; done
+  hz=$(getconf CLK_TCK)
+  ts_served() { curl -s http://127.0.0.1:8091/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
+  nginx_worker=$(pgrep -P "$(cat "$dir/nginx.pid")" | head -n 1)
+  : >"$dir/srv"
+  for i in $(seq "$R"); do
+    b=$(ticks "$ts"); n0=$(ts_served)
+    taskset -c 1 wrk -t1 -c50 -d"${D}s" http://127.0.0.1:8091/hello >/dev/null
+    a=$(ticks "$ts"); n1=$(ts_served)
+    t_us=$(awk -v t=$((a - b)) -v n=$((n1 - n0)) -v hz="$hz" 'BEGIN{printf "%.3f", t * 1e6 / hz / n}')
+    b=$(ticks "$nginx_worker"); s0=$(served)
+    taskset -c 1 wrk -t1 -c50 -d"${D}s" "$URL" >/dev/null
+    a=$(ticks "$nginx_worker"); s1=$(served)
+    n_us=$(awk -v t=$((a - b)) -v n=$((s1 - s0 - 1)) -v hz="$hz" 'BEGIN{printf "%.3f", t * 1e6 / hz / n}')
+    echo "  round $i: server cpu us/request: target-server $t_us, nginx $n_us"
+    awk -v a="$t_us" -v b="$n_us" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/srv"
+  done
+  echo "figure 4: server cpu per request target-server/nginx, median of $R: $(median <"$dir/srv")  (goal <= 1.00)"
+  kill "$ts"
+fi
+
+if want 5; then
+  : >"$dir/scale"
+  for i in $(seq "$R"); do
+    coproc A1 { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
+    p1=$A1_PID; pids+=("$p1"); read -r l1 <&"${A1[0]}"
+    coproc A2 { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
+    p2=$A2_PID; pids+=("$p2"); read -r l2 <&"${A2[0]}"
+    agents="$(awk '{print $4}' <<<"$l1"),$(awk '{print $4}' <<<"$l2")"
+    read -r two _ < <(measure "$BIN/controller" run --agents "$agents" --url "$URL" -c 100 -z "${D}s")
+    read -r one _ < <(measure "$BIN/controller" run --url "$URL" -c 100 -z "${D}s" --threads 2)
+    kill "$p1" "$p2"; wait "$p1" "$p2" 2>/dev/null || true
+    echo "  round $i: two agents $two req/s, one embedded agent with 2 threads $one req/s"
+    awk -v a="$two" -v b="$one" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/scale"
+  done
+  echo "figure 5: rate two agents / one agent with 2 threads, median of $R: $(median <"$dir/scale")  (goal 0.95..1.05)"
+fi

@@ -1,0 +1,278 @@
+//! The controller's flags, in one place with their docs: `--help` is the manual.
+//!
+//! Flag structs live in the library so tests (and the demo) can build them, and
+//! [`RunArgs::check`] turns them into a [`RunConfig`] with every value checked,
+//! each rejection naming the flag and why.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::Error;
+
+/// Volley: a distributed HTTP load tester.
+#[derive(Debug, Parser)]
+#[command(name = "controller", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The controller's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a load test on agents (or on an embedded agent) and print the global report.
+    Run(RunArgs),
+    /// Start a target-server and two agents in-process, load /hello, print the report.
+    Demo(DemoArgs),
+}
+
+/// Output formats of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable, ApacheBench-style.
+    Text,
+    /// One JSON object (schema in the README).
+    Json,
+}
+
+/// Flags of `controller run`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["requests", "duration"])))]
+pub struct RunArgs {
+    /// Agents as HOST:PORT[,HOST:PORT...]; without it, one agent runs embedded in this process.
+    #[arg(long, value_name = "LIST")]
+    pub agents: Option<String>,
+    /// Target URL (http://host:port/path).
+    #[arg(long)]
+    pub url: String,
+    /// Total requests, split across agents; exactly this many are sent.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Run for this long instead of a request count (e.g. 10s, 1m30s).
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Concurrent connections in total, split across agents.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    pub connections: u32,
+    /// Worker threads per agent (default: each agent's own default, its core count).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    /// Request body; @FILE reads it from a file.
+    #[arg(short = 'd', long = "body", value_name = "BODY")]
+    pub body: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Statuses that count as success, e.g. 200,204 (default: any 2xx).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub success_status: Vec<u16>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Flags of `controller demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Requests to send.
+    #[arg(short = 'n', long, default_value_t = 20_000)]
+    pub requests: u64,
+    /// Connections in total.
+    #[arg(short = 'c', long, default_value_t = 20)]
+    pub connections: u32,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try e.g. 10s, 500ms, 2m)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// How much work a run does, globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Exactly this many requests.
+    Requests(u64),
+    /// For this long.
+    Duration(Duration),
+}
+
+/// A checked `controller run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Agent addresses (host:port); empty means one embedded agent.
+    pub agents: Vec<String>,
+    /// The target URL, checked.
+    pub url: String,
+    /// The method, checked.
+    pub method: String,
+    /// Headers as (name, value), checked.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How much work.
+    pub limit: Limit,
+    /// Connections in total.
+    pub connections: u32,
+    /// Worker threads per agent, if given.
+    pub threads: Option<u32>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Success statuses; empty means any 2xx.
+    pub success_status: Vec<u16>,
+    /// Report format.
+    pub output: Output,
+}
+
+impl RunArgs {
+    /// Checks every flag and gathers them into a [`RunConfig`].
+    pub fn check(&self) -> Result<RunConfig, Error> {
+        agent::plan::parse_url(&self.url)
+            .map_err(|e| Error::usage(format!("--url: {}", strip_field(&e.to_string()))))?;
+        let limit = match (self.requests, self.duration) {
+            (Some(0), _) => return Err(Error::usage("-n/--requests: must be at least 1")),
+            (Some(n), None) => Limit::Requests(n),
+            (None, Some(d)) => Limit::Duration(d),
+            // clap's group already enforces exactly one; kept for callers that
+            // build RunArgs by hand.
+            _ => return Err(Error::usage("give exactly one of -n/--requests and -z/--duration")),
+        };
+        if self.connections == 0 {
+            return Err(Error::usage("-c/--connections: must be at least 1"));
+        }
+        if self.connections > agent::plan::MAX_CONNECTIONS {
+            return Err(Error::usage(format!(
+                "-c/--connections: {} is more than {}",
+                self.connections,
+                agent::plan::MAX_CONNECTIONS
+            )));
+        }
+        if let Some(t) = self.threads {
+            if t == 0 || t > agent::plan::MAX_THREADS {
+                return Err(Error::usage(format!("--threads: {t} is not in 1..={}", agent::plan::MAX_THREADS)));
+            }
+        }
+        let method = self.method.to_ascii_uppercase();
+        if http_method_invalid(&method) {
+            return Err(Error::usage(format!("-m/--method: {:?} is not an HTTP method", self.method)));
+        }
+        let mut headers = Vec::new();
+        for h in &self.headers {
+            let (name, value) =
+                h.split_once(':').ok_or_else(|| Error::usage(format!("-H/--header: {h:?} is not 'Name: value'")))?;
+            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(Error::usage(format!("-H/--header: {name:?} is not a header name")));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(Error::usage(format!("-H/--header: the value of {name:?} contains a line break")));
+            }
+            headers.push((name.to_owned(), value.as_bytes().to_vec()));
+        }
+        let body = match &self.body {
+            None => Vec::new(),
+            Some(b) => match b.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read(path).map_err(|e| Error::usage(format!("-d/--body: cannot read {path:?}: {e}")))?
+                }
+                None => b.as_bytes().to_vec(),
+            },
+        };
+        if let Some(bad) = self.success_status.iter().find(|s| !(100..1000).contains(*s)) {
+            return Err(Error::usage(format!("--success-status: {bad} is not an HTTP status")));
+        }
+        let agents = match &self.agents {
+            None => Vec::new(),
+            Some(list) => parse_agents(list)?,
+        };
+        if !agents.is_empty() && (self.connections as usize) < agents.len() {
+            return Err(Error::usage(format!(
+                "-c/--connections: {} is fewer than the {} agents; each agent needs at least one connection",
+                self.connections,
+                agents.len()
+            )));
+        }
+        Ok(RunConfig {
+            agents,
+            url: self.url.clone(),
+            method,
+            headers,
+            body,
+            limit,
+            connections: self.connections,
+            threads: self.threads,
+            timeout: self.timeout,
+            success_status: self.success_status.clone(),
+            output: self.output,
+        })
+    }
+}
+
+/// "invalid plan field `url`: reason" -> "reason", for CLI messages.
+fn strip_field(msg: &str) -> &str {
+    msg.split_once("`: ").map_or(msg, |(_, rest)| rest)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn http_method_invalid(m: &str) -> bool {
+    m.is_empty() || !m.bytes().all(is_tchar)
+}
+
+/// Parses `--agents`: comma-separated `host:port` (IPv6 as `[addr]:port`).
+pub fn parse_agents(list: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for entry in list.split(',') {
+        let entry = entry.trim();
+        let bad = |why: &str| Error::usage(format!("--agents: {entry:?} {why}"));
+        if entry.is_empty() {
+            return Err(Error::usage(format!("--agents: empty entry in {list:?}")));
+        }
+        let (host, port) = entry.rsplit_once(':').ok_or_else(|| bad("has no port; use HOST:PORT"))?;
+        let port: u16 = port.parse().map_err(|_| bad("has an invalid port"))?;
+        if port == 0 {
+            return Err(bad("has port 0"));
+        }
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        };
+        if !host_ok {
+            return Err(bad("has an invalid host"));
+        }
+        if out.iter().any(|a| a == entry) {
+            return Err(bad("is listed twice"));
+        }
+        out.push(entry.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_lists() {
+        assert_eq!(parse_agents("a:1,127.0.0.1:7070, [::1]:9").unwrap(), ["a:1", "127.0.0.1:7070", "[::1]:9"]);
+        for bad in ["", "a", "a:", "a:x", "a:0", "a:70000", ":80", "a:1,,b:2", "a b:1", "a:1,a:1", "[zz]:1"] {
+            assert!(parse_agents(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The Volley controller: splits a load test across agents, merges their
+//! results into one global report.
+//!
+//! # Layout
+//! - [`cli`]: flags and their checks (`controller run`, `controller demo`).
+//! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
+//! - [`split`]: proportional, deterministic splitting of quotas and connections.
+//! - [`report`]: the global report as text and JSON.
+//! - [`embedded`]: in-process agents for single-machine runs and the demo.
+//! - [`error`]: errors and their exit codes.
+
+pub mod cli;
+pub mod coordinator;
+pub mod embedded;
+pub mod error;
+pub mod report;
+pub mod split;
+
+use cli::{Cli, Command, DemoArgs, Output, RunConfig};
+use embedded::EmbeddedAgent;
+use error::Error;
+use report::Report;
+
+/// Runs a checked configuration and returns its global report. Without
+/// agents, one agent runs embedded in this process.
+pub async fn run(cfg: &RunConfig) -> Result<Report, Error> {
+    let (addresses, embedded) = if cfg.agents.is_empty() {
+        let threads = cfg.threads.map_or_else(agent::default_threads, |t| t as usize);
+        let a = EmbeddedAgent::start(threads).await?;
+        (vec![a.address.clone()], Some(a))
+    } else {
+        (cfg.agents.clone(), None)
+    };
+    let outcome = coordinator::execute(cfg, &addresses).await;
+    if let Some(a) = embedded {
+        a.stop().await;
+    }
+    Ok(Report::new(&cfg.url, &cfg.method, cfg.connections, &outcome?))
+}
+
+/// What the demo did: the report, and what the target-server itself counted.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// The global report.
+    pub report: Report,
+    /// `/hello` responses the target-server says it served.
+    pub served: u64,
+}
+
+/// Starts a target-server and two agents in-process on free loopback ports and
+/// loads the target's `/hello` through them.
+pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Other(format!("cannot start the demo target-server: {e}")))?;
+    let server = target_server::start(listener, 1)
+        .map_err(|e| Error::Other(format!("cannot start the demo target-server: {e}")))?;
+    let url = format!("http://{}/hello", server.local_addr());
+    let a = EmbeddedAgent::start(1).await?;
+    let b = EmbeddedAgent::start(1).await?;
+    let run_args = cli::RunArgs {
+        agents: Some(format!("{},{}", a.address, b.address)),
+        url,
+        requests: Some(args.requests),
+        duration: None,
+        connections: args.connections,
+        threads: Some(1),
+        method: "GET".into(),
+        headers: Vec::new(),
+        body: None,
+        timeout: std::time::Duration::from_secs(30),
+        success_status: Vec::new(),
+        output: args.output,
+    };
+    let result = match run_args.check() {
+        Ok(cfg) => run(&cfg).await,
+        Err(e) => Err(e),
+    };
+    a.stop().await;
+    b.stop().await;
+    let served = server.stats().count("/hello", 200);
+    tokio::task::spawn_blocking(move || server.shutdown()).await.ok();
+    Ok(DemoOutcome { report: result?, served })
+}
+
+fn print(report: &Report, output: Output) {
+    match output {
+        Output::Text => print!("{}", report.to_text()),
+        Output::Json => println!("{}", report.to_json()),
+    }
+}
+
+/// The controller's entry: runs a parsed command line, prints, returns the
+/// process exit code (0 done, 1 run or agent error, 2 usage error).
+pub fn main(cli: Cli) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("controller: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result: Result<i32, Error> = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => {
+                let cfg = args.check()?;
+                let report = run(&cfg).await?;
+                print(&report, cfg.output);
+                Ok(if report.agents.iter().any(|a| a.state == coordinator::AgentState::Lost) { 1 } else { 0 })
+            }
+            Command::Demo(args) => {
+                let d = demo(&args).await?;
+                print(&d.report, args.output);
+                if args.output == Output::Text {
+                    println!();
+                    println!(
+                        "target-server counted {} responses to /hello; the report counts {} successful requests",
+                        d.served, d.report.successful_requests
+                    );
+                }
+                Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("controller: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The global report: one [`Report`] built from merged results, printed as
+//! ApacheBench-style text or as one JSON object.
+//!
+//! Every figure derives from merged counters and histograms: the average is
+//! the merged latency sum over the merged response count, and percentiles come
+//! from the merged histogram, never from averaging per-agent figures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use volley_stats::Totals;
+
+use crate::coordinator::{AgentState, Outcome};
+
+/// The percentiles of ApacheBench's "served within a certain time" table, plus p99.9.
+pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
+
+/// Latency figures in milliseconds; all `null` in JSON when nothing answered.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// Fastest response.
+    pub min: Option<f64>,
+    /// Mean (exact: latency sum over count).
+    pub mean: Option<f64>,
+    /// Standard deviation.
+    pub stdev: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 66th percentile.
+    pub p66: Option<f64>,
+    /// 75th percentile.
+    pub p75: Option<f64>,
+    /// 80th percentile.
+    pub p80: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 98th percentile.
+    pub p98: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p999: Option<f64>,
+    /// Slowest response.
+    pub max: Option<f64>,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Latency {
+    /// Latency figures of `t`'s responses.
+    pub fn of(t: &Totals) -> Latency {
+        if t.responses() == 0 {
+            return Latency::default();
+        }
+        let h = &t.histogram;
+        let q = |p: f64| Some(ms(h.value_at_quantile(p / 100.0)));
+        Latency {
+            min: Some(ms(h.min())),
+            mean: t.mean_latency().map(|d| d.as_secs_f64() * 1000.0),
+            stdev: Some(h.stdev() / 1000.0),
+            p50: q(50.0),
+            p66: q(66.0),
+            p75: q(75.0),
+            p80: q(80.0),
+            p90: q(90.0),
+            p95: q(95.0),
+            p98: q(98.0),
+            p99: q(99.0),
+            p999: q(99.9),
+            max: Some(ms(h.max())),
+        }
+    }
+
+    fn at(&self, percent: f64) -> Option<f64> {
+        match percent {
+            50.0 => self.p50,
+            66.0 => self.p66,
+            75.0 => self.p75,
+            80.0 => self.p80,
+            90.0 => self.p90,
+            95.0 => self.p95,
+            98.0 => self.p98,
+            99.0 => self.p99,
+            99.9 => self.p999,
+            _ => self.max,
+        }
+    }
+}
+
+/// One agent's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    /// The agent's address.
+    pub address: String,
+    /// The host name it reported.
+    pub hostname: String,
+    /// done, cancelled, lost or idle.
+    pub state: AgentState,
+    /// Worker threads it used.
+    pub threads: u32,
+    /// Connections it held.
+    pub connections: u32,
+    /// Requests it completed.
+    pub total_requests: u64,
+    /// Its successes.
+    pub successful_requests: u64,
+    /// Its failures.
+    pub failed_requests: u64,
+    /// Its mean latency in ms.
+    pub average_response_time_ms: Option<f64>,
+    /// Its rate over its own run time.
+    pub requests_per_second: f64,
+    /// Why it was lost, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The global report of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The target URL.
+    pub url: String,
+    /// The method.
+    pub method: String,
+    /// Requests completed, with or without a response.
+    pub total_requests: u64,
+    /// Requests that succeeded.
+    pub successful_requests: u64,
+    /// Requests that failed (bad status or no response).
+    pub failed_requests: u64,
+    /// Mean latency of the responses in ms (`null` if none).
+    pub average_response_time_ms: Option<f64>,
+    /// Completed requests per second of run time.
+    pub requests_per_second: f64,
+    /// failed / total (0 when nothing was sent).
+    pub error_rate: f64,
+    /// Run time: from the common start to the last agent's end.
+    pub duration_s: f64,
+    /// Connections in total (ApacheBench's concurrency level).
+    pub concurrency: u32,
+    /// Mean time per request per connection (ab's "Time per request (mean)").
+    pub time_per_request_ms: f64,
+    /// Run time over requests (ab's "across all concurrent requests").
+    pub time_per_request_all_ms: f64,
+    /// Response bytes received.
+    pub bytes_received: u64,
+    /// Request bytes sent.
+    pub bytes_sent: u64,
+    /// Received bytes per second of run time, in KiB.
+    pub transfer_rate_kib_s: f64,
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// Latencies of the responses in ms.
+    pub latency_ms: Latency,
+    /// Responses by status code.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Requests without a response, by error class.
+    pub errors: BTreeMap<String, u64>,
+    /// One row per agent.
+    pub agents: Vec<AgentRow>,
+    /// Whether the run was cancelled before its end.
+    pub cancelled: bool,
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    if d.is_zero() { 0.0 } else { n as f64 / d.as_secs_f64() }
+}
+
+impl Report {
+    /// Builds the report of a run.
+    pub fn new(url: &str, method: &str, concurrency: u32, outcome: &Outcome) -> Report {
+        let t = &outcome.total;
+        let d = outcome.duration;
+        let secs = d.as_secs_f64();
+        let per_req_all = if t.requests > 0 { secs * 1000.0 / t.requests as f64 } else { 0.0 };
+        Report {
+            url: url.to_owned(),
+            method: method.to_owned(),
+            total_requests: t.requests,
+            successful_requests: t.successes,
+            failed_requests: t.failures,
+            average_response_time_ms: t.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
+            requests_per_second: per_second(t.requests, d),
+            error_rate: if t.requests > 0 { t.failures as f64 / t.requests as f64 } else { 0.0 },
+            duration_s: secs,
+            concurrency,
+            time_per_request_ms: per_req_all * f64::from(concurrency),
+            time_per_request_all_ms: per_req_all,
+            bytes_received: t.bytes_received,
+            bytes_sent: t.bytes_sent,
+            transfer_rate_kib_s: per_second(t.bytes_received, d) / 1024.0,
+            connections_opened: t.connects,
+            latency_ms: Latency::of(t),
+            status_codes: t.status_codes.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            errors: t.errors.iter().map(|(c, n)| (c.name().to_owned(), *n)).collect(),
+            agents: outcome
+                .agents
+                .iter()
+                .map(|a| AgentRow {
+                    address: a.address.clone(),
+                    hostname: a.hostname.clone(),
+                    state: a.state,
+                    threads: a.threads,
+                    connections: a.connections,
+                    total_requests: a.totals.requests,
+                    successful_requests: a.totals.successes,
+                    failed_requests: a.totals.failures,
+                    average_response_time_ms: a.totals.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
+                    requests_per_second: per_second(a.totals.requests, a.elapsed),
+                    error: a.error.clone(),
+                })
+                .collect(),
+            cancelled: outcome.cancelled,
+        }
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    /// The report as text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
+        // Writing to a String cannot fail; the results are ignored on purpose.
+        let _ = writeln!(s, "Volley load test: {} {}", self.method, self.url);
+        if self.cancelled {
+            let _ = writeln!(s, "(cancelled before the end: figures cover what was done)");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Total requests:         {}", self.total_requests);
+        let _ = writeln!(s, "Successful requests:    {}", self.successful_requests);
+        let _ = writeln!(s, "Failed requests:        {}", self.failed_requests);
+        let _ = writeln!(
+            s,
+            "Average response time:  {}",
+            self.average_response_time_ms.map_or_else(|| "n/a (no responses)".to_owned(), |v| format!("{v:.3} ms"))
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Requests per second:    {:.2} [#/sec] (mean)", self.requests_per_second);
+        let _ = writeln!(s, "Error rate:             {:.2} %", self.error_rate * 100.0);
+        let _ = writeln!(s, "Time taken for tests:   {:.3} seconds", self.duration_s);
+        let _ = writeln!(s, "Concurrency level:      {}", self.concurrency);
+        let _ = writeln!(s, "Time per request:       {:.3} [ms] (mean)", self.time_per_request_ms);
+        let _ = writeln!(
+            s,
+            "Time per request:       {:.3} [ms] (mean, across all concurrent requests)",
+            self.time_per_request_all_ms
+        );
+        let _ = writeln!(s, "Transfer rate:          {:.2} [Kbytes/sec] received", self.transfer_rate_kib_s);
+        let _ = writeln!(s, "Bytes sent / received:  {} / {}", self.bytes_sent, self.bytes_received);
+        let _ = writeln!(s, "Connections opened:     {}", self.connections_opened);
+        let _ = writeln!(s);
+        let l = &self.latency_ms;
+        let _ = writeln!(s, "Response times (ms)      min       mean[+/-sd]       median        max");
+        let _ = writeln!(
+            s,
+            "Total:            {:>10} {:>10} {:>8} {:>10} {:>10}",
+            opt(l.min),
+            opt(l.mean),
+            opt(l.stdev),
+            opt(l.p50),
+            opt(l.max)
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Percentage of the requests served within a certain time (ms)");
+        for p in PERCENTILES {
+            let label = if p == 99.9 { "99.9%".to_owned() } else { format!("{p:.0}%") };
+            let tail = if p == 100.0 { " (longest request)" } else { "" };
+            let _ = writeln!(s, "  {label:>6}  {:>10}{tail}", opt(l.at(p)));
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Status codes:");
+        if self.status_codes.is_empty() {
+            let _ = writeln!(s, "  (no responses)");
+        }
+        for (code, n) in &self.status_codes {
+            let _ = writeln!(s, "  {code}: {n}");
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(s, "Errors (requests without a response):");
+            for (class, n) in &self.errors {
+                let _ = writeln!(s, "  {class}: {n}");
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10}",
+            "Agent", "state", "threads", "conns", "requests", "success", "failed", "avg ms", "req/s"
+        );
+        for a in &self.agents {
+            let _ = writeln!(
+                s,
+                "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10.1}",
+                a.address,
+                format!("{:?}", a.state).to_lowercase(),
+                a.threads,
+                a.connections,
+                a.total_requests,
+                a.successful_requests,
+                a.failed_requests,
+                opt(a.average_response_time_ms),
+                a.requests_per_second
+            );
+            if let Some(e) = &a.error {
+                let _ = writeln!(s, "    {}: {e}", a.address);
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,99 @@
+//! Helpers for the controller's integration tests: real agent processes, a
+//! real target-server on a free port, and the real controller binary.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The `agent` binary next to the `controller` binary under test, built if
+/// this test run has not built it (e.g. `cargo test -p controller`).
+pub fn agent_bin() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let controller = PathBuf::from(env!("CARGO_BIN_EXE_controller"));
+        let path = controller.with_file_name(format!("agent{}", std::env::consts::EXE_SUFFIX));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "agent", "--bin", "agent"])
+            .args(if controller.parent().is_some_and(|d| d.ends_with("release")) { &["--release"][..] } else { &[][..] })
+            .status()
+            .expect("run cargo to build the agent binary");
+        assert!(status.success(), "cargo build -p agent failed");
+        assert!(path.exists(), "no agent binary at {}", path.display());
+        path
+    })
+    .clone()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a real agent process on a free loopback port and reads its address
+/// from the line it prints when ready.
+pub fn spawn_agent(extra: &[&str]) -> Proc {
+    let mut child = Command::new(agent_bin())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start agent");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read agent's ready line");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("agent printed no address: {line:?}"))
+        .to_string();
+    Proc { child, addr }
+}
+
+/// A real target-server on a free loopback port, in this process.
+pub fn target(threads: usize) -> target_server::ServerHandle {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target_server::start(listener, threads).expect("start target-server")
+}
+
+/// Runs the real controller binary with `args`.
+pub fn controller(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_controller"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run controller")
+}
+
+/// The JSON report the controller printed, after checking it exited 0.
+pub fn json_report(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "controller failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

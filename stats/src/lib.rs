@@ -1,0 +1,458 @@
+//! What Volley agents record and the controller merges.
+//!
+//! An agent's worker thread owns one [`Recorder`]: plain counters, a status
+//! table and an HdrHistogram, touched once per request with no lock, atomic or
+//! allocation. About once a second the thread calls [`Recorder::take`], which
+//! hands out everything recorded since the previous call as a [`Totals`] delta.
+//! Deltas travel to the controller as protobuf [`Snapshot`]s and are added up
+//! with [`Totals::add`]; because HdrHistogram addition is exact, percentiles of
+//! the merged histogram are exactly those of one histogram fed every sample.
+//!
+//! # Layout
+//! - [`ErrorClass`]: the stable names of transport failures.
+//! - [`Recorder`]: the per-thread hot-path recorder.
+//! - [`Totals`]: a mergeable delta or running total, and its protobuf form.
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use volley_proto::{ErrorCount, Snapshot, StatusCount};
+
+/// Highest latency the histograms track, in microseconds (one hour); longer
+/// latencies are recorded as one hour.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Significant decimal digits the histograms keep.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A new, empty latency histogram in microseconds with the project's bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    // Cannot fail: the bounds are constants that satisfy the crate's rules
+    // (low >= 1, high >= 2 * low, sigfig <= 5).
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS).expect("constant histogram bounds are valid")
+}
+
+/// Why a request failed without an HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorClass {
+    /// The target refused the TCP connection.
+    ConnectRefused,
+    /// The TCP connection could not be set up in time.
+    ConnectTimeout,
+    /// Another error while connecting (unreachable network, no route, ...).
+    Connect,
+    /// No complete response within the request timeout.
+    Timeout,
+    /// The target reset the connection.
+    Reset,
+    /// The target closed the connection before the response was complete.
+    Closed,
+    /// The response was not valid HTTP/1.1.
+    Protocol,
+    /// Any other I/O error.
+    Io,
+}
+
+impl ErrorClass {
+    /// Every class, in the order of their indices.
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::ConnectRefused,
+        ErrorClass::ConnectTimeout,
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::Reset,
+        ErrorClass::Closed,
+        ErrorClass::Protocol,
+        ErrorClass::Io,
+    ];
+
+    /// The stable name used in reports, JSON and the protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectRefused => "connect_refused",
+            ErrorClass::ConnectTimeout => "connect_timeout",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Reset => "reset",
+            ErrorClass::Closed => "closed",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::Io => "io",
+        }
+    }
+
+    /// The class with this stable name.
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Classifies an I/O error met while talking to the target.
+    pub fn of_io(err: &std::io::Error) -> ErrorClass {
+        use std::io::ErrorKind::*;
+        match err.kind() {
+            ConnectionRefused => ErrorClass::ConnectRefused,
+            ConnectionReset | ConnectionAborted => ErrorClass::Reset,
+            BrokenPipe | UnexpectedEof => ErrorClass::Closed,
+            TimedOut => ErrorClass::Timeout,
+            InvalidData => ErrorClass::Protocol,
+            _ => ErrorClass::Io,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A snapshot could not be turned back into [`Totals`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The histogram bytes are not a valid HdrHistogram serialisation.
+    #[error("invalid latency histogram in snapshot: {0}")]
+    Histogram(String),
+    /// A status code outside 100..=999.
+    #[error("invalid status code {0} in snapshot")]
+    Status(u32),
+    /// An error class this build does not know.
+    #[error("unknown error class {0:?} in snapshot")]
+    ErrorClass(String),
+    /// The histogram disagrees with the counters.
+    #[error("snapshot histogram holds {histogram} samples but {responses} responses were counted")]
+    Inconsistent {
+        /// Samples in the histogram.
+        histogram: u64,
+        /// Responses counted by status.
+        responses: u64,
+    },
+}
+
+/// Per-thread recorder: the only statistics code on the hot path.
+pub struct Recorder {
+    totals_without_status: Totals,
+    // Indexed by status code; a fixed table so counting a response never
+    // allocates or searches a map.
+    status: Box<[u64; 1000]>,
+    errors: [u64; ErrorClass::ALL.len()],
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder").field("requests", &self.totals_without_status.requests).finish_non_exhaustive()
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Recorder {
+        Recorder {
+            totals_without_status: Totals::default(),
+            status: Box::new([0; 1000]),
+            errors: [0; ErrorClass::ALL.len()],
+        }
+    }
+
+    /// Records a request that got a complete response.
+    #[inline]
+    pub fn response(&mut self, status: u16, success: bool, latency: Duration, sent: u64, received: u64) {
+        let t = &mut self.totals_without_status;
+        t.requests += 1;
+        if success {
+            t.successes += 1;
+        } else {
+            t.failures += 1;
+        }
+        t.bytes_sent += sent;
+        t.bytes_received += received;
+        let ns = latency.as_nanos().min(u64::MAX as u128) as u64;
+        t.latency_sum_ns += ns;
+        t.histogram.saturating_record((ns / 1000).max(1));
+        // Statuses come from a three-digit parse, so they are below 1000.
+        if let Some(slot) = self.status.get_mut(status as usize) {
+            *slot += 1;
+        }
+    }
+
+    /// Records a request that failed without a response.
+    #[inline]
+    pub fn error(&mut self, class: ErrorClass, sent: u64) {
+        let t = &mut self.totals_without_status;
+        t.requests += 1;
+        t.failures += 1;
+        t.bytes_sent += sent;
+        self.errors[class.index()] += 1;
+    }
+
+    /// Records a new connection to the target.
+    #[inline]
+    pub fn connect(&mut self) {
+        self.totals_without_status.connects += 1;
+    }
+
+    /// Requests recorded since the last [`Recorder::take`].
+    pub fn requests(&self) -> u64 {
+        self.totals_without_status.requests
+    }
+
+    /// Everything recorded since the previous call, leaving the recorder empty.
+    pub fn take(&mut self) -> Totals {
+        let mut out = std::mem::take(&mut self.totals_without_status);
+        for (code, n) in self.status.iter_mut().enumerate() {
+            if *n > 0 {
+                out.status_codes.insert(code as u16, std::mem::take(n));
+            }
+        }
+        for (class, n) in ErrorClass::ALL.iter().zip(self.errors.iter_mut()) {
+            if *n > 0 {
+                out.errors.insert(*class, std::mem::take(n));
+            }
+        }
+        out
+    }
+}
+
+/// Counts and latencies of some requests: a delta or a running total.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    /// Requests completed, with or without a response.
+    pub requests: u64,
+    /// Requests whose response counted as success.
+    pub successes: u64,
+    /// Requests that failed: a non-success status or no response at all.
+    pub failures: u64,
+    /// Responses by status code.
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Requests without a response, by cause.
+    pub errors: BTreeMap<ErrorClass, u64>,
+    /// Request bytes written.
+    pub bytes_sent: u64,
+    /// Response bytes read (head and body).
+    pub bytes_received: u64,
+    /// Sum of the latencies of the responses, in nanoseconds.
+    pub latency_sum_ns: u64,
+    /// Connections established.
+    pub connects: u64,
+    /// Latencies of the responses, in microseconds.
+    pub histogram: Histogram<u64>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            requests: 0,
+            successes: 0,
+            failures: 0,
+            status_codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency_sum_ns: 0,
+            connects: 0,
+            histogram: new_histogram(),
+        }
+    }
+}
+
+impl Totals {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.successes += other.successes;
+        self.failures += other.failures;
+        for (code, n) in &other.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        for (class, n) in &other.errors {
+            *self.errors.entry(*class).or_default() += n;
+        }
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.latency_sum_ns += other.latency_sum_ns;
+        self.connects += other.connects;
+        // Both histograms share the project's bounds, so `add` cannot fail.
+        self.histogram.add(&other.histogram).expect("histograms with equal bounds add");
+    }
+
+    /// Responses received (requests with a latency).
+    pub fn responses(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// Mean latency of the responses, if any.
+    pub fn mean_latency(&self) -> Option<Duration> {
+        let n = self.responses();
+        (n > 0).then(|| Duration::from_nanos(self.latency_sum_ns / n))
+    }
+
+    /// The latency at quantile `q` (0.0..=1.0) of the responses, if any.
+    pub fn latency_at(&self, q: f64) -> Option<Duration> {
+        (self.responses() > 0).then(|| Duration::from_micros(self.histogram.value_at_quantile(q)))
+    }
+
+    /// Encodes this delta as a protobuf snapshot.
+    pub fn to_snapshot(&self, elapsed: Duration) -> Snapshot {
+        let mut histogram = Vec::new();
+        // Serialising into a Vec cannot fail: the only errors are I/O errors
+        // of the writer, and writing to a Vec does not fail.
+        V2Serializer::new().serialize(&self.histogram, &mut histogram).expect("serialising a histogram into memory");
+        Snapshot {
+            requests: self.requests,
+            successes: self.successes,
+            failures: self.failures,
+            status_codes: self
+                .status_codes
+                .iter()
+                .map(|(s, n)| StatusCount { status: u32::from(*s), count: *n })
+                .collect(),
+            errors: self.errors.iter().map(|(c, n)| ErrorCount { class: c.name().to_owned(), count: *n }).collect(),
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+            latency_sum_ns: self.latency_sum_ns,
+            histogram,
+            elapsed_us: elapsed.as_micros().min(u64::MAX as u128) as u64,
+            connects: self.connects,
+        }
+    }
+
+    /// Decodes a protobuf snapshot, checking it is self-consistent.
+    pub fn from_snapshot(s: &Snapshot) -> Result<Totals, DecodeError> {
+        let decoded: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut s.histogram.as_slice())
+            .map_err(|e| DecodeError::Histogram(format!("{e:?}")))?;
+        // Re-home the samples into a histogram with our bounds so later
+        // additions cannot fail whatever bounds the sender used.
+        let mut histogram = new_histogram();
+        for v in decoded.iter_recorded() {
+            histogram.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        }
+        let mut status_codes = BTreeMap::new();
+        for sc in &s.status_codes {
+            let code = u16::try_from(sc.status)
+                .ok()
+                .filter(|c| (100..1000).contains(c))
+                .ok_or(DecodeError::Status(sc.status))?;
+            *status_codes.entry(code).or_default() += sc.count;
+        }
+        let mut errors = BTreeMap::new();
+        for e in &s.errors {
+            let class = ErrorClass::from_name(&e.class).ok_or_else(|| DecodeError::ErrorClass(e.class.clone()))?;
+            *errors.entry(class).or_default() += e.count;
+        }
+        let responses: u64 = status_codes.values().sum();
+        if responses != histogram.len() {
+            return Err(DecodeError::Inconsistent { histogram: histogram.len(), responses });
+        }
+        Ok(Totals {
+            requests: s.requests,
+            successes: s.successes,
+            failures: s.failures,
+            status_codes,
+            errors,
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            latency_sum_ns: s.latency_sum_ns,
+            connects: s.connects,
+            histogram,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(latencies_us: &[u64], status: u16) -> Totals {
+        let mut r = Recorder::new();
+        for &us in latencies_us {
+            r.response(status, status == 200, Duration::from_micros(us), 10, 20);
+        }
+        r.take()
+    }
+
+    #[test]
+    fn take_empties_the_recorder() {
+        let mut r = Recorder::new();
+        r.response(200, true, Duration::from_micros(150), 40, 100);
+        r.error(ErrorClass::ConnectRefused, 0);
+        let t = r.take();
+        assert_eq!((t.requests, t.successes, t.failures), (2, 1, 1));
+        assert_eq!(t.status_codes.get(&200), Some(&1));
+        assert_eq!(t.errors.get(&ErrorClass::ConnectRefused), Some(&1));
+        assert_eq!(t.responses(), 1);
+        let again = r.take();
+        assert_eq!(again.requests, 0);
+        assert!(again.status_codes.is_empty() && again.errors.is_empty());
+        assert_eq!(again.responses(), 0);
+    }
+
+    #[test]
+    fn merged_percentiles_equal_those_of_all_samples() {
+        // Two "agents" with very different latency distributions.
+        let a: Vec<u64> = (1..=5000).map(|i| 100 + i % 700).collect();
+        let b: Vec<u64> = (1..=3000).map(|i| 2_000 + (i * 37) % 90_000).collect();
+        let mut merged = Totals::default();
+        for part in [recorded(&a, 200), recorded(&b, 200)] {
+            let wire = part.to_snapshot(Duration::from_secs(1));
+            merged.add(&Totals::from_snapshot(&wire).unwrap());
+        }
+        let all: Vec<u64> = a.iter().chain(&b).copied().collect();
+        let one = recorded(&all, 200);
+        for q in [0.5, 0.66, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.latency_at(q), one.latency_at(q), "quantile {q}");
+        }
+        assert_eq!(merged.latency_sum_ns, one.latency_sum_ns);
+        assert_eq!(merged.requests, 8000);
+        // And the merged p50 is within histogram precision of the true median.
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        let exact = sorted[sorted.len() / 2 - 1] as f64;
+        let p50 = merged.latency_at(0.5).unwrap().as_micros() as f64;
+        assert!((p50 - exact).abs() / exact < 0.001, "p50 {p50} vs {exact}");
+    }
+
+    #[test]
+    fn snapshot_round_trip_keeps_everything() {
+        let mut r = Recorder::new();
+        r.response(500, false, Duration::from_millis(3), 50, 70);
+        r.response(200, true, Duration::from_millis(1), 50, 70);
+        r.error(ErrorClass::Timeout, 50);
+        r.connect();
+        let t = r.take();
+        let back = Totals::from_snapshot(&t.to_snapshot(Duration::from_secs(2))).unwrap();
+        assert_eq!(back.requests, 3);
+        assert_eq!(back.failures, 2);
+        assert_eq!(back.status_codes, t.status_codes);
+        assert_eq!(back.errors, t.errors);
+        assert_eq!(back.bytes_sent, 150);
+        assert_eq!(back.connects, 1);
+        assert_eq!(back.histogram, t.histogram);
+    }
+
+    #[test]
+    fn inconsistent_snapshots_are_rejected() {
+        let mut s = recorded(&[100, 200], 200).to_snapshot(Duration::ZERO);
+        s.status_codes[0].count = 5;
+        assert!(matches!(Totals::from_snapshot(&s), Err(DecodeError::Inconsistent { .. })));
+        let mut s = recorded(&[100], 200).to_snapshot(Duration::ZERO);
+        s.histogram.truncate(3);
+        assert!(matches!(Totals::from_snapshot(&s), Err(DecodeError::Histogram(_))));
+        let mut s = recorded(&[100], 200).to_snapshot(Duration::ZERO);
+        s.errors.push(ErrorCount { class: "gremlins".into(), count: 1 });
+        assert!(matches!(Totals::from_snapshot(&s), Err(DecodeError::ErrorClass(_))));
+    }
+}
