@@ -403,7 +403,7 @@ mod tests {
         let mut c = conn(addr).await;
         let r = c.round_trip(&get()).await.unwrap();
         assert_eq!((r.status, r.close), (200, false));
-        assert_eq!(r.received, 38 + 12);
+        assert_eq!(r.received, 39 + 12);
         let r = c.round_trip(&get()).await.unwrap();
         assert_eq!((r.status, r.close), (404, true));
     }

@@ -242,7 +242,8 @@ mod tests {
     #[tokio::test]
     async fn checks_every_field() {
         assert!(Plan::from_proto(plan(), 2).await.is_ok());
-        let cases: Vec<(fn(&mut RunPlan), &str)> = vec![
+        type Mutation = fn(&mut RunPlan);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|p| p.protocol_version = 99, "protocol version 99"),
             (|p| p.connections = 0, "`connections`"),
             (|p| p.limit = Some(run_plan::Limit::Requests(0)), "`requests`"),

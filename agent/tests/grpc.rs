@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tonic::Code;
 use volley_proto::agent_client::AgentClient;
-use volley_proto::{run_event, run_plan, CancelRequest, DescribeRequest, RunPlan, PROTOCOL_VERSION};
+use volley_proto::{CancelRequest, DescribeRequest, PROTOCOL_VERSION, RunPlan, run_event, run_plan};
 use volley_stats::Totals;
 
 struct AgentProc {
@@ -123,7 +123,10 @@ async fn a_busy_agent_refuses_a_second_run_and_bad_plans_are_refused() {
     let err = c.run(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("url"), "{}", err.message());
-    assert_eq!(c.run(plan(slow.clone(), run_plan::Limit::Requests(1), 0)).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        c.run(plan(slow.clone(), run_plan::Limit::Requests(1), 0)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     // Still serving, and idle again.
     let mut again = c.run(plan(slow, run_plan::Limit::Requests(3), 1)).await.unwrap().into_inner();
     assert_eq!(drain(&mut again).await.1.requests, 3);

@@ -160,10 +160,8 @@ impl RunArgs {
                 agent::plan::MAX_CONNECTIONS
             )));
         }
-        if let Some(t) = self.threads {
-            if t == 0 || t > agent::plan::MAX_THREADS {
-                return Err(Error::usage(format!("--threads: {t} is not in 1..={}", agent::plan::MAX_THREADS)));
-            }
+        if let Some(t) = self.threads.filter(|&t| t == 0 || t > agent::plan::MAX_THREADS) {
+            return Err(Error::usage(format!("--threads: {t} is not in 1..={}", agent::plan::MAX_THREADS)));
         }
         let method = self.method.to_ascii_uppercase();
         if http_method_invalid(&method) {

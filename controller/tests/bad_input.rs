@@ -69,7 +69,12 @@ struct FutureAgent;
 #[tonic::async_trait]
 impl Agent for FutureAgent {
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<AgentInfo>, Status> {
-        Ok(Response::new(AgentInfo { protocol_version: 99, version: "9.9.9".into(), worker_threads: 1, ..Default::default() }))
+        Ok(Response::new(AgentInfo {
+            protocol_version: 99,
+            version: "9.9.9".into(),
+            worker_threads: 1,
+            ..Default::default()
+        }))
     }
     type RunStream = Pin<Box<dyn futures::Stream<Item = Result<RunEvent, Status>> + Send>>;
     async fn run(&self, _: Request<RunPlan>) -> Result<Response<Self::RunStream>, Status> {

@@ -50,7 +50,8 @@ fn text_report_has_the_required_labels_and_agent_rows() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/hello", server.local_addr());
-    let out = controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "300", "-c", "4"]);
+    let out =
+        controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "300", "-c", "4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for line in [
@@ -81,7 +82,19 @@ fn server_errors_count_as_failures_with_their_status() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/status/500", server.local_addr());
-    let out = controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "400", "-c", "4", "--output", "json"]);
+    let out = controller(&[
+        "run",
+        "--agents",
+        &format!("{},{}", a.addr, b.addr),
+        "--url",
+        &url,
+        "-n",
+        "400",
+        "-c",
+        "4",
+        "--output",
+        "json",
+    ]);
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 400);
     assert_eq!(r["successful_requests"], 0);
@@ -111,14 +124,27 @@ fn a_refused_target_gives_failed_requests_with_their_class_and_a_report() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://127.0.0.1:{port}/hello");
-    let out = controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "100", "-c", "2", "--output", "json"]);
+    let out = controller(&[
+        "run",
+        "--agents",
+        &format!("{},{}", a.addr, b.addr),
+        "--url",
+        &url,
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--output",
+        "json",
+    ]);
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 100);
     assert_eq!(r["failed_requests"], 100);
     assert_eq!(r["errors"]["connect_refused"], 100);
     assert!(r["average_response_time_ms"].is_null());
     assert!(r["latency_ms"]["p50"].is_null());
-    let text = controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "10", "-c", "2"]);
+    let text =
+        controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "10", "-c", "2"]);
     assert!(text.status.success());
     assert!(stdout(&text).contains("connect_refused: 10"), "{}", stdout(&text));
 }
@@ -143,8 +169,21 @@ fn post_bodies_and_headers_reach_the_target() {
     let server = target(1);
     let url = format!("http://{}/echo", server.local_addr());
     let out = controller(&[
-        "run", "--url", &url, "-n", "20", "-c", "2", "-m", "POST", "-H", "Content-Type: application/json", "-d", r#"{"a":1}"#,
-        "--output", "json",
+        "run",
+        "--url",
+        &url,
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "-m",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"a":1}"#,
+        "--output",
+        "json",
     ]);
     let r = json_report(&out);
     assert_eq!(r["successful_requests"], 20);

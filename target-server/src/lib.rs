@@ -24,8 +24,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-pub use stats::Stats;
 use stats::Counters;
+pub use stats::Stats;
 
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -156,8 +156,10 @@ fn worker(index: usize, listener: std::net::TcpListener, counters: Arc<Counters>
 
 /// Runs the `target-server` binary: serve until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let threads = args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let threads =
+        args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
+    let listener =
+        std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = start(listener, threads).context("cannot start the server")?;
     // Printed on stdout so scripts and tests can learn a port-0 address.
     println!("target-server listening on http://{} with {threads} threads", server.local_addr());

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::stats::Counters;
@@ -90,7 +90,12 @@ async fn route(req: Request<Incoming>, method: &Method, path: &str) -> Response<
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
         // 1xx are not final answers: a server cannot end a request with one.
-        return match arg.parse::<u16>().ok().filter(|c| (200..=599).contains(c)).and_then(|c| StatusCode::from_u16(c).ok()) {
+        return match arg
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (200..=599).contains(c))
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(code) => text(code, format!("status {}\n", code.as_u16())),
             None => text(StatusCode::BAD_REQUEST, format!("{arg:?} is not a final status code (200..=599)\n")),
         };

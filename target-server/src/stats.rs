@@ -8,8 +8,8 @@
 //! counted under `(other)` so a scan of random URLs cannot grow memory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Distinct paths counted separately.
 pub const MAX_PATHS: usize = 1000;
@@ -74,13 +74,8 @@ impl Counters {
 
     /// A consistent-enough copy: each counter is read once.
     pub fn snapshot(&self) -> Stats {
-        let mut by_path: BTreeMap<String, BTreeMap<u16, u64>> = self
-            .others
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut by_path: BTreeMap<String, BTreeMap<u16, u64>> =
+            self.others.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let hello: u64 = self.shards.iter().map(|s| s.hello.load(Ordering::Relaxed)).sum();
         if hello > 0 {
             *by_path.entry("/hello".to_owned()).or_default().entry(200).or_default() += hello;

@@ -17,7 +17,11 @@ pub fn agent_bin() -> PathBuf {
         let path = controller.with_file_name(format!("agent{}", std::env::consts::EXE_SUFFIX));
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "agent", "--bin", "agent"])
-            .args(if controller.parent().is_some_and(|d| d.ends_with("release")) { &["--release"][..] } else { &[][..] })
+            .args(if controller.parent().is_some_and(|d| d.ends_with("release")) {
+                &["--release"][..]
+            } else {
+                &[][..]
+            })
             .status()
             .expect("run cargo to build the agent binary");
         assert!(status.success(), "cargo build -p agent failed");
