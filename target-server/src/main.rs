@@ -1,18 +1,18 @@
-//! The `target-server` binary: parse flags, set up logging, serve.
+//! The `target-server` binary: parses flags, sets up logging and hands over to
+//! [`target_server::run`].
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() {
     let args = target_server::Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        // stdout carries the `listening on` line that tools parse; logs go elsewhere.
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = target_server::run(args) {
-        eprintln!("target-server: {e:#}");
+    if let Err(err) = target_server::run(args) {
+        eprintln!("target-server: {err:#}");
         std::process::exit(1);
     }
 }
