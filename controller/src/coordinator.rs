@@ -26,9 +26,11 @@ use crate::split::split;
 
 /// How long connecting to and describing one agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How far ahead the common start instant is set: long enough for every plan
-/// to reach its agent and be checked, short enough not to be noticed.
-const START_LEAD: Duration = Duration::from_millis(200);
+/// Bounds of how far ahead the common start instant is set: long enough for
+/// every plan to reach its agent and be checked (a few round trips of the
+/// slowest agent), short enough not to be noticed.
+const MIN_START_LEAD: Duration = Duration::from_millis(20);
+const MAX_START_LEAD: Duration = Duration::from_secs(1);
 
 /// How an agent's part of the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -85,6 +87,8 @@ struct Connected {
     address: String,
     client: AgentClient<Channel>,
     info: AgentInfo,
+    /// How long Describe took: a round trip plus the agent's reply time.
+    rtt: Duration,
 }
 
 async fn connect(address: String) -> Result<Connected, String> {
@@ -95,14 +99,15 @@ async fn connect(address: String) -> Result<Connected, String> {
     let attempt = async {
         let channel = endpoint.connect().await.map_err(|e| format!("unreachable: {}", error_chain(&e)))?;
         let mut client = AgentClient::new(channel);
+        let asked = std::time::Instant::now();
         let info = client
             .describe(DescribeRequest {})
             .await
             .map_err(|s| format!("does not answer as a Volley agent: {}", s.message()))?
             .into_inner();
-        Ok::<_, String>((client, info))
+        Ok::<_, String>((client, info, asked.elapsed()))
     };
-    let (client, info) = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+    let (client, info, rtt) = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
         .await
         .map_err(|_| format!("did not answer within {CONNECT_TIMEOUT:?}"))??;
     if info.protocol_version != PROTOCOL_VERSION {
@@ -114,7 +119,7 @@ async fn connect(address: String) -> Result<Connected, String> {
     if info.busy {
         return Err("is busy with another run".into());
     }
-    Ok(Connected { address, client, info })
+    Ok(Connected { address, client, info, rtt })
 }
 
 /// The whole chain of an error's sources on one line.
@@ -163,7 +168,8 @@ pub async fn execute(cfg: &RunConfig, addresses: &[String]) -> Result<Outcome, E
         Limit::Requests(n) => Some(split(n, &conns, 0)),
         Limit::Duration(_) => None,
     };
-    let start_at = SystemTime::now() + START_LEAD;
+    let slowest = agents.iter().map(|a| a.rtt).max().unwrap_or_default();
+    let start_at = SystemTime::now() + (MIN_START_LEAD + slowest * 4).min(MAX_START_LEAD);
     let start_us = start_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     let run_id = format!("run-{start_us:x}");
 
