@@ -91,14 +91,24 @@ if want 1 || want 2; then
   done
 fi
 
+# start_agent NAME: starts an agent on CPU 1 and a free port; sets
+# NAME_pid and NAME_addr from the line it prints when ready.
+start_agent() {
+  local out=$dir/$1.out
+  taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 >"$out" 2>/dev/null &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do [[ -s $out ]] && break; sleep 0.05; done
+  printf -v "$1_pid" %s "$pid"
+  printf -v "$1_addr" %s "$(awk '{print $4; exit}' "$out")"
+}
+
 # Peak resident memory (VmHWM, KiB) of an agent process after N requests.
 agent_peak_after() {
-  local n=$1 line addr pid
-  coproc AGENT { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
-  pid=$AGENT_PID; pids+=("$pid")
-  read -r line <&"${AGENT[0]}"
-  addr=$(awk '{print $4}' <<<"$line")
-  taskset -c 1 "$BIN/controller" run --agents "$addr" --url "$URL" -n "$n" -c 50 >/dev/null
+  local n=$1 pid
+  start_agent mem
+  pid=$mem_pid
+  taskset -c 1 "$BIN/controller" run --agents "$mem_addr" --url "$URL" -n "$n" -c 50 >/dev/null
   awk '/VmHWM/{print $2}' "/proc/$pid/status"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -137,11 +147,9 @@ fi
 if want 5; then
   : >"$dir/scale"
   for i in $(seq "$R"); do
-    coproc A1 { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
-    p1=$A1_PID; pids+=("$p1"); read -r l1 <&"${A1[0]}"
-    coproc A2 { exec taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 2>/dev/null; }
-    p2=$A2_PID; pids+=("$p2"); read -r l2 <&"${A2[0]}"
-    agents="$(awk '{print $4}' <<<"$l1"),$(awk '{print $4}' <<<"$l2")"
+    start_agent a1
+    start_agent a2
+    p1=$a1_pid p2=$a2_pid agents="$a1_addr,$a2_addr"
     read -r two _ < <(measure "$BIN/controller" run --agents "$agents" --url "$URL" -c 100 -z "${D}s")
     read -r one _ < <(measure "$BIN/controller" run --url "$URL" -c 100 -z "${D}s" --threads 2)
     kill "$p1" "$p2"; wait "$p1" "$p2" 2>/dev/null || true

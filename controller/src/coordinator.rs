@@ -29,7 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bounds of how far ahead the common start instant is set: long enough for
 /// every plan to reach its agent and be checked (a few round trips of the
 /// slowest agent), short enough not to be noticed.
-const MIN_START_LEAD: Duration = Duration::from_millis(20);
+const MIN_START_LEAD: Duration = Duration::from_millis(5);
 const MAX_START_LEAD: Duration = Duration::from_secs(1);
 
 /// How an agent's part of the run ended.
@@ -137,6 +137,26 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Sees a run as it goes: for live progress, time series and the HTTP API.
+///
+/// Called from the merge loop, so implementations must be quick (no I/O that
+/// can block). Every method has a default that does nothing.
+pub trait Observer: Send {
+    /// The run is about to start; `agents` are the parts as planned.
+    fn started(&mut self, _agents: &[AgentOutcome]) {}
+    /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
+    /// the common start.
+    fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    /// Agent `agent`'s part ended.
+    fn ended(&mut self, _agent: usize, _state: AgentState, _error: Option<&str>) {}
+}
+
+/// An observer that observes nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
 /// An event from one agent's stream, tagged with the agent's index.
 enum Event {
     Started { threads: u32 },
@@ -145,8 +165,15 @@ enum Event {
     Broken(String),
 }
 
-/// Runs `cfg` on the agents at `addresses` and merges their results.
-pub async fn execute(cfg: &RunConfig, addresses: &[String]) -> Result<Outcome, Error> {
+/// Runs `cfg` on the agents at `addresses` and merges their results, telling
+/// `observer` as it goes. When `cancel` completes, the agents are cancelled
+/// and the outcome covers what they did until then.
+pub async fn execute(
+    cfg: &RunConfig,
+    addresses: &[String],
+    observer: &mut dyn Observer,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, Error> {
     let results = futures::future::join_all(addresses.iter().cloned().map(connect)).await;
     let mut agents = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
@@ -261,11 +288,11 @@ pub async fn execute(cfg: &RunConfig, addresses: &[String]) -> Result<Outcome, E
     }
     drop(tx);
 
+    observer.started(&outcomes);
     let mut total = Totals::default();
     let mut open = running;
     let mut cancelled = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    tokio::pin!(cancel);
     while open > 0 {
         tokio::select! {
             ev = rx.recv() => {
@@ -277,6 +304,7 @@ pub async fn execute(cfg: &RunConfig, addresses: &[String]) -> Result<Outcome, E
                         o.totals.add(&t);
                         total.add(&t);
                         o.elapsed = o.elapsed.max(elapsed);
+                        observer.delta(i, &t, elapsed);
                     }
                     Event::Finished(t, elapsed) => {
                         o.totals.add(&t);
@@ -284,18 +312,20 @@ pub async fn execute(cfg: &RunConfig, addresses: &[String]) -> Result<Outcome, E
                         o.elapsed = o.elapsed.max(elapsed);
                         o.state = if cancelled { AgentState::Cancelled } else { AgentState::Done };
                         open -= 1;
+                        observer.delta(i, &t, elapsed);
+                        observer.ended(i, o.state, None);
                     }
                     Event::Broken(why) => {
                         tracing::warn!(agent = %o.address, "agent lost: {why}");
                         o.state = AgentState::Lost;
-                        o.error = Some(why);
                         open -= 1;
+                        observer.ended(i, o.state, Some(&why));
+                        o.error = Some(why);
                     }
                 }
             }
-            _ = &mut ctrl_c, if !cancelled => {
+            _ = &mut cancel, if !cancelled => {
                 cancelled = true;
-                eprintln!("controller: interrupted; cancelling the agents and reporting what they did");
                 for a in &agents {
                     let mut client = a.client.clone();
                     let run_id = run_id.clone();

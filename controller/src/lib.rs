@@ -22,8 +22,14 @@ use error::Error;
 use report::Report;
 
 /// Runs a checked configuration and returns its global report. Without
-/// agents, one agent runs embedded in this process.
-pub async fn run(cfg: &RunConfig) -> Result<Report, Error> {
+/// agents, one agent runs embedded in this process. `observer` sees the run as
+/// it goes; when `cancel` completes the agents are cancelled and the report
+/// covers what they did.
+pub async fn run(
+    cfg: &RunConfig,
+    observer: &mut dyn coordinator::Observer,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Report, Error> {
     let (addresses, embedded) = if cfg.agents.is_empty() {
         let threads = cfg.threads.map_or_else(agent::default_threads, |t| t as usize);
         let a = EmbeddedAgent::start(threads).await?;
@@ -31,7 +37,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Report, Error> {
     } else {
         (cfg.agents.clone(), None)
     };
-    let outcome = coordinator::execute(cfg, &addresses).await;
+    let outcome = coordinator::execute(cfg, &addresses, observer, cancel).await;
     if let Some(a) = embedded {
         a.stop().await;
     }
@@ -72,7 +78,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         output: args.output,
     };
     let result = match run_args.check() {
-        Ok(cfg) => run(&cfg).await,
+        Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,
         Err(e) => Err(e),
     };
     a.stop().await;
@@ -80,6 +86,15 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
     let served = server.stats().count("/hello", 200);
     tokio::task::spawn_blocking(move || server.shutdown()).await.ok();
     Ok(DemoOutcome { report: result?, served })
+}
+
+/// Completes on the first Ctrl-C, after saying what happens next.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("controller: interrupted; cancelling the agents and reporting what they did");
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn print(report: &Report, output: Output) {
@@ -103,7 +118,7 @@ pub fn main(cli: Cli) -> i32 {
         match cli.command {
             Command::Run(args) => {
                 let cfg = args.check()?;
-                let report = run(&cfg).await?;
+                let report = run(&cfg, &mut coordinator::NoObserver, interrupted()).await?;
                 print(&report, cfg.output);
                 Ok(if report.agents.iter().any(|a| a.state == coordinator::AgentState::Lost) { 1 } else { 0 })
             }
