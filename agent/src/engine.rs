@@ -10,11 +10,23 @@
 //! About once a second each thread hands its recorder's delta to the agent over
 //! a channel, and once more when its last connection ends: the only cross-thread
 //! traffic while a run goes.
+//!
+//! In the open model (a plan with a rate) each thread owns a fixed send
+//! [`Schedule`]: the k-th request of the thread is due at a time computed from
+//! k alone, never from timer wake-ups, so lateness cannot accumulate. Whichever
+//! of the thread's connections is free claims the next slot. If the slot is
+//! already overdue (every connection was busy: the target stalled or the
+//! generator is short of connections), the request's latency is counted from
+//! its due time, so the queueing delay every scheduled user would have suffered
+//! shows up (coordinated omission corrected); the latency from the actual send
+//! is recorded too. If the slot is in the future the connection sleeps until
+//! it, and latency counts from the actual send: the timer's own lateness is the
+//! generator's, not the target's.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -39,6 +51,10 @@ struct Shared {
     start: Instant,
     /// When duration mode stops starting requests.
     deadline: Option<Instant>,
+    /// When the first worker really began, by the wall clock.
+    first_wake: OnceLock<SystemTime>,
+    /// Wakes whoever waits for the first worker to begin.
+    woke: tokio::sync::Notify,
 }
 
 /// A handle that stops a run early; in-flight requests still complete.
@@ -85,6 +101,46 @@ impl Run {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// Waits until the first worker has begun; returns how late it began
+    /// relative to the plan's start instant, in microseconds (negative if
+    /// early; zero if the plan gave no start instant).
+    pub async fn started(&self) -> i64 {
+        loop {
+            let notified = self.shared.woke.notified();
+            if let Some(at) = self.shared.first_wake.get() {
+                let Some(planned) = self.shared.plan.start_at else { return 0 };
+                return match at.duration_since(planned) {
+                    Ok(late) => late.as_micros() as i64,
+                    Err(early) => -(early.duration().as_micros() as i64),
+                };
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A thread's fixed send schedule in the open model.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    /// Requests per second at full rate.
+    rate: f64,
+    /// Ramp-up time in seconds: the rate grows linearly from zero over it.
+    ramp: f64,
+    /// Offset in seconds, so threads interleave instead of firing together.
+    phase: f64,
+}
+
+impl Schedule {
+    /// When slot `k` (counting from zero) is due. With a linear ramp the number
+    /// of slots due by time t is r·t²/(2d) until d, then r·d/2 + r·(t − d);
+    /// this inverts it.
+    fn due(&self, k: u64) -> Instant {
+        let (k, r, d) = (k as f64, self.rate, self.ramp);
+        let secs = if d > 0.0 && k < r * d / 2.0 { (2.0 * d * k / r).sqrt() } else { d / 2.0 + k / r };
+        self.start + Duration::from_secs_f64(secs + self.phase)
+    }
 }
 
 /// Starts the worker threads of `plan` and returns at once.
@@ -113,15 +169,28 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         batch,
         start,
         deadline,
+        first_wake: OnceLock::new(),
+        woke: tokio::sync::Notify::new(),
     });
     let (tx, deltas) = mpsc::unbounded_channel();
+    let mut first_conn = 0;
     for i in 0..threads {
         // Connections split evenly; the first `connections % threads` threads
         // take one more.
         let conns = connections / threads + usize::from(i < connections % threads);
+        // In the open model a thread's share of the rate follows its share of
+        // the connections.
+        let schedule = shared.plan.rate.map(|rate| {
+            let rate = rate * conns as f64 / connections as f64;
+            Schedule { start, rate, ramp: shared.plan.ramp_up.as_secs_f64(), phase: i as f64 / threads as f64 / rate }
+        });
         let shared = shared.clone();
         let tx = tx.clone();
-        std::thread::Builder::new().name(format!("volley-worker-{i}")).spawn(move || worker(shared, conns, tx))?;
+        let conn_range = first_conn..first_conn + conns;
+        first_conn += conns;
+        std::thread::Builder::new()
+            .name(format!("volley-worker-{i}"))
+            .spawn(move || worker(shared, conn_range, schedule, tx))?;
     }
     Ok(Run { shared, deltas, threads })
 }
@@ -131,6 +200,9 @@ struct Worker {
     shared: Arc<Shared>,
     recorder: RefCell<Recorder>,
     tokens: Cell<u64>,
+    /// Open model: the thread's schedule and its next unclaimed slot.
+    schedule: Option<Schedule>,
+    slot: Cell<u64>,
 }
 
 impl Worker {
@@ -161,7 +233,12 @@ impl Worker {
     }
 }
 
-fn worker(shared: Arc<Shared>, conns: usize, tx: mpsc::UnboundedSender<Totals>) {
+fn worker(
+    shared: Arc<Shared>,
+    conns: std::ops::Range<usize>,
+    schedule: Option<Schedule>,
+    tx: mpsc::UnboundedSender<Totals>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -174,10 +251,24 @@ fn worker(shared: Arc<Shared>, conns: usize, tx: mpsc::UnboundedSender<Totals>) 
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         tokio::time::sleep_until(shared.start.into()).await;
-        let w = Rc::new(Worker { shared, recorder: RefCell::new(Recorder::new()), tokens: Cell::new(0) });
-        let mut handles = Vec::with_capacity(conns);
-        for _ in 0..conns {
-            handles.push(tokio::task::spawn_local(connection(w.clone())));
+        if shared.first_wake.set(SystemTime::now()).is_ok() {
+            shared.woke.notify_waiters();
+        }
+        let total_conns = shared.plan.connections;
+        // Closed model with a ramp: connection i of the agent's C begins at
+        // ramp·i/C, so the active connections grow linearly.
+        let ramp = if schedule.is_none() { shared.plan.ramp_up } else { Duration::ZERO };
+        let w = Rc::new(Worker {
+            shared,
+            recorder: RefCell::new(Recorder::new()),
+            tokens: Cell::new(0),
+            schedule,
+            slot: Cell::new(0),
+        });
+        let mut handles = Vec::with_capacity(conns.len());
+        for i in conns {
+            let delay = ramp.mul_f64(i as f64 / total_conns as f64);
+            handles.push(tokio::task::spawn_local(connection(w.clone(), delay)));
         }
         let ticker = {
             let (w, tx) = (w.clone(), tx.clone());
@@ -207,17 +298,42 @@ fn worker(shared: Arc<Shared>, conns: usize, tx: mpsc::UnboundedSender<Totals>) 
 }
 
 /// Drives one connection: request after request until the plan says stop.
-async fn connection(w: Rc<Worker>) {
+async fn connection(w: Rc<Worker>, delay: Duration) {
     let s = w.shared.clone();
     let plan = &s.plan;
     let sent = plan.request.len() as u64;
+    if !delay.is_zero() {
+        tokio::time::sleep_until((s.start + delay).into()).await;
+    }
     let mut conn: Option<Conn> = None;
     // One timer per connection, re-armed per request: no timer allocation per request.
     let timer = tokio::time::sleep(plan.timeout);
     tokio::pin!(timer);
     loop {
-        let t0 = tokio::time::Instant::now();
-        if !w.may_send(t0.into_std()) {
+        let mut t0 = tokio::time::Instant::now();
+        // Where the latency counts from, and (open model) how late the send was.
+        let mut counted_from = t0;
+        let mut lag = None;
+        if let Some(schedule) = &w.schedule {
+            let k = w.slot.get();
+            let due = schedule.due(k);
+            if !w.may_send(due) {
+                break;
+            }
+            w.slot.set(k + 1);
+            if due > t0.into_std() {
+                tokio::time::sleep_until(due.into()).await;
+                if s.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                t0 = tokio::time::Instant::now();
+                counted_from = t0;
+                lag = Some(Duration::ZERO);
+            } else {
+                counted_from = due.into();
+                lag = Some(t0.into_std() - due);
+            }
+        } else if !w.may_send(t0.into_std()) {
             break;
         }
         timer.as_mut().reset(t0 + plan.timeout);
@@ -228,13 +344,12 @@ async fn connection(w: Rc<Worker>) {
         };
         let failed = match result {
             Ok(resp) => {
-                w.recorder.borrow_mut().response(
-                    resp.status,
-                    plan.success.accepts(resp.status),
-                    t0.elapsed(),
-                    sent,
-                    resp.received,
-                );
+                let end = tokio::time::Instant::now();
+                let mut rec = w.recorder.borrow_mut();
+                rec.response(resp.status, plan.success.accepts(resp.status), end - counted_from, sent, resp.received);
+                if let Some(lag) = lag {
+                    rec.scheduled(end - t0, lag);
+                }
                 if resp.close {
                     conn = None;
                 }

@@ -16,6 +16,8 @@ pub const MAX_CONNECTIONS: u32 = 100_000;
 pub const MAX_THREADS: u32 = 1024;
 /// Longest run one plan may ask for (a day).
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Highest request rate one plan may ask of one agent.
+pub const MAX_RATE: f64 = 10_000_000.0;
 /// Per-request timeout when the plan gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -69,6 +71,11 @@ pub struct Plan {
     pub success: Success,
     /// When to start, if the controller gave a common instant.
     pub start_at: Option<SystemTime>,
+    /// Open model: requests per second on a fixed schedule; `None` is the
+    /// closed model.
+    pub rate: Option<f64>,
+    /// Time over which the rate (or the active connections) grows from zero.
+    pub ramp_up: Duration,
 }
 
 /// Why a plan was refused.
@@ -197,6 +204,18 @@ impl Plan {
             }
             Success::Statuses(list)
         };
+        let rate = match p.rate {
+            0.0 => None,
+            r if r.is_finite() && r > 0.0 && r <= MAX_RATE => Some(r),
+            r => return Err(invalid("rate", format!("{r} is not a rate in (0, {MAX_RATE}] requests per second"))),
+        };
+        let ramp_up = Duration::from_millis(p.ramp_up_ms);
+        if ramp_up > MAX_DURATION {
+            return Err(invalid(
+                "ramp_up_ms",
+                format!("{} ms is longer than the {} s limit", p.ramp_up_ms, MAX_DURATION.as_secs()),
+            ));
+        }
         let start_at =
             (p.start_at_unix_us > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(p.start_at_unix_us));
         let addr = tokio::net::lookup_host(&target.authority)
@@ -205,7 +224,19 @@ impl Plan {
             .next()
             .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
-        Ok(Plan { run_id: p.run_id, addr, request, limit, connections, threads, timeout, success, start_at })
+        Ok(Plan {
+            run_id: p.run_id,
+            addr,
+            request,
+            limit,
+            connections,
+            threads,
+            timeout,
+            success,
+            start_at,
+            rate,
+            ramp_up,
+        })
     }
 }
 
@@ -253,6 +284,9 @@ mod tests {
             (|p| p.threads = 5000, "`threads`"),
             (|p| p.success_status = vec![42], "`success_status`"),
             (|p| p.url = "https://x/".into(), "https"),
+            (|p| p.rate = -1.0, "`rate`"),
+            (|p| p.rate = f64::NAN, "`rate`"),
+            (|p| p.ramp_up_ms = u64::MAX, "`ramp_up_ms`"),
         ];
         for (mutate, needle) in cases {
             let mut p = plan();

@@ -10,6 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -114,7 +115,15 @@ impl Agent for AgentService {
             let _guard = guard;
             let stopper = run.stopper();
             let event = |e| Ok(RunEvent { event: Some(e) });
-            let started = Started { threads: threads as u32, connections: connections as u32 };
+            // Started goes out once the workers have begun, carrying how far
+            // from the common start instant they began (bounded wait: a worker
+            // that failed to start must not hold the stream).
+            let give_up = tokio::time::sleep_until((run.start_instant() + Duration::from_secs(1)).into());
+            let start_skew_us = tokio::select! {
+                skew = run.started() => skew,
+                _ = give_up => 0,
+            };
+            let started = Started { threads: threads as u32, connections: connections as u32, start_skew_us };
             let mut connected = tx.send(event(run_event::Event::Started(started))).await.is_ok();
             let mut acc = Totals::default();
             // Tick a little after the workers hand over their deltas, so each

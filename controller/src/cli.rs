@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a load test on agents (or on an embedded agent) and print the global report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start a target-server and two agents in-process, load /hello, print the report.
     Demo(DemoArgs),
 }
@@ -53,6 +53,15 @@ pub struct RunArgs {
     /// Run for this long instead of a request count (e.g. 10s, 1m30s).
     #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Open model: send R requests per second in total on a fixed schedule,
+    /// whatever the latency; latency counts from each request's intended send
+    /// time (coordinated omission corrected). Split across agents.
+    #[arg(short = 'q', long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Grow the rate (or, without --rate, the active connections) linearly
+    /// from zero over this time (e.g. 5s); the ramp is part of the run.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ramp_up: Option<Duration>,
     /// Concurrent connections in total, split across agents.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
     pub connections: u32,
@@ -135,6 +144,10 @@ pub struct RunConfig {
     pub success_status: Vec<u16>,
     /// Report format.
     pub output: Output,
+    /// Open model: requests per second in total.
+    pub rate: Option<f64>,
+    /// Ramp-up time (zero for none).
+    pub ramp_up: Duration,
 }
 
 impl RunArgs {
@@ -162,6 +175,20 @@ impl RunArgs {
         }
         if let Some(t) = self.threads.filter(|&t| t == 0 || t > agent::plan::MAX_THREADS) {
             return Err(Error::usage(format!("--threads: {t} is not in 1..={}", agent::plan::MAX_THREADS)));
+        }
+        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= agent::plan::MAX_RATE * 100.0)) {
+            return Err(Error::usage(format!("-q/--rate: {r} is not a rate above 0 requests per second")));
+        }
+        let ramp_up = self.ramp_up.unwrap_or_default();
+        if let Limit::Duration(d) = limit
+            && !ramp_up.is_zero()
+            && ramp_up >= d
+        {
+            return Err(Error::usage(format!(
+                "--ramp-up: {} is not shorter than the run's -z {}",
+                humantime::format_duration(ramp_up),
+                humantime::format_duration(d)
+            )));
         }
         let method = self.method.to_ascii_uppercase();
         if http_method_invalid(&method) {
@@ -215,6 +242,8 @@ impl RunArgs {
             timeout: self.timeout,
             success_status: self.success_status.clone(),
             output: self.output,
+            rate: self.rate,
+            ramp_up,
         })
     }
 }

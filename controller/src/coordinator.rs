@@ -67,6 +67,11 @@ pub struct AgentOutcome {
     pub state: AgentState,
     /// Why it was lost, if it was.
     pub error: Option<String>,
+    /// Open model: its share of the rate, requests per second.
+    pub rate: Option<f64>,
+    /// How late (positive) its workers began relative to the common start
+    /// instant, by its own clock, in microseconds.
+    pub start_skew_us: Option<i64>,
 }
 
 /// The merged result of a run.
@@ -159,7 +164,7 @@ impl Observer for NoObserver {}
 
 /// An event from one agent's stream, tagged with the agent's index.
 enum Event {
-    Started { threads: u32 },
+    Started { threads: u32, skew_us: i64 },
     Delta(Totals, Duration),
     Finished(Totals, Duration),
     Broken(String),
@@ -213,6 +218,8 @@ pub async fn execute(
             elapsed: Duration::ZERO,
             state: AgentState::Idle,
             error: None,
+            rate: cfg.rate.map(|r| r * conns[i] as f64 / f64::from(cfg.connections)),
+            start_skew_us: None,
         })
         .collect();
 
@@ -241,6 +248,8 @@ pub async fn execute(
             timeout_ms: cfg.timeout.as_millis() as u64,
             success_status: cfg.success_status.iter().map(|&s| u32::from(s)).collect(),
             start_at_unix_us: start_us,
+            rate: outcomes[i].rate.unwrap_or(0.0),
+            ramp_up_ms: cfg.ramp_up.as_millis() as u64,
         };
         let mut client = a.client.clone();
         sends.push(async move { (i, client.run(plan).await) });
@@ -267,7 +276,9 @@ pub async fn execute(
                     None => Event::Broken("stream ended before the final snapshot".into()),
                     Some(Err(status)) => Event::Broken(format!("stream failed: {}", status.message())),
                     Some(Ok(ev)) => match ev.event {
-                        Some(run_event::Event::Started(s)) => Event::Started { threads: s.threads },
+                        Some(run_event::Event::Started(s)) => {
+                            Event::Started { threads: s.threads, skew_us: s.start_skew_us }
+                        }
                         Some(run_event::Event::Progress(snap)) => match Totals::from_snapshot(&snap) {
                             Ok(t) => Event::Delta(t, Duration::from_micros(snap.elapsed_us)),
                             Err(e) => Event::Broken(e.to_string()),
@@ -299,7 +310,10 @@ pub async fn execute(
                 let Some((i, ev)) = ev else { break };
                 let o = &mut outcomes[i];
                 match ev {
-                    Event::Started { threads } => o.threads = threads,
+                    Event::Started { threads, skew_us } => {
+                        o.threads = threads;
+                        o.start_skew_us = Some(skew_us);
+                    }
                     Event::Delta(t, elapsed) => {
                         o.totals.add(&t);
                         total.add(&t);

@@ -41,7 +41,7 @@ pub async fn run(
     if let Some(a) = embedded {
         a.stop().await;
     }
-    Ok(Report::new(&cfg.url, &cfg.method, cfg.connections, &outcome?))
+    Ok(Report::new(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, &outcome?))
 }
 
 /// What the demo did: the report, and what the target-server itself counted.
@@ -76,6 +76,8 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         timeout: std::time::Duration::from_secs(30),
         success_status: Vec::new(),
         output: args.output,
+        rate: None,
+        ramp_up: None,
     };
     let result = match run_args.check() {
         Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,

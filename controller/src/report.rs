@@ -53,16 +53,21 @@ fn ms(us: u64) -> f64 {
 }
 
 impl Latency {
-    /// Latency figures of `t`'s responses.
+    /// Latency figures of `t`'s responses (the mean is exact, from the sum).
     pub fn of(t: &Totals) -> Latency {
-        if t.responses() == 0 {
+        Latency::of_histogram(&t.histogram, t.mean_latency().map(|d| d.as_secs_f64() * 1000.0))
+    }
+
+    /// Latency figures of a histogram in microseconds, with the mean given
+    /// (`None`: the histogram's own mean).
+    pub fn of_histogram(h: &hdrhistogram::Histogram<u64>, mean: Option<f64>) -> Latency {
+        if h.is_empty() {
             return Latency::default();
         }
-        let h = &t.histogram;
         let q = |p: f64| Some(ms(h.value_at_quantile(p / 100.0)));
         Latency {
             min: Some(ms(h.min())),
-            mean: t.mean_latency().map(|d| d.as_secs_f64() * 1000.0),
+            mean: mean.or(Some(h.mean() / 1000.0)),
             stdev: Some(h.stdev() / 1000.0),
             p50: q(50.0),
             p66: q(66.0),
@@ -119,6 +124,29 @@ pub struct AgentRow {
     /// Why it was lost, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Open model: its share of the rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// How late its workers began after the common start instant, in ms
+    /// (by its own clock; negative if early).
+    pub start_skew_ms: Option<f64>,
+}
+
+/// How well the open model kept its schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateReport {
+    /// Requests per second asked for.
+    pub requested: f64,
+    /// Requests per second sent, over the run time after the ramp-up's
+    /// half-weight (a linear ramp sends half its full-rate share).
+    pub achieved: f64,
+    /// How far below the requested rate, in percent (negative: above).
+    pub shortfall_percent: f64,
+    /// The largest delay of a send behind its schedule, in ms.
+    pub max_schedule_lag_ms: f64,
+    /// Set when the shortfall exceeds 1 %: the generator could not keep up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The global report of one run.
@@ -156,8 +184,16 @@ pub struct Report {
     pub transfer_rate_kib_s: f64,
     /// Connections opened.
     pub connections_opened: u64,
-    /// Latencies of the responses in ms.
+    /// Latencies of the responses in ms; with a rate, from each request's
+    /// intended send time (coordinated omission corrected).
     pub latency_ms: Latency,
+    /// With a rate: latencies from the actual send (what a closed-loop tool
+    /// would report); `null` without a rate.
+    pub latency_uncorrected_ms: Option<Latency>,
+    /// With a rate: requested vs achieved, and the schedule lag.
+    pub rate: Option<RateReport>,
+    /// The ramp-up time in seconds (0 for none); its requests are included.
+    pub ramp_up_s: f64,
     /// Responses by status code.
     pub status_codes: BTreeMap<String, u64>,
     /// Requests without a response, by error class.
@@ -174,10 +210,31 @@ fn per_second(n: u64, d: Duration) -> f64 {
 
 impl Report {
     /// Builds the report of a run.
-    pub fn new(url: &str, method: &str, concurrency: u32, outcome: &Outcome) -> Report {
+    pub fn new(
+        url: &str,
+        method: &str,
+        concurrency: u32,
+        rate: Option<f64>,
+        ramp_up: Duration,
+        outcome: &Outcome,
+    ) -> Report {
         let t = &outcome.total;
         let d = outcome.duration;
         let secs = d.as_secs_f64();
+        let rate = rate.map(|requested| {
+            let full_rate_secs = (secs - ramp_up.as_secs_f64() / 2.0).max(f64::MIN_POSITIVE);
+            let achieved = t.requests as f64 / full_rate_secs;
+            let shortfall_percent = (1.0 - achieved / requested) * 100.0;
+            let max_schedule_lag_ms = t.max_lag_us as f64 / 1000.0;
+            let warning = (shortfall_percent > 1.0 && !outcome.cancelled).then(|| {
+                format!(
+                    "the generator fell behind its schedule: {achieved:.1} of {requested:.1} requests per second \
+                     ({shortfall_percent:.1} % short, lag up to {max_schedule_lag_ms:.1} ms); \
+                     add connections (-c), threads or agents"
+                )
+            });
+            RateReport { requested, achieved, shortfall_percent, max_schedule_lag_ms, warning }
+        });
         let per_req_all = if t.requests > 0 { secs * 1000.0 / t.requests as f64 } else { 0.0 };
         Report {
             url: url.to_owned(),
@@ -197,6 +254,9 @@ impl Report {
             transfer_rate_kib_s: per_second(t.bytes_received, d) / 1024.0,
             connections_opened: t.connects,
             latency_ms: Latency::of(t),
+            latency_uncorrected_ms: rate.as_ref().map(|_| Latency::of_histogram(&t.uncorrected, None)),
+            rate,
+            ramp_up_s: ramp_up.as_secs_f64(),
             status_codes: t.status_codes.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             errors: t.errors.iter().map(|(c, n)| (c.name().to_owned(), *n)).collect(),
             agents: outcome
@@ -214,6 +274,8 @@ impl Report {
                     average_response_time_ms: a.totals.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
                     requests_per_second: per_second(a.totals.requests, a.elapsed),
                     error: a.error.clone(),
+                    rate: a.rate,
+                    start_skew_ms: a.start_skew_us.map(|us| us as f64 / 1000.0),
                 })
                 .collect(),
             cancelled: outcome.cancelled,
@@ -258,8 +320,25 @@ impl Report {
         let _ = writeln!(s, "Transfer rate:          {:.2} [Kbytes/sec] received", self.transfer_rate_kib_s);
         let _ = writeln!(s, "Bytes sent / received:  {} / {}", self.bytes_sent, self.bytes_received);
         let _ = writeln!(s, "Connections opened:     {}", self.connections_opened);
+        if self.ramp_up_s > 0.0 {
+            let _ =
+                writeln!(s, "Ramp-up:                {:.3} seconds (its requests are included above)", self.ramp_up_s);
+        }
+        if let Some(r) = &self.rate {
+            let _ = writeln!(s, "Requested rate:         {:.2} [#/sec]", r.requested);
+            let _ =
+                writeln!(s, "Achieved rate:          {:.2} [#/sec] ({:.2} % short)", r.achieved, r.shortfall_percent);
+            let _ = writeln!(s, "Max schedule lag:       {:.3} ms", r.max_schedule_lag_ms);
+            if let Some(w) = &r.warning {
+                let _ = writeln!(s, "WARNING: {w}");
+            }
+        }
         let _ = writeln!(s);
         let l = &self.latency_ms;
+        if self.rate.is_some() {
+            let _ =
+                writeln!(s, "Latency counts from each request's intended send time (coordinated omission corrected).");
+        }
         let _ = writeln!(s, "Response times (ms)      min       mean[+/-sd]       median        max");
         let _ = writeln!(
             s,
@@ -272,10 +351,18 @@ impl Report {
         );
         let _ = writeln!(s);
         let _ = writeln!(s, "Percentage of the requests served within a certain time (ms)");
-        for p in PERCENTILES {
-            let label = if p == 99.9 { "99.9%".to_owned() } else { format!("{p:.0}%") };
-            let tail = if p == 100.0 { " (longest request)" } else { "" };
-            let _ = writeln!(s, "  {label:>6}  {:>10}{tail}", opt(l.at(p)));
+        if let Some(u) = &self.latency_uncorrected_ms {
+            let _ = writeln!(s, "            corrected  uncorrected (from the actual send)");
+            for p in PERCENTILES {
+                let label = if p == 99.9 { "99.9%".to_owned() } else { format!("{p:.0}%") };
+                let _ = writeln!(s, "  {label:>6}  {:>10}  {:>10}", opt(l.at(p)), opt(u.at(p)));
+            }
+        } else {
+            for p in PERCENTILES {
+                let label = if p == 99.9 { "99.9%".to_owned() } else { format!("{p:.0}%") };
+                let tail = if p == 100.0 { " (longest request)" } else { "" };
+                let _ = writeln!(s, "  {label:>6}  {:>10}{tail}", opt(l.at(p)));
+            }
         }
         let _ = writeln!(s);
         let _ = writeln!(s, "Status codes:");

@@ -188,6 +188,16 @@ impl Recorder {
         }
     }
 
+    /// Open model: records the latency of a response measured from its actual
+    /// send (the one given to [`Recorder::response`] counts from the intended
+    /// send time) and how late the send was.
+    #[inline]
+    pub fn scheduled(&mut self, uncorrected: Duration, lag: Duration) {
+        let t = &mut self.totals_without_status;
+        t.uncorrected.saturating_record((uncorrected.as_micros() as u64).max(1));
+        t.max_lag_us = t.max_lag_us.max(lag.as_micros() as u64);
+    }
+
     /// Records a request that failed without a response.
     #[inline]
     pub fn error(&mut self, class: ErrorClass, sent: u64) {
@@ -247,8 +257,13 @@ pub struct Totals {
     pub latency_sum_ns: u64,
     /// Connections established.
     pub connects: u64,
-    /// Latencies of the responses, in microseconds.
+    /// Latencies of the responses, in microseconds (in the open model, from
+    /// each request's intended send time).
     pub histogram: Histogram<u64>,
+    /// Open model only: latencies from the actual send, in microseconds.
+    pub uncorrected: Histogram<u64>,
+    /// Open model only: the largest delay of a send behind its schedule, in microseconds.
+    pub max_lag_us: u64,
 }
 
 impl Default for Totals {
@@ -264,6 +279,8 @@ impl Default for Totals {
             latency_sum_ns: 0,
             connects: 0,
             histogram: new_histogram(),
+            uncorrected: new_histogram(),
+            max_lag_us: 0,
         }
     }
 }
@@ -284,8 +301,10 @@ impl Totals {
         self.bytes_received += other.bytes_received;
         self.latency_sum_ns += other.latency_sum_ns;
         self.connects += other.connects;
-        // Both histograms share the project's bounds, so `add` cannot fail.
+        // All histograms share the project's bounds, so `add` cannot fail.
         self.histogram.add(&other.histogram).expect("histograms with equal bounds add");
+        self.uncorrected.add(&other.uncorrected).expect("histograms with equal bounds add");
+        self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
     }
 
     /// Responses received (requests with a latency).
@@ -306,10 +325,9 @@ impl Totals {
 
     /// Encodes this delta as a protobuf snapshot.
     pub fn to_snapshot(&self, elapsed: Duration) -> Snapshot {
-        let mut histogram = Vec::new();
-        // Serialising into a Vec cannot fail: the only errors are I/O errors
-        // of the writer, and writing to a Vec does not fail.
-        V2Serializer::new().serialize(&self.histogram, &mut histogram).expect("serialising a histogram into memory");
+        let histogram = serialize(&self.histogram);
+        // Closed-model runs leave it empty; sending nothing saves the bytes.
+        let histogram_uncorrected = if self.uncorrected.is_empty() { Vec::new() } else { serialize(&self.uncorrected) };
         Snapshot {
             requests: self.requests,
             successes: self.successes,
@@ -326,20 +344,16 @@ impl Totals {
             histogram,
             elapsed_us: elapsed.as_micros().min(u64::MAX as u128) as u64,
             connects: self.connects,
+            histogram_uncorrected,
+            max_lag_us: self.max_lag_us,
         }
     }
 
     /// Decodes a protobuf snapshot, checking it is self-consistent.
     pub fn from_snapshot(s: &Snapshot) -> Result<Totals, DecodeError> {
-        let decoded: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut s.histogram.as_slice())
-            .map_err(|e| DecodeError::Histogram(format!("{e:?}")))?;
-        // Re-home the samples into a histogram with our bounds so later
-        // additions cannot fail whatever bounds the sender used.
-        let mut histogram = new_histogram();
-        for v in decoded.iter_recorded() {
-            histogram.saturating_record_n(v.value_iterated_to(), v.count_at_value());
-        }
+        let histogram = deserialize(&s.histogram)?;
+        let uncorrected =
+            if s.histogram_uncorrected.is_empty() { new_histogram() } else { deserialize(&s.histogram_uncorrected)? };
         let mut status_codes = BTreeMap::new();
         for sc in &s.status_codes {
             let code = u16::try_from(sc.status)
@@ -357,6 +371,9 @@ impl Totals {
         if responses != histogram.len() {
             return Err(DecodeError::Inconsistent { histogram: histogram.len(), responses });
         }
+        if !uncorrected.is_empty() && uncorrected.len() != responses {
+            return Err(DecodeError::Inconsistent { histogram: uncorrected.len(), responses });
+        }
         Ok(Totals {
             requests: s.requests,
             successes: s.successes,
@@ -368,8 +385,30 @@ impl Totals {
             latency_sum_ns: s.latency_sum_ns,
             connects: s.connects,
             histogram,
+            uncorrected,
+            max_lag_us: s.max_lag_us,
         })
     }
+}
+
+fn serialize(h: &Histogram<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Serialising into a Vec cannot fail: the only errors are I/O errors of
+    // the writer, and writing to a Vec does not fail.
+    V2Serializer::new().serialize(h, &mut out).expect("serialising a histogram into memory");
+    out
+}
+
+fn deserialize(bytes: &[u8]) -> Result<Histogram<u64>, DecodeError> {
+    let decoded: Histogram<u64> =
+        Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| DecodeError::Histogram(format!("{e:?}")))?;
+    // Re-home the samples into a histogram with our bounds so later additions
+    // cannot fail whatever bounds the sender used.
+    let mut h = new_histogram();
+    for v in decoded.iter_recorded() {
+        h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+    }
+    Ok(h)
 }
 
 #[cfg(test)]
@@ -430,10 +469,16 @@ mod tests {
         let mut r = Recorder::new();
         r.response(500, false, Duration::from_millis(3), 50, 70);
         r.response(200, true, Duration::from_millis(1), 50, 70);
+        r.scheduled(Duration::from_micros(900), Duration::from_millis(7));
+        r.scheduled(Duration::from_micros(400), Duration::ZERO);
         r.error(ErrorClass::Timeout, 50);
         r.connect();
         let t = r.take();
-        let back = Totals::from_snapshot(&t.to_snapshot(Duration::from_secs(2))).unwrap();
+        let mut back = Totals::default();
+        back.add(&Totals::from_snapshot(&t.to_snapshot(Duration::from_secs(2))).unwrap());
+        assert_eq!(back.uncorrected.len(), 2);
+        assert_eq!(back.uncorrected.max(), t.uncorrected.max());
+        assert_eq!(back.max_lag_us, 7000);
         assert_eq!(back.requests, 3);
         assert_eq!(back.failures, 2);
         assert_eq!(back.status_codes, t.status_codes);

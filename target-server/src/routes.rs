@@ -4,6 +4,11 @@
 //! `/status`, errors) return [`Reply::Now`], so the hot path costs no boxed
 //! future; only routes that wait (`/cast`, `/delay`, `/echo`, or any request
 //! with a body to read) box one.
+//!
+//! `GET /stall/<ms>` makes the whole server stop answering for that long:
+//! every request that arrives or is pending meanwhile (except `/stats` and
+//! `/stall`) is held until the stall ends. It exists to test that a load
+//! generator reports such a stall truthfully (coordinated omission).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +42,38 @@ pub(crate) struct Worker {
     pub(crate) counters: Arc<Counters>,
     /// This thread's shard in `counters`.
     pub(crate) shard: usize,
+    /// The server-wide stall, shared by all threads.
+    pub(crate) stall: Arc<Stall>,
+}
+
+/// Until when the server holds its answers (`GET /stall/<ms>`).
+#[derive(Debug)]
+pub(crate) struct Stall {
+    epoch: std::time::Instant,
+    /// Microseconds after `epoch`; 0 when never stalled.
+    until_us: std::sync::atomic::AtomicU64,
+}
+
+impl Stall {
+    pub(crate) fn new() -> Stall {
+        Stall { epoch: std::time::Instant::now(), until_us: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// How long answers are still held, if they are.
+    #[inline]
+    fn remaining(&self) -> Option<Duration> {
+        // One relaxed load per request: nothing is ordered by it.
+        let until = self.until_us.load(std::sync::atomic::Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        Duration::from_micros(until).checked_sub(self.epoch.elapsed()).filter(|d| !d.is_zero())
+    }
+
+    fn hold_for(&self, wait: Duration) {
+        let until = (self.epoch.elapsed() + wait).as_micros() as u64;
+        self.until_us.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The future a request resolves to.
@@ -65,6 +102,7 @@ enum Route<'a> {
     Status(&'a str),
     Echo,
     Stats,
+    Stall(&'a str),
     NotFound,
 }
 
@@ -82,6 +120,8 @@ impl<'a> Route<'a> {
             Route::Echo
         } else if path == "/stats" {
             Route::Stats
+        } else if let Some(ms) = path.strip_prefix("/stall/") {
+            Route::Stall(ms)
         } else {
             Route::NotFound
         }
@@ -96,6 +136,19 @@ impl<'a> Route<'a> {
 }
 
 pub(crate) fn respond(request: Request<Incoming>, worker: &Arc<Worker>) -> Reply {
+    if let Some(wait) = worker.stall.remaining() {
+        let path = request.uri().path();
+        if path != "/stats" && !path.starts_with("/stall/") {
+            let worker = Arc::clone(worker);
+            return Reply::Later(Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                match respond(request, &worker) {
+                    Reply::Now(response) => response.expect("a fresh reply holds its response"),
+                    Reply::Later(future) => future.await,
+                }
+            }));
+        }
+    }
     // Checked first and on its own so the hot path does no more than compare.
     if request.uri().path() == "/hello" && request.method() == Method::GET && request.body().is_end_stream() {
         worker.counters.hello_ok(worker.shard);
@@ -177,6 +230,13 @@ fn decide(method: &Method, route: Route<'_>, worker: &Worker) -> Action {
         Route::Cast(secs) => parse_secs(secs).map_or_else(bad_request, Action::Wait),
         Route::Delay(ms) => parse_millis(ms).map_or_else(bad_request, Action::Wait),
         Route::Echo => Action::Echo,
+        Route::Stall(ms) => match parse_millis(ms) {
+            Ok(wait) => {
+                worker.stall.hold_for(wait);
+                Action::Answer(text(StatusCode::OK, "stalled\n"))
+            }
+            Err(why) => bad_request(why),
+        },
         Route::NotFound => Action::Answer(text(StatusCode::NOT_FOUND, "not found\n")),
     }
 }

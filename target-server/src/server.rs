@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
-use crate::routes::{Worker, respond};
+use crate::routes::{Stall, Worker, respond};
 use crate::stats::{Counters, Stats};
 
 /// How long [`ServerHandle::shutdown`] lets in-flight requests finish before
@@ -60,6 +60,7 @@ pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> 
     // Clones share one open file, so this makes every thread's copy non-blocking.
     listener.set_nonblocking(true)?;
     let counters = Arc::new(Counters::new(threads));
+    let stall = Arc::new(Stall::new());
     let (stop, _) = watch::channel(false);
 
     // Everything that can fail is done here, before any thread starts, so an
@@ -72,7 +73,7 @@ pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> 
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener.try_clone()?)?
         };
-        let worker = Arc::new(Worker { counters: Arc::clone(&counters), shard });
+        let worker = Arc::new(Worker { counters: Arc::clone(&counters), shard, stall: Arc::clone(&stall) });
         workers.push((runtime, listener, worker));
     }
     drop(listener);
