@@ -55,6 +55,17 @@ struct Shared {
     first_wake: OnceLock<SystemTime>,
     /// Wakes whoever waits for the first worker to begin.
     woke: tokio::sync::Notify,
+    /// Count mode with an open quota: more grants may still come.
+    open: AtomicBool,
+    /// Requests granted so far (count mode).
+    granted: AtomicU64,
+    /// Wakes connections waiting for a grant (or for the run to stop).
+    more: tokio::sync::Notify,
+    /// Wakes the agent when a connection ran out of granted requests.
+    dry: tokio::sync::Notify,
+    /// Open model: bumped when the agent's rate changes; the new rate's bits.
+    rate_generation: AtomicU64,
+    rate_bits: AtomicU64,
 }
 
 /// A handle that stops a run early; in-flight requests still complete.
@@ -65,6 +76,59 @@ impl Stopper {
     /// Asks every worker to stop starting new requests.
     pub fn stop(&self) {
         self.0.stop.store(true, Ordering::Relaxed);
+        // Connections waiting for a grant must see the stop too.
+        self.0.more.notify_waiters();
+    }
+}
+
+/// A handle to change a running run: grants, connections, rate.
+#[derive(Debug, Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+    spawners: Vec<mpsc::UnboundedSender<usize>>,
+}
+
+impl Control {
+    /// Count mode: lets the workers send `add` more requests; with `last`, no
+    /// more grants follow and the run finishes once these are used.
+    pub fn grant(&self, add: u64, last: bool) {
+        let s = &self.shared;
+        s.granted.fetch_add(add, Ordering::Relaxed);
+        s.remaining.fetch_add(add, Ordering::Relaxed);
+        if last {
+            s.open.store(false, Ordering::Relaxed);
+        }
+        s.more.notify_waiters();
+    }
+
+    /// Count mode: requests the workers have taken from the grants so far.
+    pub fn taken(&self) -> u64 {
+        let s = &self.shared;
+        s.granted.load(Ordering::Relaxed).saturating_sub(s.remaining.load(Ordering::Relaxed))
+    }
+
+    /// Opens `n` more connections, spread over the worker threads.
+    pub fn add_connections(&self, n: usize) {
+        let threads = self.spawners.len().max(1);
+        for (i, tx) in self.spawners.iter().enumerate() {
+            let share = n / threads + usize::from(i < n % threads);
+            if share > 0 {
+                // A thread that already finished has nothing left to do.
+                let _ = tx.send(share);
+            }
+        }
+    }
+
+    /// Open model: changes the agent's total rate from now on.
+    pub fn set_rate(&self, rate: f64) {
+        let s = &self.shared;
+        s.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        s.rate_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Completes when a connection has run out of granted requests.
+    pub async fn dry(&self) {
+        self.shared.dry.notified().await;
     }
 }
 
@@ -74,6 +138,7 @@ pub struct Run {
     shared: Arc<Shared>,
     deltas: mpsc::UnboundedReceiver<Totals>,
     threads: usize,
+    control: Control,
 }
 
 impl Run {
@@ -85,6 +150,11 @@ impl Run {
     /// A handle to stop the run.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.shared.clone())
+    }
+
+    /// A handle to grant requests, add connections or change the rate.
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 
     /// Time since the workers began (zero before the start instant).
@@ -130,6 +200,8 @@ struct Schedule {
     ramp: f64,
     /// Offset in seconds, so threads interleave instead of firing together.
     phase: f64,
+    /// The slot `start` refers to (non-zero after a rate change).
+    first_slot: u64,
 }
 
 impl Schedule {
@@ -137,7 +209,7 @@ impl Schedule {
     /// of slots due by time t is r·t²/(2d) until d, then r·d/2 + r·(t − d);
     /// this inverts it.
     fn due(&self, k: u64) -> Instant {
-        let (k, r, d) = (k as f64, self.rate, self.ramp);
+        let (k, r, d) = ((k - self.first_slot.min(k)) as f64, self.rate, self.ramp);
         let secs = if d > 0.0 && k < r * d / 2.0 { (2.0 * d * k / r).sqrt() } else { d / 2.0 + k / r };
         self.start + Duration::from_secs_f64(secs + self.phase)
     }
@@ -171,8 +243,16 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         deadline,
         first_wake: OnceLock::new(),
         woke: tokio::sync::Notify::new(),
+        open: AtomicBool::new(false),
+        granted: AtomicU64::new(remaining),
+        more: tokio::sync::Notify::new(),
+        dry: tokio::sync::Notify::new(),
+        rate_generation: AtomicU64::new(0),
+        rate_bits: AtomicU64::new(0),
     });
+    shared.open.store(shared.plan.open_quota, Ordering::Relaxed);
     let (tx, deltas) = mpsc::unbounded_channel();
+    let mut spawners = Vec::with_capacity(threads);
     let mut first_conn = 0;
     for i in 0..threads {
         // Connections split evenly; the first `connections % threads` threads
@@ -182,17 +262,27 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         // the connections.
         let schedule = shared.plan.rate.map(|rate| {
             let rate = rate * conns as f64 / connections as f64;
-            Schedule { start, rate, ramp: shared.plan.ramp_up.as_secs_f64(), phase: i as f64 / threads as f64 / rate }
+            Schedule {
+                start,
+                rate,
+                ramp: shared.plan.ramp_up.as_secs_f64(),
+                phase: i as f64 / threads as f64 / rate,
+                first_slot: 0,
+            }
         });
         let shared = shared.clone();
         let tx = tx.clone();
         let conn_range = first_conn..first_conn + conns;
         first_conn += conns;
+        let (spawn_tx, spawn_rx) = mpsc::unbounded_channel();
+        spawners.push(spawn_tx);
+        let share = conns as f64 / connections as f64;
         std::thread::Builder::new()
             .name(format!("volley-worker-{i}"))
-            .spawn(move || worker(shared, conn_range, schedule, tx))?;
+            .spawn(move || worker(shared, conn_range, schedule, share, spawn_rx, tx))?;
     }
-    Ok(Run { shared, deltas, threads })
+    let control = Control { shared: shared.clone(), spawners };
+    Ok(Run { shared, deltas, threads, control })
 }
 
 /// Per-thread state shared by that thread's connections.
@@ -201,35 +291,82 @@ struct Worker {
     recorder: RefCell<Recorder>,
     tokens: Cell<u64>,
     /// Open model: the thread's schedule and its next unclaimed slot.
-    schedule: Option<Schedule>,
+    schedule: Cell<Option<Schedule>>,
     slot: Cell<u64>,
+    /// Open model: this thread's share of the agent's rate, and the rate
+    /// generation its schedule follows.
+    rate_share: f64,
+    rate_generation: Cell<u64>,
+}
+
+/// Whether a connection may send now.
+enum Permit {
+    Yes,
+    /// The run is over for this connection.
+    No,
+    /// Count mode with an open quota: wait for a grant.
+    Wait,
 }
 
 impl Worker {
     /// Whether a connection may start another request at `now`.
     #[inline]
-    fn may_send(&self, now: Instant) -> bool {
+    fn may_send(&self, now: Instant) -> Permit {
         let s = &self.shared;
         if s.stop.load(Ordering::Relaxed) {
-            return false;
+            return Permit::No;
         }
         if let Some(deadline) = s.deadline {
-            return now < deadline;
+            return if now < deadline { Permit::Yes } else { Permit::No };
         }
         let t = self.tokens.get();
         if t > 0 {
             self.tokens.set(t - 1);
-            return true;
+            return Permit::Yes;
         }
         let got = s
             .remaining
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| (r > 0).then(|| r - r.min(s.batch)))
             .map_or(0, |before| before.min(s.batch));
         if got == 0 {
-            return false;
+            return if s.open.load(Ordering::Relaxed) { Permit::Wait } else { Permit::No };
         }
         self.tokens.set(got - 1);
-        true
+        Permit::Yes
+    }
+
+    /// Waits until a grant arrives, the quota closes or the run stops.
+    async fn wait_for_grant(&self) {
+        let s = &self.shared;
+        let notified = s.more.notified();
+        tokio::pin!(notified);
+        // Registered before the re-check, so a grant in between is not missed.
+        notified.as_mut().enable();
+        if s.remaining.load(Ordering::Relaxed) > 0 || !s.open.load(Ordering::Relaxed) || s.stop.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        s.dry.notify_one();
+        notified.await;
+    }
+
+    /// Open model: the schedule to follow, re-based at slot `k` if the
+    /// agent's rate changed since the last request.
+    #[inline]
+    fn schedule_at(&self, k: u64, now: Instant) -> Option<Schedule> {
+        let current = self.schedule.get()?;
+        let generation = self.shared.rate_generation.load(Ordering::Acquire);
+        if generation == self.rate_generation.get() {
+            return Some(current);
+        }
+        self.rate_generation.set(generation);
+        let rate = f64::from_bits(self.shared.rate_bits.load(Ordering::Relaxed)) * self.rate_share;
+        // The new rate applies from now (or from the next due slot, if the
+        // schedule is behind), counting slots from k.
+        let from = current.due(k).max(now);
+        let rebased = Schedule { start: from, rate, ramp: 0.0, phase: 0.0, first_slot: k };
+        self.schedule.set(Some(rebased));
+        Some(rebased)
     }
 }
 
@@ -237,6 +374,8 @@ fn worker(
     shared: Arc<Shared>,
     conns: std::ops::Range<usize>,
     schedule: Option<Schedule>,
+    rate_share: f64,
+    mut spawn: mpsc::UnboundedReceiver<usize>,
     tx: mpsc::UnboundedSender<Totals>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -262,13 +401,15 @@ fn worker(
             shared,
             recorder: RefCell::new(Recorder::new()),
             tokens: Cell::new(0),
-            schedule,
+            schedule: Cell::new(schedule),
             slot: Cell::new(0),
+            rate_share,
+            rate_generation: Cell::new(0),
         });
-        let mut handles = Vec::with_capacity(conns.len());
+        let mut tasks = tokio::task::JoinSet::new();
         for i in conns {
             let delay = ramp.mul_f64(i as f64 / total_conns as f64);
-            handles.push(tokio::task::spawn_local(connection(w.clone(), delay)));
+            tasks.spawn_local(connection(w.clone(), delay));
         }
         let ticker = {
             let (w, tx) = (w.clone(), tx.clone());
@@ -283,11 +424,22 @@ fn worker(
                 }
             })
         };
-        for h in handles {
-            // A connection task only ends by returning; a panic would be a bug
-            // we want to see, not hide.
-            if let Err(e) = h.await {
-                tracing::error!("connection task failed: {e}");
+        // Until every connection has ended; meanwhile the agent may ask this
+        // thread to take over connections of a lost agent.
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    // A connection task only ends by returning; a panic would
+                    // be a bug we want to see, not hide.
+                    Some(Err(e)) => tracing::error!("connection task failed: {e}"),
+                    Some(Ok(())) => {}
+                    None => break,
+                },
+                Some(n) = spawn.recv() => {
+                    for _ in 0..n {
+                        tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                    }
+                }
             }
         }
         ticker.abort();
@@ -314,11 +466,16 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
         // Where the latency counts from, and (open model) how late the send was.
         let mut counted_from = t0;
         let mut lag = None;
-        if let Some(schedule) = &w.schedule {
+        if let Some(schedule) = w.schedule_at(w.slot.get(), t0.into_std()) {
             let k = w.slot.get();
             let due = schedule.due(k);
-            if !w.may_send(due) {
-                break;
+            match w.may_send(due) {
+                Permit::Yes => {}
+                Permit::No => break,
+                Permit::Wait => {
+                    w.wait_for_grant().await;
+                    continue;
+                }
             }
             w.slot.set(k + 1);
             if due > t0.into_std() {
@@ -333,8 +490,15 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                 counted_from = due.into();
                 lag = Some(t0.into_std() - due);
             }
-        } else if !w.may_send(t0.into_std()) {
-            break;
+        } else {
+            match w.may_send(t0.into_std()) {
+                Permit::Yes => {}
+                Permit::No => break,
+                Permit::Wait => {
+                    w.wait_for_grant().await;
+                    continue;
+                }
+            }
         }
         timer.as_mut().reset(t0 + plan.timeout);
         let result = tokio::select! {

@@ -76,6 +76,10 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Time over which the rate (or the active connections) grows from zero.
     pub ramp_up: Duration,
+    /// The run lease: stop if the controller does not renew for this long.
+    pub lease: Option<Duration>,
+    /// Count mode: the request limit is a first grant; more may follow.
+    pub open_quota: bool,
 }
 
 /// Why a plan was refused.
@@ -216,6 +220,8 @@ impl Plan {
                 format!("{} ms is longer than the {} s limit", p.ramp_up_ms, MAX_DURATION.as_secs()),
             ));
         }
+        let lease = (p.lease_ms > 0).then(|| Duration::from_millis(p.lease_ms.max(100)));
+        let open_quota = p.open_quota && matches!(limit, Limit::Requests(_));
         let start_at =
             (p.start_at_unix_us > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(p.start_at_unix_us));
         let addr = tokio::net::lookup_host(&target.authority)
@@ -236,6 +242,8 @@ impl Plan {
             start_at,
             rate,
             ramp_up,
+            lease,
+            open_quota,
         })
     }
 }

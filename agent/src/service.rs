@@ -18,11 +18,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use volley_proto::agent_server::Agent;
 use volley_proto::{
-    AgentInfo, CancelReply, CancelRequest, DescribeRequest, PROTOCOL_VERSION, RunEvent, RunPlan, Started, run_event,
+    AgentInfo, CancelReply, CancelRequest, DescribeRequest, PROTOCOL_VERSION, RenewReply, RenewRequest, RunEvent,
+    RunPlan, Started, run_event,
 };
 use volley_stats::Totals;
 
-use crate::engine::{self, SNAPSHOT_INTERVAL, Stopper};
+use crate::engine::{self, Control, SNAPSHOT_INTERVAL, Stopper};
 use crate::plan::{Plan, PlanError};
 
 /// The run an agent is busy with.
@@ -32,7 +33,16 @@ struct Active {
     stopper: Option<Stopper>,
     // A Cancel that arrived before the workers started.
     cancelled: bool,
+    control: Option<Control>,
+    /// When the controller last renewed the run lease.
+    renewed: Arc<Mutex<std::time::Instant>>,
 }
+
+/// How often the run lease is checked.
+const LEASE_CHECK: Duration = Duration::from_millis(200);
+/// The fewest microseconds between two early snapshots sent because the
+/// workers ran out of granted requests.
+const DRY_SNAPSHOT_GAP: Duration = Duration::from_millis(2);
 
 /// The gRPC service of one agent.
 #[derive(Debug, Clone)]
@@ -97,23 +107,35 @@ impl Agent for AgentService {
             if let Some(a) = active.as_ref() {
                 return Err(Status::failed_precondition(format!("agent is busy with run {:?}", a.run_id)));
             }
-            *active = Some(Active { run_id: run_id.clone(), stopper: None, cancelled: false });
+            *active = Some(Active {
+                run_id: run_id.clone(),
+                stopper: None,
+                cancelled: false,
+                control: None,
+                renewed: Arc::new(Mutex::new(std::time::Instant::now())),
+            });
         }
         let guard = BusyGuard(self.active.clone());
         let plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
-        let (threads, connections) = (plan.threads, plan.connections);
+        let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
         let mut run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
+        let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
         if let Some(a) = lock(&self.active).as_mut() {
             if a.cancelled {
                 run.stopper().stop();
             }
             a.stopper = Some(run.stopper());
+            a.control = Some(run.control());
+            renewed = a.renewed.clone();
+            // The lease runs from the start, not from the first request.
+            *renewed.lock().unwrap_or_else(|p| p.into_inner()) = run.start_instant();
         }
         tracing::info!(run_id, threads, connections, "run started");
         let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
         tokio::spawn(async move {
             let _guard = guard;
             let stopper = run.stopper();
+            let control = run.control();
             let event = |e| Ok(RunEvent { event: Some(e) });
             // Started goes out once the workers have begun, carrying how far
             // from the common start instant they began (bounded wait: a worker
@@ -131,6 +153,9 @@ impl Agent for AgentService {
             let first = run.start_instant() + SNAPSHOT_INTERVAL + SNAPSHOT_INTERVAL / 10;
             let mut tick = tokio::time::interval_at(first.into(), SNAPSHOT_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut lease_check = tokio::time::interval(LEASE_CHECK);
+            let mut last_early = std::time::Instant::now() - DRY_SNAPSHOT_GAP;
+            let mut lease_expired = false;
             loop {
                 tokio::select! {
                     delta = run.next_delta() => match delta {
@@ -138,11 +163,28 @@ impl Agent for AgentService {
                         None => break,
                     },
                     _ = tick.tick(), if connected => {
-                        let delta = std::mem::take(&mut acc);
-                        let snap = delta.to_snapshot(run.elapsed());
+                        let mut snap = std::mem::take(&mut acc).to_snapshot(run.elapsed());
+                        snap.taken_total = control.taken();
                         connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
                         if !connected {
                             tracing::warn!(run_id, "controller went away; stopping the run");
+                            stopper.stop();
+                        }
+                    }
+                    // The workers used up their grants: tell the controller at
+                    // once (it grants on every snapshot) rather than at the
+                    // next tick.
+                    _ = control.dry(), if connected && last_early.elapsed() >= DRY_SNAPSHOT_GAP => {
+                        last_early = std::time::Instant::now();
+                        let mut snap = std::mem::take(&mut acc).to_snapshot(run.elapsed());
+                        snap.taken_total = control.taken();
+                        connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
+                    }
+                    _ = lease_check.tick(), if lease.is_some() && !lease_expired => {
+                        let since = renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                        if lease.is_some_and(|l| since > l) {
+                            tracing::warn!(run_id, "run lease expired: no renewal from the controller for {since:?}; stopping the run");
+                            lease_expired = true;
                             stopper.stop();
                         }
                     }
@@ -153,7 +195,8 @@ impl Agent for AgentService {
                     }
                 }
             }
-            let last = acc.to_snapshot(run.elapsed());
+            let mut last = acc.to_snapshot(run.elapsed());
+            last.taken_total = control.taken();
             if connected {
                 let _ = tx.send(event(run_event::Event::Finished(last))).await;
             }
@@ -176,6 +219,33 @@ impl Agent for AgentService {
             _ => false,
         };
         Ok(Response::new(CancelReply { cancelled }))
+    }
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewReply>, Status> {
+        let r = request.into_inner();
+        if !r.new_rate.is_finite() || r.new_rate < 0.0 || r.new_rate > crate::plan::MAX_RATE {
+            return Err(Status::invalid_argument(format!("invalid new_rate {}", r.new_rate)));
+        }
+        if r.add_connections > crate::plan::MAX_CONNECTIONS {
+            return Err(Status::invalid_argument(format!("invalid add_connections {}", r.add_connections)));
+        }
+        let active = lock(&self.active);
+        let Some(a) = active.as_ref().filter(|a| a.run_id == r.run_id) else {
+            return Ok(Response::new(RenewReply { running: false }));
+        };
+        *a.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        if let Some(c) = &a.control {
+            if r.add_requests > 0 || r.last {
+                c.grant(r.add_requests, r.last);
+            }
+            if r.add_connections > 0 {
+                c.add_connections(r.add_connections as usize);
+            }
+            if r.new_rate > 0.0 {
+                c.set_rate(r.new_rate);
+            }
+        }
+        Ok(Response::new(RenewReply { running: true }))
     }
 }
 

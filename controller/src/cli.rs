@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// Concurrent connections in total, split across agents.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
     pub connections: u32,
+    /// Go on when at least K of the listed agents answer at the start
+    /// (default: all must answer).
+    #[arg(long, value_name = "K")]
+    pub min_agents: Option<usize>,
     /// Worker threads per agent (default: each agent's own default, its core count).
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
@@ -148,6 +152,8 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     /// Ramp-up time (zero for none).
     pub ramp_up: Duration,
+    /// Agents that must answer at the start (default: all).
+    pub min_agents: Option<usize>,
 }
 
 impl RunArgs {
@@ -223,7 +229,15 @@ impl RunArgs {
             None => Vec::new(),
             Some(list) => parse_agents(list)?,
         };
-        if !agents.is_empty() && (self.connections as usize) < agents.len() {
+        if let Some(k) = self.min_agents
+            && (k == 0 || k > agents.len().max(1))
+        {
+            return Err(Error::usage(format!(
+                "--min-agents: {k} is not between 1 and the {} agents listed",
+                agents.len().max(1)
+            )));
+        }
+        if self.min_agents.is_none() && !agents.is_empty() && (self.connections as usize) < agents.len() {
             return Err(Error::usage(format!(
                 "-c/--connections: {} is fewer than the {} agents; each agent needs at least one connection",
                 self.connections,
@@ -244,6 +258,7 @@ impl RunArgs {
             output: self.output,
             rate: self.rate,
             ramp_up,
+            min_agents: self.min_agents,
         })
     }
 }

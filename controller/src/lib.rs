@@ -78,6 +78,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         output: args.output,
         rate: None,
         ramp_up: None,
+        min_agents: None,
     };
     let result = match run_args.check() {
         Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,
@@ -122,7 +123,11 @@ pub fn main(cli: Cli) -> i32 {
                 let cfg = args.check()?;
                 let report = run(&cfg, &mut coordinator::NoObserver, interrupted()).await?;
                 print(&report, cfg.output);
-                Ok(if report.agents.iter().any(|a| a.state == coordinator::AgentState::Lost) { 1 } else { 0 })
+                // A run that lost agents but still accounted for its work has
+                // done its job (the report names the lost agents); one that
+                // could not is a failure.
+                let finished = report.agents.iter().any(|a| a.state == coordinator::AgentState::Done);
+                Ok(if report.unassigned > 0 || !finished && !report.cancelled { 1 } else { 0 })
             }
             Command::Demo(args) => {
                 let d = demo(&args).await?;

@@ -130,6 +130,16 @@ pub struct AgentRow {
     /// How late its workers began after the common start instant, in ms
     /// (by its own clock; negative if early).
     pub start_skew_ms: Option<f64>,
+    /// Lost agents: the most requests it may have sent after its last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unaccounted_max: Option<u64>,
+    /// Lost agents in count mode: requests of its share moved to survivors.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reassigned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How well the open model kept its schedule.
@@ -202,6 +212,11 @@ pub struct Report {
     pub agents: Vec<AgentRow>,
     /// Whether the run was cancelled before its end.
     pub cancelled: bool,
+    /// When agents were lost: the most requests they may have sent after
+    /// their last report (not counted above); `null` when none was lost.
+    pub unaccounted_max: Option<u64>,
+    /// Count mode: requests no agent was left to send (every agent was lost).
+    pub unassigned: u64,
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -276,9 +291,13 @@ impl Report {
                     error: a.error.clone(),
                     rate: a.rate,
                     start_skew_ms: a.start_skew_us.map(|us| us as f64 / 1000.0),
+                    unaccounted_max: a.unaccounted_max,
+                    reassigned: a.reassigned,
                 })
                 .collect(),
             cancelled: outcome.cancelled,
+            unaccounted_max: outcome.unaccounted_max,
+            unassigned: outcome.unassigned,
         }
     }
 
@@ -301,6 +320,16 @@ impl Report {
         let _ = writeln!(s, "Total requests:         {}", self.total_requests);
         let _ = writeln!(s, "Successful requests:    {}", self.successful_requests);
         let _ = writeln!(s, "Failed requests:        {}", self.failed_requests);
+        if let Some(n) = self.unaccounted_max {
+            let _ = writeln!(
+                s,
+                "Unaccounted requests:   up to {n} (sent by lost agents after their last report; not counted above)"
+            );
+        }
+        if self.unassigned > 0 {
+            let _ =
+                writeln!(s, "Unassigned requests:    {} (every agent was lost before sending them)", self.unassigned);
+        }
         let _ = writeln!(
             s,
             "Average response time:  {}",
@@ -400,6 +429,15 @@ impl Report {
             );
             if let Some(e) = &a.error {
                 let _ = writeln!(s, "    {}: {e}", a.address);
+            }
+            if a.reassigned > 0 || a.unaccounted_max.is_some() {
+                let _ = writeln!(
+                    s,
+                    "    {}: {} requests of its share moved to other agents; up to {} sent unseen",
+                    a.address,
+                    a.reassigned,
+                    a.unaccounted_max.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string())
+                );
             }
         }
         s

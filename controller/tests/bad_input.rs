@@ -8,7 +8,9 @@ use std::pin::Pin;
 use tonic::{Request, Response, Status};
 use util::*;
 use volley_proto::agent_server::{Agent, AgentServer};
-use volley_proto::{AgentInfo, CancelReply, CancelRequest, DescribeRequest, RunEvent, RunPlan};
+use volley_proto::{
+    AgentInfo, CancelReply, CancelRequest, DescribeRequest, RenewReply, RenewRequest, RunEvent, RunPlan,
+};
 
 fn fails_with(args: &[&str], code: i32, needle: &str) {
     let out = controller(args);
@@ -81,6 +83,9 @@ impl Agent for FutureAgent {
         Err(Status::unimplemented("not in this test"))
     }
     async fn cancel(&self, _: Request<CancelRequest>) -> Result<Response<CancelReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+    async fn renew(&self, _: Request<RenewRequest>) -> Result<Response<RenewReply>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 }

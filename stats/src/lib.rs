@@ -346,6 +346,8 @@ impl Totals {
             connects: self.connects,
             histogram_uncorrected,
             max_lag_us: self.max_lag_us,
+            // Not a delta: the agent fills it in from its grant counters.
+            taken_total: 0,
         }
     }
 

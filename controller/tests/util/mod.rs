@@ -101,3 +101,36 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Starts the real controller binary with `args`, stdout and stderr piped.
+pub fn spawn_controller(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_controller"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start controller")
+}
+
+/// Sends a signal (e.g. "KILL", "STOP", "CONT") to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("run kill").success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Polls `f` every 50 ms until it returns true or `limit` passes; returns
+/// the time it took, or None. For waiting on an outcome with a deadline.
+pub fn within(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> Option<std::time::Duration> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,187 @@
+//! Runs that survive lost agents, and agents that stop when their controller
+//! is gone: real processes, killed and frozen with signals.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// Collects a child's stderr lines with the time each arrived.
+fn stderr_lines(child: &mut std::process::Child) -> Arc<Mutex<Vec<(Instant, String)>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push((Instant::now(), line));
+        }
+    });
+    lines
+}
+
+/// Waits until the target has served at least `n` responses to `path`.
+fn served_at_least(server: &target_server::ServerHandle, path: &str, n: u64) {
+    let t = within(Duration::from_secs(20), || server.stats().path_total(path) >= n);
+    assert!(t.is_some(), "the target never served {n} requests to {path}");
+}
+
+#[test]
+fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
+    let server = target(2);
+    let a = spawn_agent(&["--threads", "1"]);
+    let mut b = spawn_agent(&["--threads", "1"]);
+    // About 2,000 requests per second in all: 8 connections to a 2 ms endpoint.
+    let url = format!("http://{}/delay/2", server.local_addr());
+    let n = 12_000u64;
+    let agents = format!("{},{}", a.addr, b.addr);
+    let mut ctl = spawn_controller(&[
+        "run",
+        "--agents",
+        &agents,
+        "--url",
+        &url,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "8",
+        "--output",
+        "json",
+    ]);
+    let err = stderr_lines(&mut ctl);
+    served_at_least(&server, "/delay/2", 3000);
+    let killed_at = Instant::now();
+    signal(b.child.id(), "KILL");
+    let _ = b.child.wait();
+    let mut out = String::new();
+    ctl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = ctl.wait().unwrap();
+    let lines = err.lock().unwrap().clone();
+    assert!(status.success(), "controller failed: {status:?} {lines:?}");
+    let (noticed, line) = lines.iter().find(|(_, l)| l.contains("lost")).expect("the loss was reported on stderr");
+    let detection = noticed.duration_since(killed_at);
+    eprintln!("detected after {detection:?}: {line}");
+    assert!(detection < Duration::from_secs(3), "detected after {detection:?}");
+    assert!(line.contains(&b.addr), "{line}");
+
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["total_requests"], n, "the report accounts for exactly n");
+    let unaccounted = r["unaccounted_max"].as_u64().expect("an unaccounted bound");
+    let served = server.stats().count("/delay/2", 200);
+    eprintln!("n {n}, served {served}, unaccounted bound {unaccounted}");
+    assert!(served >= n && served <= n + unaccounted, "served {served}, n {n}, bound {unaccounted}");
+    let rows = r["agents"].as_array().unwrap();
+    let lost = rows.iter().find(|row| row["address"] == b.addr.as_str()).unwrap();
+    assert_eq!(lost["state"], "lost");
+    assert!(lost["reassigned"].as_u64().unwrap() > 0, "{lost}");
+    let survivor = rows.iter().find(|row| row["address"] == a.addr.as_str()).unwrap();
+    assert_eq!(survivor["state"], "done");
+    assert_eq!(
+        survivor["total_requests"].as_u64().unwrap() + lost["total_requests"].as_u64().unwrap(),
+        n,
+        "the survivor sent the lost agent's unfinished share"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn survivors_take_over_connections_in_duration_mode() {
+    let server = target(2);
+    let a = spawn_agent(&["--threads", "1"]);
+    let mut b = spawn_agent(&["--threads", "1"]);
+    let url = format!("http://{}/delay/2", server.local_addr());
+    let agents = format!("{},{}", a.addr, b.addr);
+    let mut ctl =
+        spawn_controller(&["run", "--agents", &agents, "--url", &url, "-z", "4s", "-c", "6", "--output", "json"]);
+    served_at_least(&server, "/delay/2", 500);
+    signal(b.child.id(), "KILL");
+    let _ = b.child.wait();
+    let mut out = String::new();
+    ctl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(ctl.wait().unwrap().success());
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = r["agents"].as_array().unwrap();
+    let survivor = rows.iter().find(|row| row["address"] == a.addr.as_str()).unwrap();
+    assert_eq!(survivor["connections"], 6, "the survivor took over the lost agent's 3 connections");
+    let lost = rows.iter().find(|row| row["address"] == b.addr.as_str()).unwrap();
+    assert_eq!(lost["state"], "lost");
+    // Everything reported was served (the lost agent may have sent a few unseen).
+    let served = server.stats().count("/delay/2", 200);
+    assert!(served >= r["total_requests"].as_u64().unwrap());
+    server.shutdown();
+}
+
+#[test]
+fn agents_stop_on_their_own_when_the_controller_dies_or_freezes() {
+    let server = target(2);
+    let a = spawn_agent(&["--threads", "1"]);
+    let url = format!("http://{}/hello", server.local_addr());
+    for sig in ["KILL", "STOP"] {
+        let mut ctl = spawn_controller(&["run", "--agents", &a.addr, "--url", &url, "-z", "60s", "-c", "2"]);
+        let before = server.stats().count("/hello", 200);
+        served_at_least(&server, "/hello", before + 1000);
+        let t0 = Instant::now();
+        // KILL: the agent's stream breaks at once. STOP: the controller's
+        // sockets stay open but it renews nothing, so the lease runs out.
+        signal(ctl.id(), sig);
+        let mut last = server.stats().count("/hello", 200);
+        let stopped = within(Duration::from_secs(8), || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = server.stats().count("/hello", 200);
+            let quiet = now == last;
+            last = now;
+            quiet
+        })
+        .map(|_| t0.elapsed());
+        let stopped = stopped.unwrap_or_else(|| panic!("after SIG{sig} the agent kept sending"));
+        eprintln!("after SIG{sig} of the controller the load stopped within {stopped:?}");
+        assert!(stopped < Duration::from_secs(5), "SIG{sig}: stopped after {stopped:?}");
+        let _ = ctl.kill();
+        let _ = ctl.wait();
+        // And the agent is ready for the next run.
+        let ready = within(Duration::from_secs(5), || {
+            let out =
+                controller(&["run", "--agents", &a.addr, "--url", &url, "-n", "100", "-c", "2", "--output", "json"]);
+            out.status.success()
+        });
+        assert!(ready.is_some(), "the agent did not take a new run after SIG{sig}");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn min_agents_lets_a_run_go_on_without_unreachable_agents() {
+    let server = target(1);
+    let a = spawn_agent(&["--threads", "1"]);
+    let dead =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let url = format!("http://{}/hello", server.local_addr());
+    let agents = format!("{},{dead}", a.addr);
+    let out = controller(&[
+        "run",
+        "--agents",
+        &agents,
+        "--url",
+        &url,
+        "-n",
+        "500",
+        "-c",
+        "2",
+        "--min-agents",
+        "1",
+        "--output",
+        "json",
+    ]);
+    assert!(stderr(&out).contains(&dead), "the unreachable agent is named: {}", stderr(&out));
+    let r = json_report(&out);
+    assert_eq!(r["total_requests"], 500);
+    assert_eq!(server.stats().count("/hello", 200), 500);
+    let rows = r["agents"].as_array().unwrap();
+    let row = rows.iter().find(|row| row["address"] == dead.as_str()).unwrap();
+    assert_eq!(row["state"], "unreachable");
+    let out = controller(&["run", "--agents", &agents, "--url", &url, "-n", "5", "--min-agents", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    server.shutdown();
+}
