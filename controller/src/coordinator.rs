@@ -571,7 +571,7 @@ fn lose(
     why: String,
     observer: &mut dyn Observer,
 ) -> u64 {
-    tracing::warn!(agent = %outcomes[i].address, "agent lost: {why}");
+    tracing::debug!(agent = %outcomes[i].address, "agent lost: {why}");
     eprintln!("controller: agent {} lost: {why}", outcomes[i].address);
     live[i].running = false;
     // Dropping the renewer stops the lease renewals: a cut-off agent then
