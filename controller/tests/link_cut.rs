@@ -5,9 +5,8 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use util::*;
@@ -78,7 +77,7 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     let url = format!("http://{}/delay/2", server.local_addr());
     let n = 10_000u64;
     let agents = format!("{cut_addr},{}", local.addr);
-    let mut ctl = spawn_controller(&[
+    let ctl = spawn_controller(&[
         "run",
         "--agents",
         &agents,
@@ -91,21 +90,10 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
         "--output",
         "json",
     ]);
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let err = ctl.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push((Instant::now(), l));
-        }
-    });
-    assert!(within(Duration::from_secs(20), || server.stats().path_total("/delay/2") >= 2500).is_some());
+    served_at_least(&server, "/delay/2", 2500);
     let cut_at = Instant::now();
     assert!(ip(&["link", "set", &ns.host_if, "down"]), "taking the link down");
-    let mut out = String::new();
-    ctl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let status = ctl.wait().unwrap();
-    let lines = lines.lock().unwrap().clone();
+    let (status, out, lines) = ctl.finish();
     assert!(status.success(), "{status:?} {lines:?}");
     let (noticed, what) = lines.iter().find(|(_, l)| l.contains("lost")).expect("the loss is reported");
     let detection = noticed.duration_since(cut_at);
@@ -119,8 +107,7 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     let served = server.stats().count("/delay/2", 200);
     eprintln!("n {n}, served {served}, unaccounted bound {bound}");
     assert!(served >= n && served <= n + bound, "served {served}, bound {bound}");
-    let row = r["agents"].as_array().unwrap().iter().find(|a| a["address"] == cut_addr.as_str()).unwrap().clone();
-    assert_eq!(row["state"], "lost");
+    assert_eq!(agent_row(&r, &cut_addr)["state"], "lost");
     let _ = cut.kill();
     let _ = cut.wait();
     server.shutdown();

@@ -3,30 +3,9 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use util::*;
-
-/// Collects a child's stderr lines with the time each arrived.
-fn stderr_lines(child: &mut std::process::Child) -> Arc<Mutex<Vec<(Instant, String)>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push((Instant::now(), line));
-        }
-    });
-    lines
-}
-
-/// Waits until the target has served at least `n` responses to `path`.
-fn served_at_least(server: &target_server::ServerHandle, path: &str, n: u64) {
-    let t = within(Duration::from_secs(20), || server.stats().path_total(path) >= n);
-    assert!(t.is_some(), "the target never served {n} requests to {path}");
-}
 
 #[test]
 fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
@@ -37,7 +16,7 @@ fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
     let url = format!("http://{}/delay/2", server.local_addr());
     let n = 12_000u64;
     let agents = format!("{},{}", a.addr, b.addr);
-    let mut ctl = spawn_controller(&[
+    let ctl = spawn_controller(&[
         "run",
         "--agents",
         &agents,
@@ -50,15 +29,11 @@ fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
         "--output",
         "json",
     ]);
-    let err = stderr_lines(&mut ctl);
     served_at_least(&server, "/delay/2", 3000);
     let killed_at = Instant::now();
     signal(b.child.id(), "KILL");
     let _ = b.child.wait();
-    let mut out = String::new();
-    ctl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let status = ctl.wait().unwrap();
-    let lines = err.lock().unwrap().clone();
+    let (status, out, lines) = ctl.finish();
     assert!(status.success(), "controller failed: {status:?} {lines:?}");
     let (noticed, line) = lines.iter().find(|(_, l)| l.contains("lost")).expect("the loss was reported on stderr");
     let detection = noticed.duration_since(killed_at);
@@ -72,11 +47,10 @@ fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
     let served = server.stats().count("/delay/2", 200);
     eprintln!("n {n}, served {served}, unaccounted bound {unaccounted}");
     assert!(served >= n && served <= n + unaccounted, "served {served}, n {n}, bound {unaccounted}");
-    let rows = r["agents"].as_array().unwrap();
-    let lost = rows.iter().find(|row| row["address"] == b.addr.as_str()).unwrap();
+    let lost = agent_row(&r, &b.addr);
     assert_eq!(lost["state"], "lost");
     assert!(lost["reassigned"].as_u64().unwrap() > 0, "{lost}");
-    let survivor = rows.iter().find(|row| row["address"] == a.addr.as_str()).unwrap();
+    let survivor = agent_row(&r, &a.addr);
     assert_eq!(survivor["state"], "done");
     assert_eq!(
         survivor["total_requests"].as_u64().unwrap() + lost["total_requests"].as_u64().unwrap(),
@@ -93,20 +67,15 @@ fn survivors_take_over_connections_in_duration_mode() {
     let mut b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/delay/2", server.local_addr());
     let agents = format!("{},{}", a.addr, b.addr);
-    let mut ctl =
-        spawn_controller(&["run", "--agents", &agents, "--url", &url, "-z", "4s", "-c", "6", "--output", "json"]);
+    let ctl = spawn_controller(&["run", "--agents", &agents, "--url", &url, "-z", "4s", "-c", "6", "--output", "json"]);
     served_at_least(&server, "/delay/2", 500);
     signal(b.child.id(), "KILL");
     let _ = b.child.wait();
-    let mut out = String::new();
-    ctl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    assert!(ctl.wait().unwrap().success());
+    let (status, out, _) = ctl.finish();
+    assert!(status.success());
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rows = r["agents"].as_array().unwrap();
-    let survivor = rows.iter().find(|row| row["address"] == a.addr.as_str()).unwrap();
-    assert_eq!(survivor["connections"], 6, "the survivor took over the lost agent's 3 connections");
-    let lost = rows.iter().find(|row| row["address"] == b.addr.as_str()).unwrap();
-    assert_eq!(lost["state"], "lost");
+    assert_eq!(agent_row(&r, &a.addr)["connections"], 6, "the survivor took over the lost agent's 3 connections");
+    assert_eq!(agent_row(&r, &b.addr)["state"], "lost");
     // Everything reported was served (the lost agent may have sent a few unseen).
     let served = server.stats().count("/delay/2", 200);
     assert!(served >= r["total_requests"].as_u64().unwrap());
@@ -125,7 +94,7 @@ fn agents_stop_on_their_own_when_the_controller_dies_or_freezes() {
         let t0 = Instant::now();
         // KILL: the agent's stream breaks at once. STOP: the controller's
         // sockets stay open but it renews nothing, so the lease runs out.
-        signal(ctl.id(), sig);
+        signal(ctl.child.id(), sig);
         let mut last = server.stats().count("/hello", 200);
         let stopped = within(Duration::from_secs(8), || {
             std::thread::sleep(Duration::from_millis(300));
@@ -138,8 +107,8 @@ fn agents_stop_on_their_own_when_the_controller_dies_or_freezes() {
         let stopped = stopped.unwrap_or_else(|| panic!("after SIG{sig} the agent kept sending"));
         eprintln!("after SIG{sig} of the controller the load stopped within {stopped:?}");
         assert!(stopped < Duration::from_secs(5), "SIG{sig}: stopped after {stopped:?}");
-        let _ = ctl.kill();
-        let _ = ctl.wait();
+        let _ = ctl.child.kill();
+        let _ = ctl.child.wait();
         // And the agent is ready for the next run.
         let ready = within(Duration::from_secs(5), || {
             let out =
@@ -178,9 +147,7 @@ fn min_agents_lets_a_run_go_on_without_unreachable_agents() {
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 500);
     assert_eq!(server.stats().count("/hello", 200), 500);
-    let rows = r["agents"].as_array().unwrap();
-    let row = rows.iter().find(|row| row["address"] == dead.as_str()).unwrap();
-    assert_eq!(row["state"], "unreachable");
+    assert_eq!(agent_row(&r, &dead)["state"], "unreachable");
     let out = controller(&["run", "--agents", &agents, "--url", &url, "-n", "5", "--min-agents", "3"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     server.shutdown();

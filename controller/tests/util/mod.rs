@@ -102,16 +102,58 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Starts the real controller binary with `args`, stdout and stderr piped.
-pub fn spawn_controller(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_controller"))
+/// A controller process running in the background, its stderr lines
+/// collected with the time each arrived.
+pub struct Running {
+    pub child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>,
+}
+
+impl Running {
+    /// Waits for the process; returns its status, stdout and stderr lines.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, Vec<(std::time::Instant, String)>) {
+        use std::io::Read;
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let lines = self.lines.lock().unwrap().clone();
+        (status, out, lines)
+    }
+}
+
+/// Starts the real controller binary with `args` in the background.
+pub fn spawn_controller(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_controller"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start controller")
+        .expect("start controller");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push((std::time::Instant::now(), line));
+        }
+    });
+    Running { child, lines }
+}
+
+/// Waits until the target has served at least `n` responses to `path`.
+pub fn served_at_least(server: &target_server::ServerHandle, path: &str, n: u64) {
+    let t = within(std::time::Duration::from_secs(20), || server.stats().path_total(path) >= n);
+    assert!(t.is_some(), "the target never served {n} requests to {path}");
+}
+
+/// The report's row for the agent at `addr`.
+pub fn agent_row<'a>(report: &'a serde_json::Value, addr: &str) -> &'a serde_json::Value {
+    report["agents"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["address"] == addr))
+        .unwrap_or_else(|| panic!("no row for agent {addr} in {report}"))
 }
 
 /// Sends a signal (e.g. "KILL", "STOP", "CONT") to a process.
