@@ -10,7 +10,9 @@
 //! - [`http1`]: the lean HTTP/1.1 client connection (the hot path).
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`service`]: the gRPC service.
-//! - [`serve`], [`Args`], [`run`]: serving on a listener; the binary's flags and entry.
+//! - [`serve`], [`Args`], [`run`]: serving on a listener (the Volley service
+//!   and the standard `grpc.health.v1` service, for Kubernetes probes); the
+//!   binary's flags and entry.
 
 pub mod engine;
 pub mod http1;
@@ -44,6 +46,9 @@ pub struct Args {
     /// Worker threads for runs whose plan does not say (default: available cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Check the flags, print what the agent would do, and exit without listening.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Serves the agent on an already-bound listener until `shutdown` completes.
@@ -52,8 +57,13 @@ pub async fn serve(
     threads: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    // The overall status ("") starts as SERVING and stays so while the process
+    // serves: a busy agent is still healthy, and marking it not ready would
+    // drop it from a headless Service's DNS in the middle of a run.
+    let (_reporter, health) = tonic_health::server::health_reporter();
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health)
         .add_service(AgentServer::new(AgentService::new(threads)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -62,6 +72,12 @@ pub async fn serve(
 /// Runs the `agent` binary: serve on `--listen` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let threads = args.threads.map_or_else(default_threads, |t| t as usize);
+    if args.dry_run {
+        // Lets deployment files be checked against the real flags without
+        // binding a port (see controller/tests/manifests.rs).
+        println!("agent dry run: would listen on {} with {threads} worker threads", args.listen);
+        return Ok(());
+    }
     // The gRPC side is light; the load runs on the engine's own threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -178,3 +178,34 @@ async fn a_controller_that_goes_away_stops_the_load() {
     assert!(!info.busy, "agent still busy after its controller left");
     server.shutdown();
 }
+
+#[tokio::test]
+async fn the_standard_health_service_says_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let agent = spawn_agent();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", agent.addr)).unwrap();
+    let mut health = HealthClient::new(channel.connect().await.unwrap());
+    // "" is the whole server: what a Kubernetes `grpc:` probe asks by default.
+    let reply = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(reply.status, ServingStatus::Serving as i32);
+    let unknown = health.check(HealthCheckRequest { service: "no.such.Service".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}
+
+#[test]
+fn dry_run_checks_flags_and_does_not_listen() {
+    // The port is taken by this test, so an agent that tried to listen would
+    // fail; success means the dry run bound nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--listen", &addr, "--threads", "3", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("would listen on {addr} with 3 worker threads")), "{text}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_agent")).args(["--threads", "0", "--dry-run"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::discovery::AgentSource;
 use crate::error::Error;
 
 /// Volley: a distributed HTTP load tester.
@@ -17,6 +18,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Check every flag, print what would be done, and exit without network activity.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
 }
 
 /// The controller's subcommands.
@@ -41,7 +45,9 @@ pub enum Output {
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("limit").required(true).args(["requests", "duration"])))]
 pub struct RunArgs {
-    /// Agents as HOST:PORT[,HOST:PORT...]; without it, one agent runs embedded in this process.
+    /// Agents, comma-separated: HOST:PORT, dns:NAME:PORT (one agent per address of NAME, e.g. a
+    /// Kubernetes headless Service), @FILE (one entry per line); without it, one agent runs embedded
+    /// in this process.
     #[arg(long, value_name = "LIST")]
     pub agents: Option<String>,
     /// Target URL (http://host:port/path).
@@ -126,8 +132,8 @@ pub enum Limit {
 /// A checked `controller run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Agent addresses (host:port); empty means one embedded agent.
-    pub agents: Vec<String>,
+    /// Where the agents are (resolved just before the run); empty means one embedded agent.
+    pub agents: Vec<AgentSource>,
     /// The target URL, checked.
     pub url: String,
     /// The method, checked.
@@ -276,45 +282,128 @@ fn http_method_invalid(m: &str) -> bool {
     m.is_empty() || !m.bytes().all(is_tchar)
 }
 
-/// Parses `--agents`: comma-separated `host:port` (IPv6 as `[addr]:port`).
-pub fn parse_agents(list: &str) -> Result<Vec<String>, Error> {
+/// Parses `--agents`: comma-separated `host:port` (IPv6 as `[addr]:port`),
+/// `dns:name:port`, and `@file` (read here, one entry per line, blank lines
+/// and `#` comments skipped). Names are resolved later, by
+/// [`discovery::discover`](crate::discovery::discover).
+pub fn parse_agents(list: &str) -> Result<Vec<AgentSource>, Error> {
     let mut out = Vec::new();
     for entry in list.split(',') {
         let entry = entry.trim();
-        let bad = |why: &str| Error::usage(format!("--agents: {entry:?} {why}"));
         if entry.is_empty() {
             return Err(Error::usage(format!("--agents: empty entry in {list:?}")));
         }
-        let (host, port) = entry.rsplit_once(':').ok_or_else(|| bad("has no port; use HOST:PORT"))?;
-        let port: u16 = port.parse().map_err(|_| bad("has an invalid port"))?;
-        if port == 0 {
-            return Err(bad("has port 0"));
-        }
-        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            v6.parse::<std::net::Ipv6Addr>().is_ok()
-        } else {
-            !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        let Some(path) = entry.strip_prefix('@') else {
+            push_agent(&mut out, parse_agent(entry)?)?;
+            continue;
         };
-        if !host_ok {
-            return Err(bad("has an invalid host"));
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::usage(format!("--agents: cannot read {path:?}: {e}")))?;
+        let before = out.len();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            if line.starts_with('@') {
+                return Err(Error::usage(format!("--agents: {path:?} names another file ({line:?})")));
+            }
+            let source = parse_agent(line).map_err(|e| Error::usage(format!("{e} (in {path:?})")))?;
+            push_agent(&mut out, source)?;
         }
-        if out.iter().any(|a| a == entry) {
-            return Err(bad("is listed twice"));
+        if out.len() == before {
+            return Err(Error::usage(format!("--agents: {path:?} lists no agents")));
         }
-        out.push(entry.to_owned());
     }
     Ok(out)
+}
+
+fn push_agent(out: &mut Vec<AgentSource>, source: AgentSource) -> Result<(), Error> {
+    if out.contains(&source) {
+        return Err(Error::usage(format!("--agents: {:?} is listed twice", source.to_string())));
+    }
+    out.push(source);
+    Ok(())
+}
+
+/// One `host:port` or `dns:name:port` entry.
+fn parse_agent(entry: &str) -> Result<AgentSource, Error> {
+    let bad = |why: &str| Error::usage(format!("--agents: {entry:?} {why}"));
+    let (dns, spec) = match entry.strip_prefix("dns:") {
+        Some(rest) => (true, rest),
+        None => (false, entry),
+    };
+    let (host, port) = spec.rsplit_once(':').ok_or_else(|| bad("has no port; use HOST:PORT or dns:NAME:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("has an invalid port"))?;
+    if port == 0 {
+        return Err(bad("has port 0"));
+    }
+    let is_name =
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    if dns {
+        if !is_name {
+            return Err(bad("has an invalid name; use dns:NAME:PORT"));
+        }
+        return Ok(AgentSource::Dns { name: host.to_owned(), port });
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => is_name,
+    };
+    if !host_ok {
+        return Err(bad("has an invalid host"));
+    }
+    Ok(AgentSource::Address(entry.to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn shown(list: &str) -> Vec<String> {
+        parse_agents(list).unwrap().iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn agent_lists() {
-        assert_eq!(parse_agents("a:1,127.0.0.1:7070, [::1]:9").unwrap(), ["a:1", "127.0.0.1:7070", "[::1]:9"]);
-        for bad in ["", "a", "a:", "a:x", "a:0", "a:70000", ":80", "a:1,,b:2", "a b:1", "a:1,a:1", "[zz]:1"] {
+        assert_eq!(shown("a:1,127.0.0.1:7070, [::1]:9"), ["a:1", "127.0.0.1:7070", "[::1]:9"]);
+        assert_eq!(
+            parse_agents("dns:agents.volley.svc.cluster.local:7070").unwrap(),
+            [AgentSource::Dns { name: "agents.volley.svc.cluster.local".into(), port: 7070 }]
+        );
+        for bad in [
+            "",
+            "a",
+            "a:",
+            "a:x",
+            "a:0",
+            "a:70000",
+            ":80",
+            "a:1,,b:2",
+            "a b:1",
+            "a:1,a:1",
+            "[zz]:1",
+            "dns:a",
+            "dns::1",
+            "dns:[::1]:1",
+            "dns:a:1,dns:a:1",
+            "@",
+        ] {
             assert!(parse_agents(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn agent_files() {
+        let dir = std::env::temp_dir().join(format!("volley-agents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agents");
+        std::fs::write(&file, "# load hosts\n10.0.0.1:7070\n\n  dns:more.example:7070  \n").unwrap();
+        let list = format!("x:1,@{}", file.display());
+        assert_eq!(shown(&list), ["x:1", "10.0.0.1:7070", "dns:more.example:7070"]);
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(parse_agents(&list).unwrap_err().to_string().contains("lists no agents"));
+        std::fs::write(&file, "ok:1\nnot an address\n").unwrap();
+        let e = parse_agents(&list).unwrap_err().to_string();
+        assert!(e.contains("not an address") && e.contains("agents\""), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = parse_agents("@/nonexistent/agents").unwrap_err().to_string();
+        assert!(e.contains("cannot read \"/nonexistent/agents\""), "{e}");
     }
 }

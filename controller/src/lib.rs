@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`cli`]: flags and their checks (`controller run`, `controller demo`).
+//! - [`discovery`]: `--agents` entries (addresses, `dns:` names) to agent addresses.
+//! - [`dry_run`]: `--dry-run`, checking a command line without network activity.
 //! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
 //! - [`split`]: proportional, deterministic splitting of quotas and connections.
 //! - [`report`]: the global report as text and JSON.
@@ -11,6 +13,8 @@
 
 pub mod cli;
 pub mod coordinator;
+pub mod discovery;
+pub mod dry_run;
 pub mod embedded;
 pub mod error;
 pub mod report;
@@ -35,7 +39,7 @@ pub async fn run(
         let a = EmbeddedAgent::start(threads).await?;
         (vec![a.address.clone()], Some(a))
     } else {
-        (cfg.agents.clone(), None)
+        (discovery::discover(&cfg.agents, cfg.connections).await?, None)
     };
     let outcome = coordinator::execute(cfg, &addresses, observer, cancel).await;
     if let Some(a) = embedded {
@@ -110,6 +114,9 @@ fn print(report: &Report, output: Output) {
 /// The controller's entry: runs a parsed command line, prints, returns the
 /// process exit code (0 done, 1 run or agent error, 2 usage error).
 pub fn main(cli: Cli) -> i32 {
+    if cli.dry_run {
+        return dry_run::main(&cli.command);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

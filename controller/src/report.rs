@@ -417,7 +417,7 @@ impl Report {
             let _ = writeln!(
                 s,
                 "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10.1}",
-                a.address,
+                a.name(),
                 format!("{:?}", a.state).to_lowercase(),
                 a.threads,
                 a.connections,
@@ -441,5 +441,13 @@ impl Report {
             }
         }
         s
+    }
+}
+
+impl AgentRow {
+    /// The address, and the host (or pod) name when the agent reported one:
+    /// behind a `dns:` name, the address alone does not say which pod it was.
+    pub fn name(&self) -> String {
+        if self.hostname.is_empty() { self.address.clone() } else { format!("{} ({})", self.address, self.hostname) }
     }
 }

@@ -45,7 +45,36 @@ fn usage_errors_exit_2_with_one_line() {
     fails_with(&["run", "--url", URL, "-n", "1", "-d", "@/nonexistent/body"], 2, "-d/--body");
     fails_with(&["run", "--url", URL, "-n", "1", "--success-status", "42"], 2, "--success-status");
     fails_with(&["run", "--url", URL, "-n", "1", "--threads", "0"], 2, "--threads");
+    fails_with(&["run", "--url", URL, "-n", "1", "--agents", "@/nonexistent/agents"], 2, "/nonexistent/agents");
+    fails_with(&["run", "--url", URL, "-n", "1", "--agents", "dns:[::1]:7070"], 2, "dns:NAME:PORT");
+    fails_with(&["run", "--url", URL, "-n", "1", "--agents", "dns:a:1", "--dry-run", "-c", "0"], 2, "-c/--connections");
     fails_with(&["frobnicate"], 2, "frobnicate");
+}
+
+#[test]
+fn a_dry_run_says_what_it_would_do_and_contacts_nothing() {
+    // The name would not resolve and the port is closed: a dry run must not care.
+    let out = controller(&[
+        "run",
+        "--dry-run",
+        "--agents",
+        "dns:agents.volley.svc.cluster.local:7070,127.0.0.1:9",
+        "--url",
+        URL,
+        "-z",
+        "1m30s",
+        "-c",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "would send GET http://127.0.0.1:9/hello for 1m 30s over 8 connections",
+        "agents: every address of agents.volley.svc.cluster.local (resolved at run time), port 7070",
+        "agent: 127.0.0.1:9",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
 }
 
 #[test]

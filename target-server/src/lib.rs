@@ -48,6 +48,10 @@ pub struct Args {
     /// Server threads, each with its own event loop.
     #[arg(long, default_value_t = default_threads())]
     pub threads: usize,
+
+    /// Check the flags, print what the server would do, and exit without listening.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn default_threads() -> usize {
@@ -59,6 +63,11 @@ fn default_threads() -> usize {
 /// Prints `listening on http://ADDR` to stdout once bound, so whoever started
 /// the process can learn the real port when it asked for port 0.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.dry_run {
+        // Lets deployment files be checked against the real flags.
+        println!("target-server dry run: would listen on http://{} with {} threads", args.listen, args.threads);
+        return Ok(());
+    }
     let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = start(listener, args.threads).context("cannot start the server")?;
     let addr = server.local_addr();

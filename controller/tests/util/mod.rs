@@ -12,23 +12,40 @@ use std::sync::OnceLock;
 /// this test run has not built it (e.g. `cargo test -p controller`).
 pub fn agent_bin() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let controller = PathBuf::from(env!("CARGO_BIN_EXE_controller"));
-        let path = controller.with_file_name(format!("agent{}", std::env::consts::EXE_SUFFIX));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "agent", "--bin", "agent"])
-            .args(if controller.parent().is_some_and(|d| d.ends_with("release")) {
-                &["--release"][..]
-            } else {
-                &[][..]
-            })
-            .status()
-            .expect("run cargo to build the agent binary");
-        assert!(status.success(), "cargo build -p agent failed");
-        assert!(path.exists(), "no agent binary at {}", path.display());
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| sibling_bin("agent")).clone()
+}
+
+/// The `target-server` binary, found and built like [`agent_bin`].
+pub fn target_server_bin() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| sibling_bin("target-server")).clone()
+}
+
+/// Builds the binary `name` of the package of the same name, in the profile
+/// of the controller under test, and returns its path beside the controller.
+fn sibling_bin(name: &str) -> PathBuf {
+    let controller = PathBuf::from(env!("CARGO_BIN_EXE_controller"));
+    let path = controller.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .args(if controller.parent().is_some_and(|d| d.ends_with("release")) { &["--release"][..] } else { &[][..] })
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo to build the {name} binary: {e}"));
+    assert!(status.success(), "cargo build -p {name} failed");
+    assert!(path.exists(), "no {name} binary at {}", path.display());
+    path
+}
+
+/// Reads the first line a child printed on stdout and the first socket
+/// address in it: how the binaries announce that they are ready.
+pub fn ready_address(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line).expect("read the ready line");
+    line.split_whitespace()
+        .map(|w| w.trim_start_matches("http://"))
+        .find_map(|w| w.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in the ready line {line:?}"))
+        .to_string()
 }
 
 /// A child process killed when dropped.

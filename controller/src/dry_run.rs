@@ -1,0 +1,73 @@
+//! `--dry-run`: check a command line and say what it would do, with no network
+//! activity (no name is resolved, no agent contacted, no port bound).
+//!
+//! Deployment files run the real binaries with their arguments plus
+//! `--dry-run` in tests (`tests/manifests.rs`), so a manifest cannot drift
+//! from the flags the controller accepts.
+
+use std::fmt::Write as _;
+
+use crate::cli::{Command, Limit, RunConfig};
+use crate::discovery::AgentSource;
+
+/// Checks `command` and prints what it would do; returns the exit code.
+pub fn main(command: &Command) -> i32 {
+    let text = match command {
+        Command::Run(args) => args.check().map(|cfg| describe(&cfg)),
+        Command::Demo(args) => Ok(format!(
+            "controller dry run: would start a target-server and two agents in this process and send {} \
+             requests over {} connections\n",
+            args.requests, args.connections
+        )),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("controller: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// What a checked `controller run` would do, one fact per line.
+pub fn describe(cfg: &RunConfig) -> String {
+    let mut out = String::new();
+    let limit = match cfg.limit {
+        Limit::Requests(n) => format!("{n} requests"),
+        Limit::Duration(d) => format!("for {}", humantime::format_duration(d)),
+    };
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "controller dry run: would send {} {} {limit} over {} connections",
+        cfg.method, cfg.url, cfg.connections
+    );
+    if cfg.agents.is_empty() {
+        let _ = writeln!(out, "agents: one embedded in this process");
+    }
+    for a in &cfg.agents {
+        let _ = match a {
+            AgentSource::Address(addr) => writeln!(out, "agent: {addr}"),
+            AgentSource::Dns { name, port } => {
+                writeln!(out, "agents: every address of {name} (resolved at run time), port {port}")
+            }
+        };
+    }
+    if let Some(t) = cfg.threads {
+        let _ = writeln!(out, "threads per agent: {t}");
+    }
+    if let Some(r) = cfg.rate {
+        let _ = writeln!(out, "open model: {r} requests per second in total, latency from the intended send time");
+    }
+    if !cfg.ramp_up.is_zero() {
+        let _ = writeln!(out, "ramp-up: {}", humantime::format_duration(cfg.ramp_up));
+    }
+    if let Some(k) = cfg.min_agents {
+        let _ = writeln!(out, "at least {k} agents must answer");
+    }
+    let _ = writeln!(out, "output: {:?}", cfg.output);
+    out
+}
