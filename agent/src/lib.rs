@@ -10,6 +10,7 @@
 //! - [`http1`]: the lean HTTP/1.1 client connection (the hot path).
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`service`]: the gRPC service.
+//! - [`security`]: the token check and the limits a controller cannot override.
 //! - [`serve`], [`Args`], [`run`]: serving on a listener (the Volley service
 //!   and the standard `grpc.health.v1` service, for Kubernetes probes); the
 //!   binary's flags and entry.
@@ -17,15 +18,21 @@
 pub mod engine;
 pub mod http1;
 pub mod plan;
+pub mod security;
 pub mod service;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use anyhow::Context as _;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use volley_proto::agent_server::AgentServer;
 
+use security::{Auth, Limits, TargetPattern, Token};
 pub use service::AgentService;
 
 /// The port agents listen on unless told otherwise.
@@ -49,33 +56,143 @@ pub struct Args {
     /// Check the flags, print what the agent would do, and exit without listening.
     #[arg(long)]
     pub dry_run: bool,
+    /// Shared secret every controller call must carry (or set VOLLEY_TOKEN).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Serve gRPC over TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require controllers to present a client certificate signed by this CA (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow listening on a non-loopback address with neither a token nor mutual TLS.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Targets plans may name: host, *.suffix, IP or CIDR, each with an optional
+    /// :PORT or :LOW-HIGH (repeatable, or comma-separated); default: any target.
+    #[arg(long = "allow-target", value_name = "PATTERN", value_delimiter = ',')]
+    pub allow_target: Vec<TargetPattern>,
+    /// Most connections one run may hold.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Highest request rate one run may ask (plans without a rate are then refused).
+    #[arg(long, value_name = "R")]
+    pub max_rate: Option<f64>,
+    /// Longest run (e.g. 10m); count-mode runs are stopped when it passes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_duration: Option<Duration>,
+    /// Largest request body a plan may carry, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = security::DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (try e.g. 30s, 10m)"))
+}
+
+/// How an agent serves: threads, who may call it, what it may be asked.
+#[derive(Debug, Clone, Default)]
+pub struct ServeConfig {
+    /// Worker threads for plans that do not say.
+    pub threads: usize,
+    /// The shared secret calls must carry, if any.
+    pub token: Option<Token>,
+    /// TLS (and mutual TLS) for the gRPC server.
+    pub tls: Option<ServerTlsConfig>,
+    /// Limits plans are checked against.
+    pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// A plain agent with `threads` worker threads: no token, no TLS, no limits.
+    pub fn plain(threads: usize) -> ServeConfig {
+        ServeConfig { threads, ..Default::default() }
+    }
+}
+
+impl Args {
+    /// Checks the flags and builds the serving configuration; errors name the
+    /// flag. Refuses a non-loopback listen address with neither a token nor
+    /// mutual TLS unless `--insecure`.
+    pub fn config(&self) -> anyhow::Result<ServeConfig> {
+        let threads = self.threads.map_or_else(default_threads, |t| t as usize);
+        let token = self.token.as_deref().and_then(Token::new);
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let read = |flag: &str, p: &PathBuf| {
+                    std::fs::read(p).with_context(|| format!("{flag}: cannot read {}", p.display()))
+                };
+                let identity = Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
+                let mut tls = ServerTlsConfig::new().identity(identity);
+                if let Some(ca) = &self.tls_client_ca {
+                    tls = tls.client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?));
+                }
+                Some(tls)
+            }
+            _ => None,
+        };
+        let mutual = tls.is_some() && self.tls_client_ca.is_some();
+        if !self.listen.ip().is_loopback() && token.is_none() && !mutual && !self.insecure {
+            anyhow::bail!(
+                "--listen {}: refusing to take orders from anyone on a non-loopback address; set --token (or \
+                 VOLLEY_TOKEN) or mutual TLS (--tls-cert, --tls-key, --tls-client-ca), or pass --insecure",
+                self.listen
+            );
+        }
+        if let Some(r) = self.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            anyhow::bail!("--max-rate: {r} is not a rate above 0");
+        }
+        let limits = Limits {
+            allow: self.allow_target.clone(),
+            max_connections: self.max_connections,
+            max_rate: self.max_rate,
+            max_duration: self.max_duration,
+            max_body: self.max_body,
+        };
+        Ok(ServeConfig { threads, token, tls, limits })
+    }
 }
 
 /// Serves the agent on an already-bound listener until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    threads: usize,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     // The overall status ("") starts as SERVING and stays so while the process
     // serves: a busy agent is still healthy, and marking it not ready would
     // drop it from a headless Service's DNS in the middle of a run.
     let (_reporter, health) = tonic_health::server::health_reporter();
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = config.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let service = AgentService::new(config.threads, config.limits);
+    // The health service carries no token: probes cannot send one, and it
+    // tells nothing but "serving".
+    builder
         .add_service(health)
-        .add_service(AgentServer::new(AgentService::new(threads)))
+        .add_service(AgentServer::with_interceptor(service, Auth::new(config.token)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
 
 /// Runs the `agent` binary: serve on `--listen` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let threads = args.threads.map_or_else(default_threads, |t| t as usize);
+    let config = args.config()?;
+    let threads = config.threads;
     if args.dry_run {
         // Lets deployment files be checked against the real flags without
         // binding a port (see controller/tests/manifests.rs).
-        println!("agent dry run: would listen on {} with {threads} worker threads", args.listen);
+        println!(
+            "agent dry run: would listen on {} with {threads} worker threads{}{}",
+            args.listen,
+            if config.token.is_some() { ", token required" } else { "" },
+            if config.tls.is_some() { ", TLS" } else { "" }
+        );
         return Ok(());
     }
     // The gRPC side is light; the load runs on the engine's own threads.
@@ -92,7 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Printed on stdout so scripts and tests can learn a port-0 address.
         println!("agent listening on {addr} with {threads} worker threads");
         tracing::info!(%addr, threads, "agent ready");
-        serve(listener, threads, shutdown_signal()).await.context("gRPC server failed")?;
+        serve(listener, config, shutdown_signal()).await.context("gRPC server failed")?;
         tracing::info!("agent stopped");
         Ok(())
     })

@@ -55,6 +55,10 @@ impl Success {
 pub struct Plan {
     /// The controller's name for the run.
     pub run_id: String,
+    /// The target as the URL names it.
+    pub target: Target,
+    /// Request body bytes (for the agent's size limit).
+    pub body_len: usize,
     /// The target's resolved address.
     pub addr: SocketAddr,
     /// The request, serialised once.
@@ -116,6 +120,10 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
 /// The parts of a target URL the engine needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The host as written in the URL (IPv6 without brackets).
+    pub host: String,
+    /// The port (80 when the URL gives none).
+    pub port: u16,
     /// host:port to connect to.
     pub authority: String,
     /// The Host header value.
@@ -145,6 +153,8 @@ pub fn parse_url(url: &str) -> Result<Target, PlanError> {
         None => host.to_owned(),
     };
     Ok(Target {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port,
         authority: format!("{host}:{port}"),
         host_header,
         path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
@@ -156,6 +166,15 @@ impl Plan {
     pub async fn from_proto(p: RunPlan, default_threads: usize) -> Result<Plan, PlanError> {
         if p.protocol_version != PROTOCOL_VERSION {
             return Err(PlanError::Version { got: p.protocol_version });
+        }
+        if p.url.len() > crate::security::MAX_URL {
+            return Err(invalid("url", format!("{} bytes is longer than {}", p.url.len(), crate::security::MAX_URL)));
+        }
+        if p.headers.len() > crate::security::MAX_HEADERS {
+            return Err(invalid(
+                "headers",
+                format!("{} headers are more than {}", p.headers.len(), crate::security::MAX_HEADERS),
+            ));
         }
         let target = parse_url(&p.url)?;
         let method = if p.method.is_empty() { "GET".to_owned() } else { p.method.clone() };
@@ -230,8 +249,11 @@ impl Plan {
             .next()
             .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
+        let body_len = p.body.len();
         Ok(Plan {
             run_id: p.run_id,
+            target: target.clone(),
+            body_len,
             addr,
             request,
             limit,

@@ -34,6 +34,8 @@ struct Active {
     // A Cancel that arrived before the workers started.
     cancelled: bool,
     control: Option<Control>,
+    /// Connections the run holds (grows when it takes over a lost agent's).
+    connections: u32,
     /// When the controller last renewed the run lease.
     renewed: Arc<Mutex<std::time::Instant>>,
 }
@@ -48,6 +50,7 @@ const DRY_SNAPSHOT_GAP: Duration = Duration::from_millis(2);
 #[derive(Debug, Clone)]
 pub struct AgentService {
     threads: usize,
+    limits: Arc<crate::security::Limits>,
     active: Arc<Mutex<Option<Active>>>,
 }
 
@@ -67,9 +70,10 @@ fn lock(m: &Mutex<Option<Active>>) -> std::sync::MutexGuard<'_, Option<Active>> 
 }
 
 impl AgentService {
-    /// A service whose runs use `threads` worker threads unless a plan says otherwise.
-    pub fn new(threads: usize) -> AgentService {
-        AgentService { threads: threads.max(1), active: Arc::new(Mutex::new(None)) }
+    /// A service whose runs use `threads` worker threads unless a plan says
+    /// otherwise, and whose plans must keep within `limits`.
+    pub fn new(threads: usize, limits: crate::security::Limits) -> AgentService {
+        AgentService { threads: threads.max(1), limits: Arc::new(limits), active: Arc::new(Mutex::new(None)) }
     }
 }
 
@@ -112,11 +116,19 @@ impl Agent for AgentService {
                 stopper: None,
                 cancelled: false,
                 control: None,
+                connections: 0,
                 renewed: Arc::new(Mutex::new(std::time::Instant::now())),
             });
         }
         let guard = BusyGuard(self.active.clone());
         let plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
+        self.limits.check(&plan)?;
+        // Count mode has no end time of its own: the agent's --max-duration
+        // bounds it all the same.
+        let cap = match plan.limit {
+            crate::plan::Limit::Requests(_) => self.limits.max_duration,
+            crate::plan::Limit::Duration(_) => None,
+        };
         let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
         let mut run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
         let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
@@ -126,6 +138,7 @@ impl Agent for AgentService {
             }
             a.stopper = Some(run.stopper());
             a.control = Some(run.control());
+            a.connections = connections as u32;
             renewed = a.renewed.clone();
             // The lease runs from the start, not from the first request.
             *renewed.lock().unwrap_or_else(|p| p.into_inner()) = run.start_instant();
@@ -156,6 +169,15 @@ impl Agent for AgentService {
             let mut lease_check = tokio::time::interval(LEASE_CHECK);
             let mut last_early = std::time::Instant::now() - DRY_SNAPSHOT_GAP;
             let mut lease_expired = false;
+            let cap_at = cap.map(|d| run.start_instant() + d);
+            let capped = async move {
+                match cap_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(capped);
+            let mut cap_hit = false;
             loop {
                 tokio::select! {
                     delta = run.next_delta() => match delta {
@@ -179,6 +201,11 @@ impl Agent for AgentService {
                         let mut snap = std::mem::take(&mut acc).to_snapshot(run.elapsed());
                         snap.taken_total = control.taken();
                         connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
+                    }
+                    _ = &mut capped, if !cap_hit => {
+                        tracing::warn!(run_id, "the run reached this agent's --max-duration; stopping it");
+                        cap_hit = true;
+                        stopper.stop();
                     }
                     _ = lease_check.tick(), if lease.is_some() && !lease_expired => {
                         let since = renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
@@ -229,8 +256,8 @@ impl Agent for AgentService {
         if r.add_connections > crate::plan::MAX_CONNECTIONS {
             return Err(Status::invalid_argument(format!("invalid add_connections {}", r.add_connections)));
         }
-        let active = lock(&self.active);
-        let Some(a) = active.as_ref().filter(|a| a.run_id == r.run_id) else {
+        let mut active = lock(&self.active);
+        let Some(a) = active.as_mut().filter(|a| a.run_id == r.run_id) else {
             return Ok(Response::new(RenewReply { running: false }));
         };
         *a.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
@@ -238,11 +265,14 @@ impl Agent for AgentService {
             if r.add_requests > 0 || r.last {
                 c.grant(r.add_requests, r.last);
             }
-            if r.add_connections > 0 {
-                c.add_connections(r.add_connections as usize);
+            // Taking over a lost agent's share stays within this agent's limits.
+            let more = self.limits.more_connections(a.connections, r.add_connections);
+            if more > 0 {
+                a.connections += more;
+                c.add_connections(more as usize);
             }
             if r.new_rate > 0.0 {
-                c.set_rate(r.new_rate);
+                c.set_rate(self.limits.cap_rate(r.new_rate));
             }
         }
         Ok(Response::new(RenewReply { running: true }))

@@ -96,6 +96,21 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// The agents' shared secret (or set VOLLEY_TOKEN).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Talk to the agents over TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for agents that require mutual TLS.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the agents' certificates carry, when it is not the host in --agents.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_domain: Option<String>,
 }
 
 /// Flags of `controller demo`.
@@ -160,6 +175,19 @@ pub struct RunConfig {
     pub ramp_up: Duration,
     /// Agents that must answer at the start (default: all).
     pub min_agents: Option<usize>,
+    /// How to reach the agents: token and TLS.
+    pub channel: ChannelConfig,
+}
+
+/// How the controller reaches its agents.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelConfig {
+    /// Sent on every call (its `Debug` is redacted).
+    pub token: Option<agent::security::Token>,
+    /// TLS settings; `None` for plain gRPC.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Whether a client certificate is presented (for messages).
+    pub mutual: bool,
 }
 
 impl RunArgs {
@@ -265,6 +293,35 @@ impl RunArgs {
             rate: self.rate,
             ramp_up,
             min_agents: self.min_agents,
+            channel: self.channel()?,
+        })
+    }
+}
+
+impl RunArgs {
+    /// The token and TLS settings, with unreadable files named.
+    fn channel(&self) -> Result<ChannelConfig, Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |flag: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| Error::usage(format!("{flag}: cannot read {}: {e}", p.display())))
+        };
+        let tls = match &self.tls_ca {
+            None => None,
+            Some(ca) => {
+                let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?));
+                if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                    tls = tls.identity(Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?));
+                }
+                if let Some(d) = &self.tls_domain {
+                    tls = tls.domain_name(d.clone());
+                }
+                Some(tls)
+            }
+        };
+        Ok(ChannelConfig {
+            token: self.token.as_deref().and_then(agent::security::Token::new),
+            tls,
+            mutual: self.tls_cert.is_some(),
         })
     }
 }

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use volley_proto::agent_client::AgentClient;
 use volley_proto::{
@@ -43,7 +44,7 @@ use volley_proto::{
 };
 use volley_stats::Totals;
 
-use crate::cli::{Limit, RunConfig};
+use crate::cli::{ChannelConfig, Limit, RunConfig};
 use crate::error::Error;
 use crate::split::split;
 
@@ -132,17 +133,34 @@ pub struct Outcome {
     pub unassigned: u64,
 }
 
+/// Adds the shared token to every call.
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of one agent, with the token on every call.
+pub type Client = AgentClient<InterceptedService<Channel, Bearer>>;
+
 /// A connected, described agent.
 struct Connected {
     address: String,
-    client: AgentClient<Channel>,
+    client: Client,
     info: AgentInfo,
     /// How long Describe took: a round trip plus the agent's reply time.
     rtt: Duration,
 }
 
-async fn connect(address: String) -> Result<Connected, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+async fn connect(address: String, channel: ChannelConfig) -> Result<Connected, String> {
+    let scheme = if channel.tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| format!("invalid address: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -150,14 +168,27 @@ async fn connect(address: String) -> Result<Connected, String> {
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(1))
         .keep_alive_while_idle(true);
+    if let Some(tls) = channel.tls.clone() {
+        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS settings: {}", error_chain(&e)))?;
+    }
+    let bearer = match &channel.token {
+        // A token that cannot travel in a header is refused before any call.
+        Some(t) => {
+            Some(format!("Bearer {}", t.expose()).parse().map_err(|_| "--token: not a valid header value".to_owned())?)
+        }
+        None => None,
+    };
     let attempt = async {
-        let channel = endpoint.connect().await.map_err(|e| format!("unreachable: {}", error_chain(&e)))?;
-        let mut client = AgentClient::new(channel);
+        let transport = endpoint.connect().await.map_err(|e| format!("unreachable: {}", error_chain(&e)))?;
+        let mut client = AgentClient::with_interceptor(transport, Bearer(bearer));
         let asked = std::time::Instant::now();
         let info = client
             .describe(DescribeRequest {})
             .await
-            .map_err(|s| format!("does not answer as a Volley agent: {}", s.message()))?
+            .map_err(|s| match s.code() {
+                tonic::Code::Unauthenticated => format!("refused the controller's token: {}", s.message()),
+                _ => format!("does not answer as a Volley agent: {}", s.message()),
+            })?
             .into_inner();
         Ok::<_, String>((client, info, asked.elapsed()))
     };
@@ -255,7 +286,7 @@ async fn forward(
 
 /// Renews one agent's run lease every [`RENEW_EVERY`] and forwards grants,
 /// until its channel closes (the agent finished or was lost).
-async fn renewer(mut client: AgentClient<Channel>, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>) {
+async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>) {
     let mut beat = tokio::time::interval(RENEW_EVERY);
     loop {
         let req = tokio::select! {
@@ -297,7 +328,7 @@ pub async fn execute(
     observer: &mut dyn Observer,
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, Error> {
-    let results = futures::future::join_all(addresses.iter().cloned().map(connect)).await;
+    let results = futures::future::join_all(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone()))).await;
     let mut agents = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for (addr, r) in addresses.iter().zip(results) {

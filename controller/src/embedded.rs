@@ -29,7 +29,7 @@ impl EmbeddedAgent {
         let (shutdown, rx) = oneshot::channel();
         // The listener is already bound, so clients can connect at once: no
         // readiness wait is needed.
-        let task = tokio::spawn(agent::serve(listener, threads, async {
+        let task = tokio::spawn(agent::serve(listener, agent::ServeConfig::plain(threads), async {
             let _ = rx.await;
         }));
         Ok(EmbeddedAgent { address, shutdown, task })

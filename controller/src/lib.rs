@@ -83,6 +83,11 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         rate: None,
         ramp_up: None,
         min_agents: None,
+        token: None,
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_domain: None,
     };
     let result = match run_args.check() {
         Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,

@@ -51,6 +51,8 @@ impl Drop for Netns {
     }
 }
 
+const TOKEN: &str = "link-cut-test-token";
+
 #[test]
 fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     let Some(ns) = Netns::create() else {
@@ -64,7 +66,8 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     let mut cut = Command::new("ip")
         .args(["netns", "exec", &ns.name])
         .arg(agent_bin())
-        .args(["--listen", &format!("{}:0", ns.ns_ip), "--threads", "1"])
+        // Agents on a non-loopback address take orders only with a token.
+        .args(["--listen", &format!("{}:0", ns.ns_ip), "--threads", "1", "--token", TOKEN])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -72,7 +75,7 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     let mut line = String::new();
     BufReader::new(cut.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let cut_addr = line.split_whitespace().nth(3).unwrap().to_owned();
-    let local = spawn_agent(&["--threads", "1"]);
+    let local = spawn_agent(&["--threads", "1", "--token", TOKEN]);
 
     let url = format!("http://{}/delay/2", server.local_addr());
     let n = 10_000u64;
@@ -89,6 +92,8 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
         "8",
         "--output",
         "json",
+        "--token",
+        TOKEN,
     ]);
     served_at_least(&server, "/delay/2", 2500);
     let cut_at = Instant::now();

@@ -167,6 +167,7 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
         eprintln!("SKIP multihost: {why}; this test needs root and network namespaces");
         return;
     }
+    const TOKEN: &str = "multihost-test-token";
     let net = match network(3) {
         Ok(net) => net,
         Err(why) => {
@@ -184,7 +185,8 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
     let agents: Vec<Proc> = (0..2)
         .map(|i| {
             let listen = format!("{}:{AGENT_PORT}", net.host(i));
-            spawn_in(&net.namespaces[i], agent_bin(), &["--listen", &listen, "--threads", "1"])
+            // Agents on a non-loopback address take orders only with a token.
+            spawn_in(&net.namespaces[i], agent_bin(), &["--listen", &listen, "--threads", "1", "--token", TOKEN])
         })
         .collect();
     let hosts = format!("{} {NAME}\n{} {NAME}\n", agents[1].addr.split(':').next().unwrap(), net.host(0));
@@ -194,7 +196,7 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
     let out = controller_with_hosts(
         &net,
         &hosts,
-        &["run", "--agents", &spec, "--url", &url, "-n", "2001", "-c", "4", "--output", "json"],
+        &["run", "--agents", &spec, "--url", &url, "-n", "2001", "-c", "4", "--output", "json", "--token", TOKEN],
     );
     let r = json_report(&out);
     let stats: serde_json::Value = serde_json::from_str(&http_get(&target.addr, "/stats")).unwrap();
