@@ -113,11 +113,20 @@ impl ServeConfig {
     }
 }
 
+/// A flag combination the agent refuses: exit code 2, like other usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
 impl Args {
     /// Checks the flags and builds the serving configuration; errors name the
     /// flag. Refuses a non-loopback listen address with neither a token nor
     /// mutual TLS unless `--insecure`.
-    pub fn config(&self) -> anyhow::Result<ServeConfig> {
+    pub fn config(&self) -> Result<ServeConfig, UsageError> {
+        self.checked_config().map_err(|e| UsageError(format!("{e:#}")))
+    }
+
+    fn checked_config(&self) -> anyhow::Result<ServeConfig> {
         let threads = self.threads.map_or_else(default_threads, |t| t as usize);
         let token = self.token.as_deref().and_then(Token::new);
         let tls = match (&self.tls_cert, &self.tls_key) {

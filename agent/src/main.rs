@@ -13,6 +13,6 @@ fn main() {
         .init();
     if let Err(e) = agent::run(args) {
         eprintln!("agent: {e:#}");
-        std::process::exit(1);
+        std::process::exit(if e.downcast_ref::<agent::UsageError>().is_some() { 2 } else { 1 });
     }
 }
