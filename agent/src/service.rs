@@ -185,7 +185,13 @@ impl Agent for AgentService {
                         None => break,
                     },
                     _ = tick.tick(), if connected => {
-                        let mut snap = std::mem::take(&mut acc).to_snapshot(run.elapsed());
+                        // Stamped with the whole second the workers' deltas were
+                        // cut at (they hand over on the second; this tick runs a
+                        // little later), so the controller files them under the
+                        // second they belong to.
+                        let interval = SNAPSHOT_INTERVAL.as_micros();
+                        let cut = run.elapsed().as_micros() / interval * interval;
+                        let mut snap = std::mem::take(&mut acc).to_snapshot(Duration::from_micros(cut as u64));
                         snap.taken_total = control.taken();
                         connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
                         if !connected {

@@ -39,6 +39,8 @@ pub enum Output {
     Text,
     /// One JSON object (schema in the README).
     Json,
+    /// The per-second series as CSV (one row per second).
+    Csv,
 }
 
 /// Flags of `controller run`.
@@ -96,6 +98,17 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Fail (exit code 3) unless this holds, e.g. 'p99 < 200ms',
+    /// 'error_rate < 1%', 'rps > 5000' (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    pub fail_if: Vec<String>,
+    /// Also write the merged per-second latency histograms to FILE as an
+    /// HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<std::path::PathBuf>,
+    /// No progress lines while the run goes.
+    #[arg(long)]
+    pub quiet: bool,
     /// The agents' shared secret (or set VOLLEY_TOKEN).
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -177,6 +190,12 @@ pub struct RunConfig {
     pub min_agents: Option<usize>,
     /// How to reach the agents: token and TLS.
     pub channel: ChannelConfig,
+    /// Conditions the run must meet.
+    pub thresholds: Vec<crate::threshold::Threshold>,
+    /// Where to write the HdrHistogram interval log.
+    pub hdr_log: Option<std::path::PathBuf>,
+    /// No progress lines.
+    pub quiet: bool,
 }
 
 /// How the controller reaches its agents.
@@ -294,6 +313,13 @@ impl RunArgs {
             ramp_up,
             min_agents: self.min_agents,
             channel: self.channel()?,
+            thresholds: self
+                .fail_if
+                .iter()
+                .map(|e| e.parse().map_err(|why| Error::usage(format!("--fail-if: {why}"))))
+                .collect::<Result<_, _>>()?,
+            hdr_log: self.hdr_log.clone(),
+            quiet: self.quiet,
         })
     }
 }

@@ -17,8 +17,11 @@ pub mod discovery;
 pub mod dry_run;
 pub mod embedded;
 pub mod error;
+pub mod output;
 pub mod report;
+pub mod series;
 pub mod split;
+pub mod threshold;
 
 use cli::{Cli, Command, DemoArgs, Output, RunConfig};
 use embedded::EmbeddedAgent;
@@ -88,6 +91,9 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         tls_cert: None,
         tls_key: None,
         tls_domain: None,
+        fail_if: Vec::new(),
+        hdr_log: None,
+        quiet: true,
     };
     let result = match run_args.check() {
         Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,
@@ -113,11 +119,38 @@ fn print(report: &Report, output: Output) {
     match output {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", report.to_json()),
+        Output::Csv => print!("{}", output::csv(&report.series)),
     }
 }
 
+/// `controller run`: runs, writes the outputs, returns the exit code (0 done,
+/// 1 the work could not be done, 3 a `--fail-if` threshold failed).
+async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
+    let mut series = series::Series::new(series::Progress::detect(cfg.quiet));
+    let started = std::time::SystemTime::now();
+    let result = run(&cfg, &mut series, interrupted()).await;
+    series.finish();
+    let mut report = result?;
+    report.series = series.rows();
+    report.thresholds = cfg.thresholds.iter().map(|t| t.check(&report)).collect();
+    if let Some(path) = &cfg.hdr_log {
+        let bytes = output::hdr_log(series.seconds(), started).map_err(|e| Error::Other(format!("--hdr-log: {e}")))?;
+        std::fs::write(path, bytes)
+            .map_err(|e| Error::Other(format!("--hdr-log: cannot write {}: {e}", path.display())))?;
+    }
+    print(&report, cfg.output);
+    // A run that lost agents but still accounted for its work has done its
+    // job (the report names the lost agents); one that could not is a failure.
+    let finished = report.agents.iter().any(|a| a.state == coordinator::AgentState::Done);
+    if report.unassigned > 0 || !finished && !report.cancelled {
+        return Ok(1);
+    }
+    Ok(if report.thresholds.iter().all(|v| v.passed) { 0 } else { 3 })
+}
+
 /// The controller's entry: runs a parsed command line, prints, returns the
-/// process exit code (0 done, 1 run or agent error, 2 usage error).
+/// process exit code (0 done, 1 run or agent error, 2 usage error, 3 a
+/// `--fail-if` threshold failed).
 pub fn main(cli: Cli) -> i32 {
     if cli.dry_run {
         return dry_run::main(&cli.command);
@@ -133,13 +166,7 @@ pub fn main(cli: Cli) -> i32 {
         match cli.command {
             Command::Run(args) => {
                 let cfg = args.check()?;
-                let report = run(&cfg, &mut coordinator::NoObserver, interrupted()).await?;
-                print(&report, cfg.output);
-                // A run that lost agents but still accounted for its work has
-                // done its job (the report names the lost agents); one that
-                // could not is a failure.
-                let finished = report.agents.iter().any(|a| a.state == coordinator::AgentState::Done);
-                Ok(if report.unassigned > 0 || !finished && !report.cancelled { 1 } else { 0 })
+                run_command(cfg).await
             }
             Command::Demo(args) => {
                 let d = demo(&args).await?;

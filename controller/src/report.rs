@@ -217,6 +217,10 @@ pub struct Report {
     pub unaccounted_max: Option<u64>,
     /// Count mode: requests no agent was left to send (every agent was lost).
     pub unassigned: u64,
+    /// The merged per-second series.
+    pub series: Vec<crate::series::SecondRow>,
+    /// The `--fail-if` verdicts.
+    pub thresholds: Vec<crate::threshold::Verdict>,
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -298,6 +302,8 @@ impl Report {
             cancelled: outcome.cancelled,
             unaccounted_max: outcome.unaccounted_max,
             unassigned: outcome.unassigned,
+            series: Vec::new(),
+            thresholds: Vec::new(),
         }
     }
 
@@ -405,6 +411,13 @@ impl Report {
             let _ = writeln!(s, "Errors (requests without a response):");
             for (class, n) in &self.errors {
                 let _ = writeln!(s, "  {class}: {n}");
+            }
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(s, "Thresholds (--fail-if):");
+            for v in &self.thresholds {
+                let actual = v.actual.map_or_else(|| "n/a".to_owned(), |a| format!("{a:.3}"));
+                let _ = writeln!(s, "  {:<4}  {}  (measured {actual})", if v.passed { "ok" } else { "FAIL" }, v.expr);
             }
         }
         let _ = writeln!(s);

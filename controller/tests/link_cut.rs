@@ -100,7 +100,7 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     assert!(ip(&["link", "set", &ns.host_if, "down"]), "taking the link down");
     let (status, out, lines) = ctl.finish();
     assert!(status.success(), "{status:?} {lines:?}");
-    let (noticed, what) = lines.iter().find(|(_, l)| l.contains("lost")).expect("the loss is reported");
+    let (noticed, what) = lines.iter().find(|(_, l)| l.contains(" lost: ")).expect("the loss is reported");
     let detection = noticed.duration_since(cut_at);
     eprintln!("cut-off agent detected after {detection:?}: {what}");
     assert!(detection < Duration::from_secs(3), "detected after {detection:?}");

@@ -35,7 +35,7 @@ fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
     let _ = b.child.wait();
     let (status, out, lines) = ctl.finish();
     assert!(status.success(), "controller failed: {status:?} {lines:?}");
-    let (noticed, line) = lines.iter().find(|(_, l)| l.contains("lost")).expect("the loss was reported on stderr");
+    let (noticed, line) = lines.iter().find(|(_, l)| l.contains(" lost: ")).expect("the loss was reported on stderr");
     let detection = noticed.duration_since(killed_at);
     eprintln!("detected after {detection:?}: {line}");
     assert!(detection < Duration::from_secs(3), "detected after {detection:?}");

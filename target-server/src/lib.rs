@@ -68,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("target-server dry run: would listen on http://{} with {} threads", args.listen, args.threads);
         return Ok(());
     }
+    // The handlers are installed before the ready line goes out: a SIGTERM
+    // sent as soon as the line is read must stop us gracefully, not kill us.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = start(listener, args.threads).context("cannot start the server")?;
     let addr = server.local_addr();
@@ -77,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(%addr, threads = args.threads, "serving");
 
-    wait_for_signal().context("cannot wait for a shutdown signal")?;
+    signals.wait().context("cannot wait for a shutdown signal")?;
     tracing::info!("shutting down");
     let stats = server.stats();
     server.shutdown();
@@ -85,20 +88,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks until SIGTERM (how deployments stop us) or Ctrl-C.
-fn wait_for_signal() -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-    runtime.block_on(async {
+/// SIGTERM (how deployments stop us) and Ctrl-C, caught from install on.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        #[cfg(unix)]
+        let (terminate, interrupt) = {
+            use tokio::signal::unix::{SignalKind, signal};
+            let _guard = runtime.enter();
+            (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+        };
+        Ok(Signals {
+            runtime,
+            #[cfg(unix)]
+            terminate,
+            #[cfg(unix)]
+            interrupt,
+        })
+    }
+
+    /// Blocks until one of the signals arrives.
+    fn wait(self) -> std::io::Result<()> {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut terminate = signal(SignalKind::terminate())?;
-            tokio::select! {
-                _ = terminate.recv() => Ok(()),
-                interrupted = tokio::signal::ctrl_c() => interrupted,
-            }
+            let Signals { runtime, mut terminate, mut interrupt } = self;
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            });
+            Ok(())
         }
         #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await
-    })
+        self.runtime.block_on(tokio::signal::ctrl_c())
+    }
 }

@@ -1,0 +1,203 @@
+//! The merged per-second time series of a run, and live progress lines.
+//!
+//! Agents share one start instant and tag every snapshot with how far into
+//! the run it reaches, so a delta ending at `t` seconds belongs to second
+//! `ceil(t) - 1`. Every delta lands in exactly one second, so the seconds
+//! add up to the run's totals exactly; each second keeps its merged
+//! histogram, so its percentiles are exact too.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use volley_stats::Totals;
+
+use crate::coordinator::{AgentOutcome, AgentState, Observer};
+
+/// One second of the run, merged across agents.
+#[derive(Debug, Clone, Default)]
+pub struct Second {
+    /// What every agent did in that second.
+    pub totals: Totals,
+}
+
+/// A row of the series as reports show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SecondRow {
+    /// Seconds since the start (0 is the first second).
+    pub second: u64,
+    /// Requests completed in it.
+    pub requests: u64,
+    /// Successes in it.
+    pub successes: u64,
+    /// Failures in it.
+    pub failures: u64,
+    /// Latency percentiles of its responses, in ms (`null` without responses).
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Slowest.
+    pub max_ms: Option<f64>,
+}
+
+/// Collects the series and prints progress as the run goes.
+#[derive(Debug)]
+pub struct Series {
+    seconds: Vec<Second>,
+    progress: Progress,
+    agents: usize,
+    lost: usize,
+    /// The last second a progress line was printed for.
+    printed: Option<usize>,
+}
+
+/// Where progress goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nowhere (`--quiet`, or JSON/CSV consumers who want none).
+    Off,
+    /// Plain lines on stderr, one per second (stderr is not a terminal).
+    Lines,
+    /// One line on the terminal, rewritten every second.
+    Terminal,
+}
+
+impl Progress {
+    /// Progress for this process: nothing when quiet, a live line on a
+    /// terminal, plain lines otherwise.
+    pub fn detect(quiet: bool) -> Progress {
+        if quiet {
+            Progress::Off
+        } else if std::io::stderr().is_terminal() {
+            Progress::Terminal
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Series {
+    /// An empty series printing progress to `progress`.
+    pub fn new(progress: Progress) -> Series {
+        Series { seconds: Vec::new(), progress, agents: 0, lost: 0, printed: None }
+    }
+
+    /// The seconds so far.
+    pub fn seconds(&self) -> &[Second] {
+        &self.seconds
+    }
+
+    /// The series as report rows.
+    pub fn rows(&self) -> Vec<SecondRow> {
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let t = &s.totals;
+                let q = |p: f64| t.latency_at(p).map(|d| d.as_secs_f64() * 1000.0);
+                SecondRow {
+                    second: i as u64,
+                    requests: t.requests,
+                    successes: t.successes,
+                    failures: t.failures,
+                    p50_ms: q(0.5),
+                    p90_ms: q(0.9),
+                    p99_ms: q(0.99),
+                    max_ms: (t.responses() > 0).then(|| ms(t.histogram.max())),
+                }
+            })
+            .collect()
+    }
+
+    fn print(&mut self, upto: usize) {
+        if self.progress == Progress::Off {
+            return;
+        }
+        let Some(s) = self.seconds.get(upto) else { return };
+        let done: u64 = self.seconds[..=upto].iter().map(|s| s.totals.requests).sum();
+        let t = &s.totals;
+        let lat = |p: f64| t.latency_at(p).map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64() * 1e3));
+        let line = format!(
+            "[{:>4}s] {done} requests, {} req/s, {} failed, p50 {} ms, p99 {} ms, agents {} up / {} lost",
+            upto + 1,
+            t.requests,
+            t.failures,
+            lat(0.5),
+            lat(0.99),
+            self.agents - self.lost,
+            self.lost
+        );
+        let mut err = std::io::stderr().lock();
+        // Progress is a courtesy: a closed stderr must not stop the run.
+        let _ = match self.progress {
+            Progress::Terminal => write!(err, "\r\x1b[2K{line}"),
+            _ => writeln!(err, "{line}"),
+        };
+        let _ = err.flush();
+        self.printed = Some(upto);
+    }
+
+    /// Ends the live line on a terminal.
+    pub fn finish(&mut self) {
+        if self.progress == Progress::Terminal && self.printed.is_some() {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+impl Observer for Series {
+    fn started(&mut self, agents: &[AgentOutcome]) {
+        self.agents = agents.len();
+    }
+
+    fn delta(&mut self, _agent: usize, delta: &Totals, elapsed: Duration) {
+        let second = (elapsed.as_secs_f64().ceil() as usize).saturating_sub(1);
+        if self.seconds.len() <= second {
+            self.seconds.resize_with(second + 1, Second::default);
+        }
+        self.seconds[second].totals.add(delta);
+        // A delta for a later second means the earlier ones are complete.
+        if second > 0 && self.printed.is_none_or(|p| p < second - 1) {
+            self.print(second - 1);
+        }
+    }
+
+    fn ended(&mut self, _agent: usize, state: AgentState, _error: Option<&str>) {
+        if state == AgentState::Lost {
+            self.lost += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_stats::Recorder;
+
+    fn delta(n: u64, us: u64) -> Totals {
+        let mut r = Recorder::new();
+        for _ in 0..n {
+            r.response(200, true, Duration::from_micros(us), 10, 10);
+        }
+        r.take()
+    }
+
+    #[test]
+    fn deltas_land_in_the_second_they_end_in_and_add_up() {
+        let mut s = Series::new(Progress::Off);
+        s.delta(0, &delta(10, 100), Duration::from_millis(1000));
+        s.delta(1, &delta(5, 200), Duration::from_millis(1001));
+        s.delta(0, &delta(7, 300), Duration::from_millis(2500));
+        s.delta(1, &delta(0, 0), Duration::from_millis(0));
+        let rows = s.rows();
+        assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [10, 5, 7]);
+        assert_eq!(rows[2].p50_ms, Some(0.3));
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 22);
+    }
+}

@@ -1,0 +1,181 @@
+//! `--fail-if` thresholds: conditions a run must meet, checked against the
+//! merged report, so a CI pipeline fails when a load test does.
+//!
+//! An expression is `METRIC OP VALUE`: `p99 < 200ms`, `error_rate < 1%`,
+//! `rps > 5000`. Latency metrics (`min mean p50 p66 p75 p80 p90 p95 p98 p99
+//! p999 max`) take `us`, `ms` or `s`; `error_rate` takes `%` or a fraction;
+//! `rps`, `requests` and `failures` take plain numbers. The condition is what
+//! must hold: when it does not, the threshold fails.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::report::Report;
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn holds(self, actual: f64, bound: f64) -> bool {
+        match self {
+            Op::Lt => actual < bound,
+            Op::Le => actual <= bound,
+            Op::Gt => actual > bound,
+            Op::Ge => actual >= bound,
+        }
+    }
+}
+
+/// What a metric measures, for its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    LatencyMs,
+    Ratio,
+    Count,
+}
+
+const METRICS: [(&str, Kind); 16] = [
+    ("min", Kind::LatencyMs),
+    ("mean", Kind::LatencyMs),
+    ("p50", Kind::LatencyMs),
+    ("p66", Kind::LatencyMs),
+    ("p75", Kind::LatencyMs),
+    ("p80", Kind::LatencyMs),
+    ("p90", Kind::LatencyMs),
+    ("p95", Kind::LatencyMs),
+    ("p98", Kind::LatencyMs),
+    ("p99", Kind::LatencyMs),
+    ("p999", Kind::LatencyMs),
+    ("max", Kind::LatencyMs),
+    ("error_rate", Kind::Ratio),
+    ("rps", Kind::Count),
+    ("requests", Kind::Count),
+    ("failures", Kind::Count),
+];
+
+/// One parsed `--fail-if` expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    text: String,
+    metric: &'static str,
+    op: Op,
+    /// In the metric's unit: ms for latencies, a fraction for ratios.
+    bound: f64,
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Threshold, String> {
+        let t = text.trim();
+        let at = t.find(['<', '>']).ok_or_else(|| format!("{text:?} has no comparison; write e.g. 'p99 < 200ms'"))?;
+        let (name, rest) = (t[..at].trim(), &t[at..]);
+        let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+            (Op::Le, v)
+        } else if let Some(v) = rest.strip_prefix(">=") {
+            (Op::Ge, v)
+        } else if let Some(v) = rest.strip_prefix('<') {
+            (Op::Lt, v)
+        } else {
+            (Op::Gt, &rest[1..])
+        };
+        let (metric, kind) = METRICS.iter().find(|(m, _)| *m == name).copied().ok_or_else(|| {
+            let known: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+            format!("{text:?}: unknown metric {name:?}; use one of {}", known.join(", "))
+        })?;
+        let value = value.trim();
+        let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
+        let (number, unit) = (&value[..split], value[split..].trim());
+        let n: f64 = number.parse().map_err(|_| format!("{text:?}: {value:?} is not a number"))?;
+        let bound = match (kind, unit) {
+            (Kind::LatencyMs, "us" | "µs") => n / 1000.0,
+            (Kind::LatencyMs, "ms") => n,
+            (Kind::LatencyMs, "s") => n * 1000.0,
+            (Kind::LatencyMs, _) => return Err(format!("{text:?}: give {metric} a unit: us, ms or s")),
+            (Kind::Ratio, "%") => n / 100.0,
+            (Kind::Ratio, "") => n,
+            (Kind::Count, "") | (Kind::Count, "/s") => n,
+            (_, unit) => return Err(format!("{text:?}: {unit:?} is not a unit for {metric}")),
+        };
+        Ok(Threshold { text: t.to_owned(), metric, op, bound })
+    }
+}
+
+/// The verdict on one threshold.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Verdict {
+    /// The expression as given.
+    pub expr: String,
+    /// The measured value (ms for latencies, a fraction for ratios);
+    /// `null` when there was nothing to measure (no responses).
+    pub actual: Option<f64>,
+    /// Whether the condition held.
+    pub passed: bool,
+}
+
+impl Threshold {
+    /// Checks this threshold against a report. A latency condition with no
+    /// responses to measure fails.
+    pub fn check(&self, r: &Report) -> Verdict {
+        let l = &r.latency_ms;
+        let actual = match self.metric {
+            "min" => l.min,
+            "mean" => l.mean,
+            "p50" => l.p50,
+            "p66" => l.p66,
+            "p75" => l.p75,
+            "p80" => l.p80,
+            "p90" => l.p90,
+            "p95" => l.p95,
+            "p98" => l.p98,
+            "p99" => l.p99,
+            "p999" => l.p999,
+            "max" => l.max,
+            "error_rate" => Some(r.error_rate),
+            "rps" => Some(r.requests_per_second),
+            "requests" => Some(r.total_requests as f64),
+            _ => Some(r.failed_requests as f64),
+        };
+        Verdict { expr: self.text.clone(), actual, passed: actual.is_some_and(|a| self.op.holds(a, self.bound)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_users_write() {
+        let t: Threshold = "p99 < 200ms".parse().unwrap();
+        assert_eq!((t.metric, t.op, t.bound), ("p99", Op::Lt, 200.0));
+        let t: Threshold = "error_rate<1%".parse().unwrap();
+        assert_eq!((t.metric, t.bound), ("error_rate", 0.01));
+        let t: Threshold = " rps >= 5000 ".parse().unwrap();
+        assert_eq!((t.op, t.bound), (Op::Ge, 5000.0));
+        assert_eq!("p50 <= 1.5s".parse::<Threshold>().unwrap().bound, 1500.0);
+        assert_eq!("max < 800us".parse::<Threshold>().unwrap().bound, 0.8);
+        for (bad, needle) in [
+            ("p99 200ms", "no comparison"),
+            ("p42 < 1ms", "unknown metric"),
+            ("p99 < fast", "not a number"),
+            ("p99 < 200", "unit"),
+            ("rps > 5ms", "not a unit"),
+        ] {
+            let err = bad.parse::<Threshold>().unwrap_err();
+            assert!(err.contains(needle), "{bad:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Report outputs: JSON consistent with the text, the per-second series (JSON
+//! and CSV) adding up to the totals, the HdrHistogram interval log parsing
+//! back to the same totals, progress lines, and `--fail-if` thresholds with
+//! their exit codes.
+
+mod util;
+
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use util::*;
+
+#[test]
+fn json_text_series_csv_and_hdr_log_agree() {
+    let server = target(1);
+    let url = format!("http://{}/hello", server.local_addr());
+    let dir = std::env::temp_dir().join(format!("volley-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("run.hlog");
+    let log_arg = log.display().to_string();
+    let common = ["run", "--url", &url, "-z", "2s", "-c", "2", "--threads", "1", "--rate", "300"];
+
+    let mut args = common.to_vec();
+    args.extend_from_slice(&["--output", "json", "--hdr-log", &log_arg]);
+    let out = controller(&args);
+    let r = json_report(&out);
+    let total = r["total_requests"].as_u64().unwrap();
+    assert_eq!(server.stats().count("/hello", 200), total);
+    // Progress lines went to stderr, one per completed second.
+    assert!(stderr(&out).contains("[   1s]"), "no progress line: {}", stderr(&out));
+    let series = r["series"].as_array().unwrap();
+    assert!(series.len() >= 2, "{series:?}");
+    assert_eq!(series.iter().map(|s| s["requests"].as_u64().unwrap()).sum::<u64>(), total);
+    assert_eq!(
+        series.iter().map(|s| s["failures"].as_u64().unwrap()).sum::<u64>(),
+        r["failed_requests"].as_u64().unwrap()
+    );
+    // About 300 per full second.
+    let first = series[0]["requests"].as_u64().unwrap();
+    assert!((270..=330).contains(&first), "first second: {first}");
+
+    // The interval log parses back to every response.
+    let bytes = std::fs::read(&log).unwrap();
+    let mut samples = 0;
+    let mut intervals = 0;
+    for entry in IntervalLogIterator::new(&bytes) {
+        if let LogEntry::Interval(h) = entry.unwrap() {
+            let decoded =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h.encoded_histogram()).unwrap();
+            let hist: hdrhistogram::Histogram<u64> = Deserializer::new().deserialize(&mut decoded.as_slice()).unwrap();
+            samples += hist.len();
+            intervals += 1;
+        }
+    }
+    assert_eq!(intervals, series.len());
+    assert_eq!(samples, total, "the HDR log holds every response");
+
+    // CSV: one row per second, adding up to the totals of its own run.
+    let mut args = common.to_vec();
+    args.extend_from_slice(&["--output", "csv", "--quiet"]);
+    let before = server.stats().count("/hello", 200);
+    let out = controller(&args);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "", "--quiet prints no progress");
+    let csv = stdout(&out);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), "second,requests,successes,failures,rps,p50_ms,p90_ms,p99_ms,max_ms");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let sum: u64 = rows.iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
+    assert_eq!(sum, server.stats().count("/hello", 200) - before, "CSV rows add up to what the target served");
+
+    // The text report carries the same totals as the JSON one.
+    let mut args = common.to_vec();
+    args.extend_from_slice(&["-n", "500", "--quiet"]);
+    args.retain(|a| *a != "-z" && *a != "2s");
+    let text = stdout(&controller(&args));
+    let mut args_json = args.clone();
+    args_json.extend_from_slice(&["--output", "json"]);
+    let r = json_report(&controller(&args_json));
+    assert!(text.contains("Total requests:         500"), "{text}");
+    assert_eq!(r["total_requests"], 500);
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown();
+}
+
+#[test]
+fn thresholds_pass_fail_and_malformed() {
+    let server = target(1);
+    let url = format!("http://{}/hello", server.local_addr());
+    let base = ["run", "--url", &url, "-n", "300", "-c", "2", "--quiet"];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        controller(&a)
+    };
+    let ok = with(&["--fail-if", "p99 < 5s", "--fail-if", "error_rate < 1%", "--fail-if", "requests >= 300"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("ok    p99 < 5s"), "{}", stdout(&ok));
+    let bad = with(&["--fail-if", "p99 < 5s", "--fail-if", "rps > 100000000", "--output", "json"]);
+    assert_eq!(bad.status.code(), Some(3), "a failed threshold exits 3: {}", stderr(&bad));
+    let r: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    let verdicts = r["thresholds"].as_array().unwrap();
+    assert_eq!(verdicts[0]["passed"], true);
+    assert_eq!(verdicts[1]["passed"], false);
+    assert_eq!(verdicts[1]["expr"], "rps > 100000000");
+    let text = with(&["--fail-if", "error_rate > 50%"]);
+    assert_eq!(text.status.code(), Some(3));
+    assert!(stdout(&text).contains("FAIL  error_rate > 50%"), "{}", stdout(&text));
+    for (expr, needle) in [("p99 200ms", "no comparison"), ("p42 < 1ms", "p42"), ("p99 < 200", "unit")] {
+        let out = with(&["--fail-if", expr]);
+        assert_eq!(out.status.code(), Some(2), "{expr}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--fail-if") && stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+    assert_eq!(server.stats().count("/hello", 200), 900, "malformed thresholds send nothing");
+    server.shutdown();
+}
