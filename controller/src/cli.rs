@@ -106,6 +106,9 @@ pub struct RunArgs {
     /// HdrHistogram interval log.
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<std::path::PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     /// No progress lines while the run goes.
     #[arg(long)]
     pub quiet: bool,
@@ -194,6 +197,8 @@ pub struct RunConfig {
     pub thresholds: Vec<crate::threshold::Threshold>,
     /// Where to write the HdrHistogram interval log.
     pub hdr_log: Option<std::path::PathBuf>,
+    /// Where to write the HTML report.
+    pub html: Option<std::path::PathBuf>,
     /// No progress lines.
     pub quiet: bool,
 }
@@ -319,6 +324,7 @@ impl RunArgs {
                 .map(|e| e.parse().map_err(|why| Error::usage(format!("--fail-if: {why}"))))
                 .collect::<Result<_, _>>()?,
             hdr_log: self.hdr_log.clone(),
+            html: self.html.clone(),
             quiet: self.quiet,
         })
     }

@@ -8,6 +8,8 @@
 //! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
 //! - [`split`]: proportional, deterministic splitting of quotas and connections.
 //! - [`report`]: the global report as text and JSON.
+//! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
+//!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`error`]: errors and their exit codes.
 
@@ -17,6 +19,7 @@ pub mod discovery;
 pub mod dry_run;
 pub mod embedded;
 pub mod error;
+pub mod html;
 pub mod output;
 pub mod report;
 pub mod series;
@@ -93,6 +96,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         tls_domain: None,
         fail_if: Vec::new(),
         hdr_log: None,
+        html: None,
         quiet: true,
     };
     let result = match run_args.check() {
@@ -137,6 +141,10 @@ async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
         let bytes = output::hdr_log(series.seconds(), started).map_err(|e| Error::Other(format!("--hdr-log: {e}")))?;
         std::fs::write(path, bytes)
             .map_err(|e| Error::Other(format!("--hdr-log: cannot write {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &cfg.html {
+        std::fs::write(path, html::page(&report))
+            .map_err(|e| Error::Other(format!("--html: cannot write {}: {e}", path.display())))?;
     }
     print(&report, cfg.output);
     // A run that lost agents but still accounted for its work has done its

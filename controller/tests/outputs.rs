@@ -19,8 +19,10 @@ fn json_text_series_csv_and_hdr_log_agree() {
     let log_arg = log.display().to_string();
     let common = ["run", "--url", &url, "-z", "2s", "-c", "2", "--threads", "1", "--rate", "300"];
 
+    let html = dir.join("report.html");
+    let html_arg = html.display().to_string();
     let mut args = common.to_vec();
-    args.extend_from_slice(&["--output", "json", "--hdr-log", &log_arg]);
+    args.extend_from_slice(&["--output", "json", "--hdr-log", &log_arg, "--html", &html_arg]);
     let out = controller(&args);
     let r = json_report(&out);
     let total = r["total_requests"].as_u64().unwrap();
@@ -37,6 +39,20 @@ fn json_text_series_csv_and_hdr_log_agree() {
     // About 300 per full second.
     let first = series[0]["requests"].as_u64().unwrap();
     assert!((270..=330).contains(&first), "first second: {first}");
+
+    // The HTML page is self-contained and its charts have data points.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(page.matches("http://").count(), page.matches(url.as_str()).count(), "no URL but the target's");
+    assert!(!page.contains("href=") && !page.contains("https://"), "no links");
+    assert!(!page.contains("<script") && !page.contains("src="), "nothing to fetch");
+    assert!(page.contains(&format!("<dd id=\"total\">{total}</dd>")));
+    for name in ["req/s", "p50", "p99"] {
+        let at = page.find(&format!("data-name=\"{name}\"")).unwrap_or_else(|| panic!("no {name} line"));
+        let points = page[at..].split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(points.split(' ').count() >= 2, "{name} has no data points: {points:?}");
+    }
+    assert!(page.matches("<rect class=\"bar\"").count() >= 10, "distribution and status bars");
 
     // The interval log parses back to every response.
     let bytes = std::fs::read(&log).unwrap();
