@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -72,9 +71,7 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(cut.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let cut_addr = line.split_whitespace().nth(3).unwrap().to_owned();
+    let cut_addr = ready_address(&mut cut);
     let local = spawn_agent(&["--threads", "1", "--token", TOKEN]);
 
     let url = format!("http://{}/delay/2", server.local_addr());

@@ -62,26 +62,10 @@ fn an_open_listen_address_needs_a_token_or_mutual_tls() {
     assert!(err.contains("--listen 0.0.0.0:0") && err.contains("--insecure"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     // With --insecure it starts (and says where it listens).
-    let a = spawn_agent_on("0.0.0.0:0", &["--insecure"]);
+    let a = spawn_agent_on("0.0.0.0:0", &["--threads", "1", "--insecure"]);
     assert!(a.addr.starts_with("0.0.0.0:"), "{}", a.addr);
-    let b = spawn_agent_on("0.0.0.0:0", &["--token", TOKEN]);
+    let b = spawn_agent_on("0.0.0.0:0", &["--threads", "1", "--token", TOKEN]);
     assert!(b.addr.starts_with("0.0.0.0:"), "{}", b.addr);
-}
-
-/// An agent on `listen` (which may be non-loopback: nothing is sent to it here).
-fn spawn_agent_on(listen: &str, extra: &[&str]) -> Proc {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(agent_bin())
-        .args(["--listen", listen, "--threads", "1"])
-        .args(extra)
-        .env_remove("VOLLEY_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().nth(3).unwrap_or_else(|| panic!("no ready line: {line:?}")).to_owned();
-    Proc { child, addr }
 }
 
 #[test]

@@ -64,21 +64,22 @@ impl Drop for Proc {
 /// Starts a real agent process on a free loopback port and reads its address
 /// from the line it prints when ready.
 pub fn spawn_agent(extra: &[&str]) -> Proc {
+    spawn_agent_on("127.0.0.1:0", extra)
+}
+
+/// Starts a real agent process listening on `listen` (a token from the
+/// environment never leaks in: each test says what it wants).
+pub fn spawn_agent_on(listen: &str, extra: &[&str]) -> Proc {
     let mut child = Command::new(agent_bin())
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(extra)
         .env("RUST_LOG", "warn")
+        .env_remove("VOLLEY_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start agent");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read agent's ready line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.parse::<std::net::SocketAddr>().ok())
-        .unwrap_or_else(|| panic!("agent printed no address: {line:?}"))
-        .to_string();
+    let addr = ready_address(&mut child);
     Proc { child, addr }
 }
 
