@@ -191,8 +191,7 @@ impl Agent for AgentService {
                         // second they belong to.
                         let interval = SNAPSHOT_INTERVAL.as_micros();
                         let cut = run.elapsed().as_micros() / interval * interval;
-                        let mut snap = std::mem::take(&mut acc).to_snapshot(Duration::from_micros(cut as u64));
-                        snap.taken_total = control.taken();
+                        let snap = snapshot(&mut acc, Duration::from_micros(cut as u64), &control);
                         connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
                         if !connected {
                             tracing::warn!(run_id, "controller went away; stopping the run");
@@ -204,8 +203,7 @@ impl Agent for AgentService {
                     // next tick.
                     _ = control.dry(), if connected && last_early.elapsed() >= DRY_SNAPSHOT_GAP => {
                         last_early = std::time::Instant::now();
-                        let mut snap = std::mem::take(&mut acc).to_snapshot(run.elapsed());
-                        snap.taken_total = control.taken();
+                        let snap = snapshot(&mut acc, run.elapsed(), &control);
                         connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
                     }
                     _ = &mut capped, if !cap_hit => {
@@ -228,8 +226,7 @@ impl Agent for AgentService {
                     }
                 }
             }
-            let mut last = acc.to_snapshot(run.elapsed());
-            last.taken_total = control.taken();
+            let last = snapshot(&mut acc, run.elapsed(), &control);
             if connected {
                 let _ = tx.send(event(run_event::Event::Finished(last))).await;
             }
@@ -283,6 +280,14 @@ impl Agent for AgentService {
         }
         Ok(Response::new(RenewReply { running: true }))
     }
+}
+
+/// Takes what `acc` gathered as a snapshot stamped `at`, with the run's grant
+/// use (a running total, not a delta).
+fn snapshot(acc: &mut Totals, at: Duration, control: &Control) -> volley_proto::Snapshot {
+    let mut snap = std::mem::take(acc).to_snapshot(at);
+    snap.taken_total = control.taken();
+    snap
 }
 
 /// This host's name, for reports; empty if it cannot be read.
