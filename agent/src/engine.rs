@@ -466,17 +466,18 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
         // Where the latency counts from, and (open model) how late the send was.
         let mut counted_from = t0;
         let mut lag = None;
-        if let Some(schedule) = w.schedule_at(w.slot.get(), t0.into_std()) {
-            let k = w.slot.get();
-            let due = schedule.due(k);
-            match w.may_send(due) {
-                Permit::Yes => {}
-                Permit::No => break,
-                Permit::Wait => {
-                    w.wait_for_grant().await;
-                    continue;
-                }
+        // Open model: the next slot's due time; closed model: now.
+        let k = w.slot.get();
+        let due = w.schedule_at(k, t0.into_std()).map(|schedule| schedule.due(k));
+        match w.may_send(due.unwrap_or_else(|| t0.into_std())) {
+            Permit::Yes => {}
+            Permit::No => break,
+            Permit::Wait => {
+                w.wait_for_grant().await;
+                continue;
             }
+        }
+        if let Some(due) = due {
             w.slot.set(k + 1);
             if due > t0.into_std() {
                 tokio::time::sleep_until(due.into()).await;
@@ -489,15 +490,6 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
             } else {
                 counted_from = due.into();
                 lag = Some(t0.into_std() - due);
-            }
-        } else {
-            match w.may_send(t0.into_std()) {
-                Permit::Yes => {}
-                Permit::No => break,
-                Permit::Wait => {
-                    w.wait_for_grant().await;
-                    continue;
-                }
             }
         }
         timer.as_mut().reset(t0 + plan.timeout);
