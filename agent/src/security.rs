@@ -38,6 +38,12 @@ impl Token {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` is this token. Constant time: a timing difference
+    /// must not tell how much of a guess was right.
+    pub fn matches(&self, presented: &str) -> bool {
+        bool::from(presented.as_bytes().ct_eq(self.0.as_bytes()))
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -68,13 +74,7 @@ impl tonic::service::Interceptor for Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("this agent needs a token; give the controller --token"))?;
-        // Constant time: a timing difference must not tell how much of a
-        // guess was right.
-        if bool::from(presented.as_bytes().ct_eq(token.0.as_bytes())) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("wrong token"))
-        }
+        if token.matches(presented) { Ok(request) } else { Err(Status::unauthenticated("wrong token")) }
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Start a target-server and two agents in-process, load /hello, print the report.
     Demo(DemoArgs),
+    /// Serve an HTTP API and a web page that start runs and show them live.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Output formats of the report.
@@ -112,6 +114,14 @@ pub struct RunArgs {
     /// No progress lines while the run goes.
     #[arg(long)]
     pub quiet: bool,
+    /// How to reach the agents.
+    #[command(flatten)]
+    pub link: AgentLink,
+}
+
+/// How the controller reaches its agents: the shared token and TLS.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentLink {
     /// The agents' shared secret (or set VOLLEY_TOKEN).
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -143,7 +153,8 @@ pub struct DemoArgs {
     pub output: Output,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration flag: humantime syntax, longer than zero.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try e.g. 10s, 500ms, 2m)"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
@@ -317,7 +328,7 @@ impl RunArgs {
             rate: self.rate,
             ramp_up,
             min_agents: self.min_agents,
-            channel: self.channel()?,
+            channel: self.link.channel()?,
             thresholds: self
                 .fail_if
                 .iter()
@@ -330,9 +341,9 @@ impl RunArgs {
     }
 }
 
-impl RunArgs {
+impl AgentLink {
     /// The token and TLS settings, with unreadable files named.
-    fn channel(&self) -> Result<ChannelConfig, Error> {
+    pub fn channel(&self) -> Result<ChannelConfig, Error> {
         use tonic::transport::{Certificate, ClientTlsConfig, Identity};
         let read = |flag: &str, p: &std::path::Path| {
             std::fs::read(p).map_err(|e| Error::usage(format!("{flag}: cannot read {}: {e}", p.display())))

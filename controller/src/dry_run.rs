@@ -19,6 +19,13 @@ pub fn main(command: &Command) -> i32 {
              requests over {} connections\n",
             args.requests, args.connections
         )),
+        Command::Serve(args) => args.check().map(|()| {
+            format!(
+                "controller dry run: would serve the API and the web page on http://{} (runs use {})\n",
+                args.listen,
+                args.agents.as_deref().unwrap_or("an embedded agent each")
+            )
+        }),
     };
     match text {
         Ok(text) => {

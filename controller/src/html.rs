@@ -112,7 +112,7 @@ pub fn page(r: &Report) -> String {
     }
     let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3} ms"));
     format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Volley report: {title}</title><style>\
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Volley report: {title}</title><style>\
          body{{font-family:sans-serif;margin:2em;max-width:60em}} .chart{{width:100%;max-width:720px;background:#fafafa;margin:.5em 0 1.5em}}\
          .axis{{stroke:#888}} .label{{font-size:11px;fill:#333}} .bar{{fill:#4a7ab5}} table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}} dt{{font-weight:bold}}</style></head><body>\

@@ -11,6 +11,7 @@
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
 //!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
+//! - [`serve`]: `controller serve`, the HTTP API and the live web page.
 //! - [`error`]: errors and their exit codes.
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod html;
 pub mod output;
 pub mod report;
 pub mod series;
+pub mod serve;
 pub mod split;
 pub mod threshold;
 
@@ -52,6 +54,14 @@ pub async fn run(
         a.stop().await;
     }
     Ok(Report::new(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, &outcome?))
+}
+
+/// Adds what the run's observer gathered (the per-second series) and the
+/// verdicts of `thresholds` to its report.
+pub fn complete(mut report: Report, series: &series::Series, thresholds: &[threshold::Threshold]) -> Report {
+    report.series = series.rows();
+    report.thresholds = thresholds.iter().map(|t| t.check(&report)).collect();
+    report
 }
 
 /// What the demo did: the report, and what the target-server itself counted.
@@ -89,11 +99,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         rate: None,
         ramp_up: None,
         min_agents: None,
-        token: None,
-        tls_ca: None,
-        tls_cert: None,
-        tls_key: None,
-        tls_domain: None,
+        link: cli::AgentLink::default(),
         fail_if: Vec::new(),
         hdr_log: None,
         html: None,
@@ -134,9 +140,7 @@ async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
     let started = std::time::SystemTime::now();
     let result = run(&cfg, &mut series, interrupted()).await;
     series.finish();
-    let mut report = result?;
-    report.series = series.rows();
-    report.thresholds = cfg.thresholds.iter().map(|t| t.check(&report)).collect();
+    let report = complete(result?, &series, &cfg.thresholds);
     if let Some(path) = &cfg.hdr_log {
         let bytes = output::hdr_log(series.seconds(), started).map_err(|e| Error::Other(format!("--hdr-log: {e}")))?;
         std::fs::write(path, bytes)
@@ -147,13 +151,7 @@ async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
             .map_err(|e| Error::Other(format!("--html: cannot write {}: {e}", path.display())))?;
     }
     print(&report, cfg.output);
-    // A run that lost agents but still accounted for its work has done its
-    // job (the report names the lost agents); one that could not is a failure.
-    let finished = report.agents.iter().any(|a| a.state == coordinator::AgentState::Done);
-    if report.unassigned > 0 || !finished && !report.cancelled {
-        return Ok(1);
-    }
-    Ok(if report.thresholds.iter().all(|v| v.passed) { 0 } else { 3 })
+    Ok(report.exit_code())
 }
 
 /// The controller's entry: runs a parsed command line, prints, returns the
@@ -188,6 +186,7 @@ pub fn main(cli: Cli) -> i32 {
                 }
                 Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
             }
+            Command::Serve(args) => serve::main(args).await,
         }
     });
     match result {

@@ -307,6 +307,21 @@ impl Report {
         }
     }
 
+    /// The exit code of the run this report covers: 1 when the work could not
+    /// be done, 3 when a `--fail-if` threshold failed, 0 otherwise. A run that
+    /// lost agents but still accounted for its work has done its job (the
+    /// report names the lost agents).
+    pub fn exit_code(&self) -> i32 {
+        let finished = self.agents.iter().any(|a| a.state == AgentState::Done);
+        if self.unassigned > 0 || !finished && !self.cancelled {
+            1
+        } else if self.thresholds.iter().all(|v| v.passed) {
+            0
+        } else {
+            3
+        }
+    }
+
     /// The report as one JSON object.
     pub fn to_json(&self) -> String {
         // Serialising plain structs of numbers and strings cannot fail.

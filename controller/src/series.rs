@@ -2,7 +2,8 @@
 //!
 //! Agents share one start instant and tag every snapshot with how far into
 //! the run it reaches, so a delta ending at `t` seconds belongs to second
-//! `ceil(t) - 1`. Every delta lands in exactly one second, so the seconds
+//! `ceil(t) - 1` (or the second before, when `t` is only a moment past a
+//! whole second: see [`LATE_STAMP`]). Every delta lands in exactly one second, so the seconds
 //! add up to the run's totals exactly; each second keeps its merged
 //! histogram, so its percentiles are exact too.
 
@@ -13,6 +14,10 @@ use serde::Serialize;
 use volley_stats::Totals;
 
 use crate::coordinator::{AgentOutcome, AgentState, Observer};
+
+/// How far past a whole second a delta's end may be stamped and still belong
+/// to the second before.
+const LATE_STAMP: Duration = Duration::from_millis(100);
 
 /// One second of the run, merged across agents.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +98,11 @@ impl Series {
         &self.seconds
     }
 
+    /// Agents in the run, and how many of them were lost.
+    pub fn agents(&self) -> (usize, usize) {
+        (self.agents, self.lost)
+    }
+
     /// The series as report rows.
     pub fn rows(&self) -> Vec<SecondRow> {
         self.seconds
@@ -157,7 +167,11 @@ impl Observer for Series {
     }
 
     fn delta(&mut self, _agent: usize, delta: &Totals, elapsed: Duration) {
-        let second = (elapsed.as_secs_f64().ceil() as usize).saturating_sub(1);
+        // A delta ending just after a whole second (a final snapshot, taken a
+        // moment after the workers' last hand-over on that second) belongs to
+        // the second before it.
+        let end = elapsed.saturating_sub(LATE_STAMP).as_secs_f64();
+        let second = (end.ceil() as usize).saturating_sub(1);
         if self.seconds.len() <= second {
             self.seconds.resize_with(second + 1, Second::default);
         }
@@ -192,12 +206,14 @@ mod tests {
     fn deltas_land_in_the_second_they_end_in_and_add_up() {
         let mut s = Series::new(Progress::Off);
         s.delta(0, &delta(10, 100), Duration::from_millis(1000));
-        s.delta(1, &delta(5, 200), Duration::from_millis(1001));
+        s.delta(1, &delta(5, 200), Duration::from_millis(1200));
         s.delta(0, &delta(7, 300), Duration::from_millis(2500));
         s.delta(1, &delta(0, 0), Duration::from_millis(0));
+        // A final snapshot stamped just after the run's last whole second.
+        s.delta(1, &delta(4, 300), Duration::from_micros(3_000_300));
         let rows = s.rows();
-        assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [10, 5, 7]);
+        assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [10, 5, 11]);
         assert_eq!(rows[2].p50_ms, Some(0.3));
-        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 22);
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 26);
     }
 }

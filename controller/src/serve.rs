@@ -1,0 +1,693 @@
+//! `controller serve`: load tests as a service.
+//!
+//! An HTTP API (`POST /v1/runs`, `GET /v1/runs`, `GET /v1/runs/{id}`,
+//! `DELETE /v1/runs/{id}`, `GET /v1/runs/{id}/report.html`; described in
+//! `controller/openapi.yaml`, also served at `/openapi.yaml`) and a web page at
+//! `/` where a person starts a run and watches it.
+//!
+//! A posted run is checked by the same [`RunArgs::check`] as `controller run`,
+//! its errors renamed to the JSON fields, then runs in the background with an
+//! observer that keeps the merged per-second series: `GET` shows live figures
+//! while it goes and, once it is over, the same report object as
+//! `--output json`.
+//!
+//! Requests never read files on this host: a body is taken as given and
+//! `@FILE` agent lists are refused, since callers of the API have no business
+//! reading the controller's disk.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+
+use crate::cli::{AgentLink, Output, RunArgs, RunConfig, parse_duration};
+use crate::coordinator::{AgentOutcome, AgentState, Observer};
+use crate::error::Error;
+use crate::report::Report;
+use crate::series::{Progress, SecondRow, Series};
+
+/// The web page: a form, live charts, the report. Self-contained (inline
+/// script and style), so it works where nothing else can be fetched.
+const PAGE: &str = include_str!("serve_page.html");
+/// The API's description.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// Flags of `controller serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve the API and the web page on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Agents for runs that name none (same forms as `run --agents`);
+    /// default: an agent embedded in this process for each run.
+    #[arg(long, value_name = "LIST")]
+    pub agents: Option<String>,
+    /// Callers must send 'Authorization: Bearer TOKEN' (or set VOLLEY_API_TOKEN).
+    #[arg(long, env = "VOLLEY_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub api_token: Option<String>,
+    /// Allow serving on a non-loopback address without --api-token.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Most runs going at once; more are refused with 429.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_runs: u32,
+    /// Finished runs kept for GET; the oldest are forgotten first.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub keep: usize,
+    /// How to reach the agents.
+    #[command(flatten)]
+    pub link: AgentLink,
+}
+
+impl ServeArgs {
+    /// Checks the flags: a non-loopback address needs a token (or
+    /// `--insecure`), since anyone who reaches the API can start load.
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.listen.ip().is_loopback() && self.api_token.as_deref().is_none_or(str::is_empty) && !self.insecure {
+            return Err(Error::usage(format!(
+                "--listen {}: refusing to start load for anyone on a non-loopback address; set --api-token (or \
+                 VOLLEY_API_TOKEN), or pass --insecure",
+                self.listen
+            )));
+        }
+        if let Some(list) = &self.agents {
+            crate::cli::parse_agents(list)?;
+        }
+        self.link.channel()?;
+        Ok(())
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Load is going.
+    Running,
+    /// It ran to its end (its thresholds may still have failed).
+    Done,
+    /// It was cancelled; the report covers what was done.
+    Cancelled,
+    /// It could not run or could not do its work; `error` says why.
+    Failed,
+}
+
+/// What the run's observer and its end leave behind.
+#[derive(Debug)]
+struct Live {
+    state: RunState,
+    series: Series,
+    agents: Vec<String>,
+    started: Option<Instant>,
+    elapsed: Duration,
+    report: Option<Report>,
+    error: Option<String>,
+}
+
+/// One run: what was asked, and where it is.
+#[derive(Debug)]
+struct Run {
+    id: String,
+    created: SystemTime,
+    request: Value,
+    live: Mutex<Live>,
+    cancel: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the API down with it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Feeds the run's series as snapshots arrive; `GET` reads it meanwhile.
+struct Watch(Arc<Run>);
+
+impl Observer for Watch {
+    fn started(&mut self, agents: &[AgentOutcome]) {
+        let mut live = lock(&self.0.live);
+        live.series.started(agents);
+        live.agents = agents.iter().map(|a| a.address.clone()).collect();
+        live.started = Some(Instant::now());
+    }
+
+    fn delta(&mut self, agent: usize, delta: &volley_stats::Totals, elapsed: Duration) {
+        lock(&self.0.live).series.delta(agent, delta, elapsed);
+    }
+
+    fn ended(&mut self, agent: usize, state: AgentState, error: Option<&str>) {
+        lock(&self.0.live).series.ended(agent, state, error);
+    }
+}
+
+/// The server's state: its settings and the runs it knows.
+struct Service {
+    args: ServeArgs,
+    token: Option<agent::security::Token>,
+    runs: Mutex<Vec<Arc<Run>>>,
+    /// Seeds run ids so they cannot be guessed from one another.
+    ids: std::hash::RandomState,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// A refusal: a status and a JSON body naming the field at fault.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), field: None }
+    }
+
+    fn field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field.to_owned()) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message, "field": self.field }))).into_response()
+    }
+}
+
+/// The fields a run request may have, and the `controller run` flag each
+/// stands for (so [`RunArgs::check`]'s messages can name the field instead).
+const FIELDS: &[(&str, &str)] = &[
+    ("url", "--url"),
+    ("requests", "-n/--requests"),
+    ("duration", "-z/--duration"),
+    ("concurrency", "-c/--connections"),
+    ("rate", "-q/--rate"),
+    ("ramp_up", "--ramp-up"),
+    ("method", "-m/--method"),
+    ("headers", "-H/--header"),
+    ("body", "-d/--body"),
+    ("agents", "--agents"),
+    ("min_agents", "--min-agents"),
+    ("threads", "--threads"),
+    ("timeout", "--timeout"),
+    ("success_status", "--success-status"),
+    ("fail_if", "--fail-if"),
+];
+
+fn typed<T: serde::de::DeserializeOwned>(
+    obj: &Map<String, Value>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => T::deserialize(v).map(Some).map_err(|_| ApiError::field(name, format!("{name}: must be {what}"))),
+    }
+}
+
+fn duration(obj: &Map<String, Value>, name: &str) -> Result<Option<Duration>, ApiError> {
+    let bad = |why: String| ApiError::field(name, format!("{name}: {why}"));
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_duration(s).map(Some).map_err(|e| bad(format!("{s:?}: {e}"))),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+            _ => Err(bad(format!("{n} is not a number of seconds above 0"))),
+        },
+        Some(_) => Err(bad("must be a duration such as \"10s\" or a number of seconds".into())),
+    }
+}
+
+/// A JSON value that is either one comma-separated string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Turns a `POST /v1/runs` body into a checked run.
+fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
+        let known: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
+        return Err(ApiError::field(unknown, format!("unknown field {unknown:?} (known: {})", known.join(", "))));
+    }
+    let url: String = typed(&obj, "url", "a string")?.ok_or_else(|| ApiError::field("url", "url: is required"))?;
+    let headers = match obj.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(v) => Ok(format!("{k}: {v}")),
+                _ => Err(ApiError::field("headers", format!("headers: the value of {k:?} must be a string"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            typed(&obj, "headers", "an object of name: value strings or a list of \"Name: value\"")?.unwrap_or_default()
+        }
+    };
+    let agents = match typed::<OneOrMany>(&obj, "agents", "a string or a list of strings")? {
+        None => args.agents.clone(),
+        Some(OneOrMany::One(s)) => Some(s),
+        Some(OneOrMany::Many(list)) => Some(list.join(",")),
+    };
+    if let Some(list) = &agents
+        && obj.contains_key("agents")
+        && list.split(',').any(|e| e.trim().starts_with('@'))
+    {
+        return Err(ApiError::field("agents", "agents: @FILE lists are not accepted over the API"));
+    }
+    let requests: Option<u64> = typed(&obj, "requests", "a whole number above 0")?;
+    let duration = duration(&obj, "duration")?;
+    if requests.is_some() == duration.is_some() {
+        let field = if requests.is_some() { "duration" } else { "requests" };
+        return Err(ApiError::field(field, "give exactly one of requests and duration"));
+    }
+    let run = RunArgs {
+        agents,
+        url,
+        requests,
+        duration,
+        rate: typed(&obj, "rate", "a number of requests per second")?,
+        ramp_up: crate::serve::duration(&obj, "ramp_up")?,
+        connections: typed(&obj, "concurrency", "a whole number above 0")?.unwrap_or(10),
+        min_agents: typed(&obj, "min_agents", "a whole number above 0")?,
+        threads: typed(&obj, "threads", "a whole number above 0")?,
+        method: typed(&obj, "method", "a string")?.unwrap_or_else(|| "GET".into()),
+        headers,
+        // Set after the check: `@` must not read a file here.
+        body: None,
+        timeout: crate::serve::duration(&obj, "timeout")?.unwrap_or(Duration::from_secs(30)),
+        success_status: typed(&obj, "success_status", "a list of status codes")?.unwrap_or_default(),
+        output: Output::Json,
+        fail_if: typed::<OneOrMany>(&obj, "fail_if", "a string or a list of strings")?
+            .map(|f| match f {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            })
+            .unwrap_or_default(),
+        hdr_log: None,
+        html: None,
+        quiet: true,
+        link: args.link.clone(),
+    };
+    let mut cfg = run.check().map_err(|e| renamed(&e.to_string()))?;
+    if let Some(body) = typed::<String>(&obj, "body", "a string")? {
+        cfg.body = body.into_bytes();
+    }
+    Ok(cfg)
+}
+
+/// A `controller run` usage error, with the flag renamed to its JSON field.
+fn renamed(message: &str) -> ApiError {
+    for (field, flag) in FIELDS {
+        if let Some(rest) = message.strip_prefix(flag).and_then(|r| r.strip_prefix(':')) {
+            return ApiError::field(field, format!("{field}:{rest}"));
+        }
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// Live figures of a run: totals so far and the last complete second.
+#[derive(Debug, Serialize)]
+struct LiveFigures {
+    elapsed_s: f64,
+    requests: u64,
+    successes: u64,
+    failures: u64,
+    requests_per_second: Option<u64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    agents: usize,
+    agents_lost: usize,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl Run {
+    /// The run as `GET /v1/runs/{id}` shows it; the series from second `since`.
+    fn view(&self, since: usize) -> Value {
+        let live = lock(&self.live);
+        let rows = live.series.rows();
+        // While running, the newest second is still filling up.
+        let complete = if live.state == RunState::Running { rows.len().saturating_sub(1) } else { rows.len() };
+        let last: Option<&SecondRow> = complete.checked_sub(1).and_then(|i| rows.get(i));
+        let (up, lost) = live.series.agents();
+        let elapsed = match (live.state, live.started) {
+            (RunState::Running, Some(t)) => t.elapsed(),
+            _ => live.elapsed,
+        };
+        let figures = LiveFigures {
+            elapsed_s: elapsed.as_secs_f64(),
+            requests: rows.iter().map(|r| r.requests).sum(),
+            successes: rows.iter().map(|r| r.successes).sum(),
+            failures: rows.iter().map(|r| r.failures).sum(),
+            requests_per_second: last.map(|r| r.requests),
+            p50_ms: last.and_then(|r| r.p50_ms),
+            p99_ms: last.and_then(|r| r.p99_ms),
+            agents: up,
+            agents_lost: lost,
+        };
+        json!({
+            "id": self.id,
+            "state": live.state,
+            "created_at": rfc3339(self.created),
+            "request": self.request,
+            "agents": live.agents,
+            "live": figures,
+            "series": rows.get(since.min(rows.len())..).unwrap_or_default(),
+            "error": live.error,
+            "passed": live.report.as_ref().map(|r| r.thresholds.iter().all(|t| t.passed)),
+            "report": live.report,
+        })
+    }
+
+    fn summary(&self) -> Value {
+        let live = lock(&self.live);
+        json!({
+            "id": self.id,
+            "state": live.state,
+            "created_at": rfc3339(self.created),
+            "url": self.request.get("url"),
+        })
+    }
+}
+
+impl Service {
+    fn find(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+        lock(&self.runs)
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run {id:?}")))
+    }
+
+    fn new_id(&self) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut h = self.ids.build_hasher();
+        h.write_u64(n);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Registers a run if there is room: at most `--max-runs` going, and
+    /// the oldest finished ones forgotten beyond `--keep`.
+    fn admit(&self, run: Arc<Run>) -> Result<(), ApiError> {
+        let mut runs = lock(&self.runs);
+        let running = runs.iter().filter(|r| lock(&r.live).state == RunState::Running).count();
+        if running >= self.args.max_runs as usize {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{running} runs are going, the most this server takes (--max-runs); try again later"),
+            ));
+        }
+        let mut finished = runs.len() - running;
+        runs.retain(|r| {
+            let forget = finished > self.args.keep && lock(&r.live).state != RunState::Running;
+            finished -= usize::from(forget);
+            !forget
+        });
+        runs.push(run);
+        Ok(())
+    }
+}
+
+async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response, ApiError> {
+    let cfg = parse_run(&body, &svc.args)?;
+    let (tx, rx) = oneshot::channel();
+    let run = Arc::new(Run {
+        id: svc.new_id(),
+        created: SystemTime::now(),
+        // Parsed already: it is an object.
+        request: serde_json::from_slice(&body).unwrap_or_default(),
+        live: Mutex::new(Live {
+            state: RunState::Running,
+            series: Series::new(Progress::Off),
+            agents: Vec::new(),
+            started: None,
+            elapsed: Duration::ZERO,
+            report: None,
+            error: None,
+        }),
+        cancel: Mutex::new(Some(tx)),
+    });
+    svc.admit(run.clone())?;
+    let id = run.id.clone();
+    tokio::spawn(execute(run, cfg, rx));
+    let location = format!("/v1/runs/{id}");
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(json!({ "id": id }))).into_response())
+}
+
+/// Runs in the background and leaves the report (or the error) on the run.
+async fn execute(run: Arc<Run>, cfg: RunConfig, cancel: oneshot::Receiver<()>) {
+    let mut watch = Watch(run.clone());
+    let cancel = async {
+        // A dropped sender (the server going away) cancels too.
+        let _ = cancel.await;
+    };
+    let result = crate::run(&cfg, &mut watch, cancel).await;
+    let mut live = lock(&run.live);
+    live.elapsed = live.started.map(|t| t.elapsed()).unwrap_or_default();
+    match result {
+        Ok(report) => {
+            let report = crate::complete(report, &live.series, &cfg.thresholds);
+            live.state = match report.exit_code() {
+                _ if report.cancelled => RunState::Cancelled,
+                1 => {
+                    live.error = Some("the run could not do its work: every agent was lost".into());
+                    RunState::Failed
+                }
+                _ => RunState::Done,
+            };
+            live.report = Some(report);
+        }
+        Err(e) => {
+            live.error = Some(e.to_string());
+            live.state = RunState::Failed;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<usize>,
+}
+
+async fn show(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(svc.find(&id)?.view(q.since.unwrap_or(0))))
+}
+
+async fn list(State(svc): State<Arc<Service>>) -> axum::Json<Value> {
+    let runs: Vec<Value> = lock(&svc.runs).iter().map(|r| r.summary()).collect();
+    axum::Json(json!({ "runs": runs }))
+}
+
+async fn cancel(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = svc.find(&id)?;
+    let state = lock(&run.live).state;
+    match lock(&run.cancel).take() {
+        Some(tx) if state == RunState::Running => {
+            let _ = tx.send(());
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id, "state": state, "cancelling": true })))
+                .into_response())
+        }
+        _ => Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} is not running (it is {state:?})"))),
+    }
+}
+
+async fn report_html(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = svc.find(&id)?;
+    let live = lock(&run.live);
+    match &live.report {
+        Some(report) => Ok(Html(crate::html::page(report)).into_response()),
+        None => Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} has no report yet"))),
+    }
+}
+
+/// Lets `/v1` calls through only with the API token, when one is set.
+async fn authorize(State(svc): State<Arc<Service>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    if let Some(token) = &svc.token {
+        let presented =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(p) if token.matches(p) => {}
+            Some(_) => return ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this server needs 'Authorization: Bearer TOKEN' (its --api-token)",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.yaml")
+}
+
+/// The API and the page, for a server with these settings.
+fn router(svc: Arc<Service>) -> Router {
+    let api = Router::new()
+        .route("/v1/runs", get(list).post(create))
+        .route("/v1/runs/{id}", get(show).delete(cancel))
+        .route("/v1/runs/{id}/report.html", get(report_html))
+        .route_layer(middleware::from_fn_with_state(svc.clone(), authorize));
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/openapi.yaml", get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(svc)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// `controller serve`: serves until Ctrl-C or SIGTERM, then cancels the runs
+/// still going and waits (a little) for their reports.
+pub async fn main(args: ServeArgs) -> Result<i32, Error> {
+    args.check()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::usage(format!("--listen {}: cannot listen: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| Error::Other(format!("--listen: {e}")))?;
+    let svc = Arc::new(Service {
+        token: args.api_token.as_deref().and_then(agent::security::Token::new),
+        args,
+        runs: Mutex::new(Vec::new()),
+        ids: std::hash::RandomState::new(),
+        next: std::sync::atomic::AtomicU64::new(1),
+    });
+    // Tests and scripts wait for this line.
+    println!("controller: serving the API and the web page on http://{addr}");
+    axum::serve(listener, router(svc.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::Other(format!("serving: {e}")))?;
+    let running: Vec<Arc<Run>> =
+        lock(&svc.runs).iter().filter(|r| lock(&r.live).state == RunState::Running).cloned().collect();
+    for run in &running {
+        if let Some(tx) = lock(&run.cancel).take() {
+            let _ = tx.send(());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && running.iter().any(|r| lock(&r.live).state == RunState::Running) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("controller: stopped serving");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args() -> ServeArgs {
+        let cli = crate::cli::Cli::parse_from(["controller", "serve"]);
+        match cli.command {
+            crate::cli::Command::Serve(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    fn field(body: &str) -> (Option<String>, String) {
+        let e = parse_run(body.as_bytes(), &args()).expect_err(body);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+        (e.field, e.message)
+    }
+
+    #[test]
+    fn bad_bodies_name_their_field() {
+        assert_eq!(field("not json").0, None);
+        assert_eq!(field("[1]").0, None);
+        for (body, want) in [
+            (r#"{"requests": 5}"#, "url"),
+            (r#"{"url": 5, "requests": 5}"#, "url"),
+            (r#"{"url": "ftp://x/", "requests": 5}"#, "url"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "color": 1}"#, "color"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": -5}"#, "requests"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 0}"#, "requests"),
+            (r#"{"url": "http://127.0.0.1:1/"}"#, "requests"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "duration": "1s"}"#, "duration"),
+            (r#"{"url": "http://127.0.0.1:1/", "duration": "soon"}"#, "duration"),
+            (r#"{"url": "http://127.0.0.1:1/", "duration": -1}"#, "duration"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "concurrency": "x"}"#, "concurrency"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "concurrency": 0}"#, "concurrency"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "rate": -3}"#, "rate"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "method": "G T"}"#, "method"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "headers": {"X": 1}}"#, "headers"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "headers": ["nocolon"]}"#, "headers"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "agents": "@/etc/passwd"}"#, "agents"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "agents": ["a:1", "a"]}"#, "agents"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "fail_if": "p99 <"}"#, "fail_if"),
+            (r#"{"url": "http://127.0.0.1:1/", "requests": 5, "body": 3}"#, "body"),
+        ] {
+            let (got, message) = field(body);
+            assert_eq!(got.as_deref(), Some(want), "{body}: {message}");
+            assert!(message.starts_with(want) || message.contains(want), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn good_bodies_become_runs() {
+        let cfg = parse_run(
+            br#"{"url": "http://127.0.0.1:1/x", "duration": 2.5, "concurrency": 3, "method": "post",
+                 "headers": {"X-A": "1"}, "body": "@/etc/passwd", "fail_if": ["p99 < 1s"]}"#,
+            &args(),
+        )
+        .unwrap();
+        assert_eq!(cfg.limit, crate::cli::Limit::Duration(Duration::from_millis(2500)));
+        assert_eq!((cfg.connections, cfg.method.as_str()), (3, "POST"));
+        assert_eq!(cfg.headers, [("X-A".to_owned(), b"1".to_vec())]);
+        // Taken as given, never read from this host's disk.
+        assert_eq!(cfg.body, b"@/etc/passwd");
+        assert_eq!(cfg.thresholds.len(), 1);
+    }
+
+    #[test]
+    fn open_listen_needs_a_token() {
+        let mut a = args();
+        a.listen = "0.0.0.0:8089".parse().unwrap();
+        assert!(a.check().unwrap_err().to_string().contains("--api-token"));
+        a.api_token = Some("s3cret".into());
+        a.check().unwrap();
+    }
+}

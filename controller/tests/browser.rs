@@ -1,0 +1,140 @@
+//! The HTML report and the `controller serve` web page in a real headless
+//! browser (Debian's Chromium driven by playwright-core; `tests/browser/`):
+//! the charts render with data points, nothing logs an error, and the page's
+//! report matches what the target served. Screenshots are left under
+//! `target/tmp/browser/`, out of the repository.
+//!
+//! Without Chromium or `npm ci --prefix controller/tests/browser` the tests
+//! say so and pass, unless `VOLLEY_REQUIRE_BROWSER=1` (CI sets it).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// Whether the browser checks can run here; panics when they must but cannot.
+fn available() -> bool {
+    let missing: Vec<String> = [
+        (chromium().exists(), "Chromium (apt-get install chromium)".to_owned()),
+        (
+            browser_dir().join("node_modules/playwright-core").exists(),
+            "playwright-core (npm ci --prefix controller/tests/browser)".to_owned(),
+        ),
+        (Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()), "node".to_owned()),
+    ]
+    .into_iter()
+    .filter_map(|(ok, what)| (!ok).then_some(what))
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(std::env::var("VOLLEY_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser checks need {missing:?}");
+    eprintln!("skipping the browser checks: missing {missing:?}");
+    false
+}
+
+fn artefacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the driver script and returns what it saw.
+fn check(args: &[&str]) -> Value {
+    let out = Command::new("node")
+        .arg(browser_dir().join("check.mjs"))
+        .args(args)
+        .env("CHROMIUM", chromium())
+        .output()
+        .expect("run node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the driver failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert!(seen["failure"].is_null(), "{}", seen["failure"]);
+    assert_eq!(seen["consoleErrors"], Value::Array(vec![]), "console errors");
+    seen
+}
+
+fn points(seen: &Value, name: &str) -> u64 {
+    seen["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no line {name} in {}", seen["lines"]))["points"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn the_html_report_renders_its_charts_offline() {
+    if !available() {
+        return;
+    }
+    let server = util::target(1);
+    let dir = artefacts();
+    let html = dir.join("report.html");
+    let url = format!("http://{}/hello", server.local_addr());
+    let out = util::controller(&[
+        "run",
+        "--quiet",
+        "-z",
+        "3s",
+        "-q",
+        "400",
+        "-c",
+        "4",
+        "--url",
+        &url,
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let shot = dir.join("report.png");
+    let seen = check(&["report", html.to_str().unwrap(), shot.to_str().unwrap()]);
+    // Nothing but the file itself is loaded.
+    assert_eq!(seen["requests"].as_array().unwrap().len(), 1, "{}", seen["requests"]);
+    assert!(seen["charts"].as_u64().unwrap() >= 3, "{seen}");
+    // Three seconds: three points per line of the charts over time.
+    assert!(points(&seen, "req/s") >= 3, "{}", seen["lines"]);
+    assert!(points(&seen, "p99") >= 3, "{}", seen["lines"]);
+    let served = server.stats().count("/hello", 200);
+    assert!(seen["text"].as_str().unwrap().contains(&served.to_string()), "the page does not show {served}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "empty screenshot");
+    server.shutdown();
+}
+
+#[test]
+fn the_web_page_starts_a_run_and_charts_it_live() {
+    if !available() {
+        return;
+    }
+    let server = util::target(1);
+    let api = util::spawn_serve(&[]);
+    let url = format!("http://{}/delay/2", server.local_addr());
+    let shot = artefacts().join("page.png");
+    let seen = check(&["page", &format!("http://{}", api.addr), &url, "4", shot.to_str().unwrap()]);
+    assert_eq!(seen["state"], "done", "{seen}");
+    // The chart had points while the run was still going.
+    let live = seen["live"].as_array().unwrap();
+    assert!(live.iter().any(|s| s["state"] == "running" && s["points"].as_u64().unwrap() >= 1), "{live:?}");
+    assert!(points(&seen, "requests") >= 4, "{}", seen["lines"]);
+    assert!(points(&seen, "p50") >= 4, "{}", seen["lines"]);
+    let served = server.stats().count("/delay/2", 200);
+    assert!(served > 0);
+    assert_eq!(seen["summary"]["Total requests"], served.to_string(), "{}", seen["summary"]);
+    assert_eq!(seen["summary"]["Failed requests"], "0");
+    assert!(seen["fullReportCharts"].as_u64().unwrap() >= 3, "{seen}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "empty screenshot");
+    server.shutdown();
+}

@@ -1,0 +1,73 @@
+// Drives headless Chromium over Volley's pages and prints what it saw as one
+// JSON object; controller/tests/browser.rs decides what is right.
+//
+//   node check.mjs report FILE.html SHOT.png
+//   node check.mjs page API_URL TARGET_URL SECONDS SHOT.png
+//
+// CHROMIUM names the browser (default /usr/bin/chromium).
+import { chromium } from "playwright-core";
+
+const [mode, ...args] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+});
+const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+const consoleErrors = [];
+const requests = [];
+page.on("console", m => { if (m.type() === "error" || m.type() === "warning") consoleErrors.push(m.text()); });
+page.on("pageerror", e => consoleErrors.push(String(e)));
+page.on("request", r => requests.push(r.url()));
+
+// Points per polyline of the charts matching `selector`.
+const points = selector => page.$$eval(selector + " polyline.series", ls =>
+  ls.map(l => ({ name: l.dataset.name, points: (l.getAttribute("points") || "").trim().split(/\s+/).filter(Boolean).length })));
+
+const out = { mode, consoleErrors, requests };
+try {
+  if (mode === "report") {
+    const [file, shot] = args;
+    await page.goto("file://" + file);
+    out.title = await page.title();
+    out.charts = await page.$$eval("svg.chart", s => s.length);
+    out.lines = await points("svg.chart");
+    out.text = await page.evaluate(() => document.body.innerText);
+    await page.screenshot({ path: shot, fullPage: true });
+  } else if (mode === "page") {
+    const [api, target, seconds, shot] = args;
+    await page.goto(api + "/");
+    await page.fill("input[name=url]", target);
+    await page.fill("input[name=concurrency]", "4");
+    await page.selectOption("select[name=limit]", "duration");
+    await page.fill("input[name=amount]", seconds);
+    await page.click("#go");
+    // Watch the charts while the run goes.
+    out.live = [];
+    const deadline = Date.now() + (Number(seconds) + 30) * 1000;
+    for (;;) {
+      const state = await page.textContent("#state");
+      const lines = await points("#rate-chart");
+      out.live.push({ state, points: lines.length ? lines[0].points : 0 });
+      if (state && state !== "running") break;
+      if (Date.now() > deadline) throw new Error("the run did not end in time");
+      await page.waitForTimeout(500);
+    }
+    await page.waitForSelector("#summary");
+    out.state = await page.textContent("#state");
+    out.lines = [...await points("#rate-chart"), ...await points("#latency-chart")];
+    out.summary = Object.fromEntries(await page.$$eval("#summary tr", rows =>
+      rows.slice(1).map(r => [...r.children].map(c => c.textContent))));
+    out.fullReport = await page.getAttribute("#full-report", "href");
+    await page.screenshot({ path: shot, fullPage: true });
+    // The full report page renders too.
+    await page.click("#full-report");
+    await page.waitForLoadState("load");
+    out.fullReportCharts = await page.$$eval("svg.chart", s => s.length);
+  } else {
+    throw new Error("unknown mode " + mode);
+  }
+} catch (e) {
+  out.failure = String(e);
+}
+await browser.close();
+console.log(JSON.stringify(out));
