@@ -12,6 +12,7 @@
 //! - [`ErrorClass`]: the stable names of transport failures.
 //! - [`Recorder`]: the per-thread hot-path recorder.
 //! - [`Totals`]: a mergeable delta or running total, and its protobuf form.
+//! - [`names`]: figures by request name and failures by message (scenarios).
 
 #![deny(missing_docs)]
 
@@ -21,7 +22,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
-use volley_proto::{ErrorCount, Snapshot, StatusCount};
+use volley_proto::{ErrorCount, FailureMessage, NameStats, Snapshot, StatusCount};
+
+pub mod names;
+pub use names::NameTotals;
 
 /// Highest latency the histograms track, in microseconds (one hour); longer
 /// latencies are recorded as one hour.
@@ -143,6 +147,10 @@ pub struct Recorder {
     // allocates or searches a map.
     status: Box<[u64; 1000]>,
     errors: [u64; ErrorClass::ALL.len()],
+    /// Scenario runs: one row per request name, by slot.
+    names: Vec<NameTotals>,
+    /// Scenario runs: failures by (name, message).
+    messages: BTreeMap<(String, String), u64>,
 }
 
 impl fmt::Debug for Recorder {
@@ -164,6 +172,33 @@ impl Recorder {
             totals_without_status: Totals::default(),
             status: Box::new([0; 1000]),
             errors: [0; ErrorClass::ALL.len()],
+            names: Vec::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+
+    /// A recorder that also keeps figures by request name (scenario runs);
+    /// slot `i` of [`Recorder::named`] is the i-th (name, method).
+    pub fn with_names<'a>(names: impl IntoIterator<Item = (&'a str, &'a str)>) -> Recorder {
+        let mut r = Recorder::new();
+        r.names = names.into_iter().map(|(name, method)| NameTotals::new(name, method)).collect();
+        r
+    }
+
+    /// Scenario runs: records a request under name slot `slot` (besides
+    /// [`Recorder::response`] or [`Recorder::error`], which count it overall);
+    /// `latency` is `None` when it got no response.
+    #[inline]
+    pub fn named(&mut self, slot: usize, success: bool, latency: Option<Duration>) {
+        if let Some(row) = self.names.get_mut(slot) {
+            row.record(success, latency);
+        }
+    }
+
+    /// Scenario runs: counts a failure of name slot `slot` with `message`.
+    pub fn failure_message(&mut self, slot: usize, message: &str) {
+        if let Some(row) = self.names.get(slot) {
+            names::add_message(&mut self.messages, &row.name, message, 1);
         }
     }
 
@@ -232,6 +267,8 @@ impl Recorder {
                 out.errors.insert(*class, std::mem::take(n));
             }
         }
+        out.names = self.names.iter_mut().filter(|r| r.requests > 0).map(NameTotals::take).collect();
+        out.failure_messages = std::mem::take(&mut self.messages);
         out
     }
 }
@@ -264,6 +301,10 @@ pub struct Totals {
     pub uncorrected: Histogram<u64>,
     /// Open model only: the largest delay of a send behind its schedule, in microseconds.
     pub max_lag_us: u64,
+    /// Scenario runs: the requests above by request name.
+    pub names: Vec<NameTotals>,
+    /// Scenario runs: failures by (name, message).
+    pub failure_messages: BTreeMap<(String, String), u64>,
 }
 
 impl Default for Totals {
@@ -281,6 +322,8 @@ impl Default for Totals {
             histogram: new_histogram(),
             uncorrected: new_histogram(),
             max_lag_us: 0,
+            names: Vec::new(),
+            failure_messages: BTreeMap::new(),
         }
     }
 }
@@ -305,6 +348,10 @@ impl Totals {
         self.histogram.add(&other.histogram).expect("histograms with equal bounds add");
         self.uncorrected.add(&other.uncorrected).expect("histograms with equal bounds add");
         self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
+        names::add_names(&mut self.names, &other.names);
+        for ((name, message), n) in &other.failure_messages {
+            names::add_message(&mut self.failure_messages, name, message, *n);
+        }
     }
 
     /// Responses received (requests with a latency).
@@ -348,6 +395,23 @@ impl Totals {
             max_lag_us: self.max_lag_us,
             // Not a delta: the agent fills it in from its grant counters.
             taken_total: 0,
+            names: self
+                .names
+                .iter()
+                .map(|r| NameStats {
+                    name: r.name.clone(),
+                    method: r.method.clone(),
+                    requests: r.requests,
+                    failures: r.failures,
+                    latency_sum_ns: r.latency_sum_ns,
+                    histogram: serialize(&r.histogram),
+                })
+                .collect(),
+            failure_messages: self
+                .failure_messages
+                .iter()
+                .map(|((name, message), n)| FailureMessage { name: name.clone(), message: message.clone(), count: *n })
+                .collect(),
         }
     }
 
@@ -376,6 +440,26 @@ impl Totals {
         if !uncorrected.is_empty() && uncorrected.len() != responses {
             return Err(DecodeError::Inconsistent { histogram: uncorrected.len(), responses });
         }
+        let mut names = Vec::with_capacity(s.names.len());
+        for n in &s.names {
+            let histogram = deserialize(&n.histogram)?;
+            if histogram.len() > n.requests || n.failures > n.requests {
+                return Err(DecodeError::Inconsistent { histogram: histogram.len(), responses: n.requests });
+            }
+            let row = NameTotals {
+                name: n.name.clone(),
+                method: n.method.clone(),
+                requests: n.requests,
+                failures: n.failures,
+                latency_sum_ns: n.latency_sum_ns,
+                histogram,
+            };
+            names::add_names(&mut names, std::slice::from_ref(&row));
+        }
+        let mut failure_messages = BTreeMap::new();
+        for f in &s.failure_messages {
+            names::add_message(&mut failure_messages, &f.name, &f.message, f.count);
+        }
         Ok(Totals {
             requests: s.requests,
             successes: s.successes,
@@ -389,6 +473,8 @@ impl Totals {
             histogram,
             uncorrected,
             max_lag_us: s.max_lag_us,
+            names,
+            failure_messages,
         })
     }
 }
@@ -501,5 +587,49 @@ mod tests {
         let mut s = recorded(&[100], 200).to_snapshot(Duration::ZERO);
         s.errors.push(ErrorCount { class: "gremlins".into(), count: 1 });
         assert!(matches!(Totals::from_snapshot(&s), Err(DecodeError::ErrorClass(_))));
+    }
+
+    #[test]
+    fn names_merge_exactly_across_threads_and_snapshots() {
+        let names = [("login", "POST"), ("list items", "GET"), ("login", "GET")];
+        let mut one = Recorder::with_names(names);
+        let mut a = Recorder::with_names(names);
+        let mut b = Recorder::with_names(names);
+        for i in 0..3000u64 {
+            let (slot, ok) = ((i % 3) as usize, i % 7 != 0);
+            let latency = (i % 11 != 0).then(|| Duration::from_micros(50 + i * 13 % 5000));
+            for r in [&mut one, if i % 2 == 0 { &mut a } else { &mut b }] {
+                r.named(slot, ok, latency);
+                if !ok {
+                    r.failure_message(slot, &format!("status {} not in [200]", 400 + i % 2));
+                }
+            }
+        }
+        let whole = one.take();
+        let mut merged = Totals::default();
+        for r in [&mut a, &mut b] {
+            merged.add(&Totals::from_snapshot(&r.take().to_snapshot(Duration::from_secs(1))).unwrap());
+        }
+        assert_eq!(merged.names.len(), 3);
+        for row in &whole.names {
+            let m = merged.names.iter().find(|m| m.name == row.name && m.method == row.method).unwrap();
+            assert_eq!((m.requests, m.failures, m.latency_sum_ns), (row.requests, row.failures, row.latency_sum_ns));
+            assert_eq!(m.histogram, row.histogram);
+            assert_eq!(m.histogram.value_at_quantile(0.99), row.histogram.value_at_quantile(0.99));
+        }
+        assert_eq!(merged.failure_messages, whole.failure_messages);
+        assert_eq!(whole.failure_messages.values().sum::<u64>(), whole.names.iter().map(|r| r.failures).sum::<u64>());
+        // Taken: the recorder starts again from zero.
+        assert!(one.take().names.is_empty());
+    }
+
+    #[test]
+    fn failure_messages_are_bounded() {
+        let mut t = BTreeMap::new();
+        for i in 0..(names::MAX_MESSAGES as u64 + 50) {
+            names::add_message(&mut t, "n", &format!("JSON /count is {i}, expected 3"), 1);
+        }
+        assert_eq!(t.len(), names::MAX_MESSAGES + 1);
+        assert_eq!(t[&("n".to_owned(), names::OTHER_MESSAGES.to_owned())], 50);
     }
 }
