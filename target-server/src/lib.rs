@@ -11,14 +11,19 @@
 //! | `GET /status/<code>` | that status, for codes 200..=599                    |
 //! | `POST /echo`         | the request body, with its content type             |
 //! | `GET /stats`         | [`Stats`] as JSON (not itself counted)              |
+//! | `POST /login`        | demo API: `{"token"}` for password `secret`, else 401 |
+//! | `GET /items`         | demo API: the items, with a token, else 401          |
+//! | `POST /items`        | demo API: 201 with the new item, with a token        |
 //!
 //! Anything else is 404; a known path with the wrong method is 405; a bad
-//! parameter is 400. Every answer but `/stats` is counted by path and status.
+//! parameter is 400. Every answer but `/stats` is counted by path and status,
+//! and by method, path and status.
 //!
 //! # Layout
 //!
 //! - [`server`]: threads, accept loops, graceful shutdown ([`start`], [`ServerHandle`]).
 //! - `routes`: which request gets which answer.
+//! - `demo`: the demo API for scenarios (login, items).
 //! - [`stats`]: the lock-free-on-the-hot-path counters and their [`Stats`] snapshot.
 //! - This file: the command line ([`Args`], [`run`]) that `src/main.rs` wraps.
 
@@ -30,6 +35,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 
+mod demo;
 mod routes;
 pub mod server;
 pub mod stats;

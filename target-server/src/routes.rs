@@ -24,6 +24,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::demo::Demo;
 use crate::stats::Counters;
 
 pub(crate) type Body = Full<Bytes>;
@@ -44,6 +45,8 @@ pub(crate) struct Worker {
     pub(crate) shard: usize,
     /// The server-wide stall, shared by all threads.
     pub(crate) stall: Arc<Stall>,
+    /// The demo API's tokens and items, shared by all threads.
+    pub(crate) demo: Arc<Demo>,
 }
 
 /// Until when the server holds its answers (`GET /stall/<ms>`).
@@ -103,6 +106,8 @@ enum Route<'a> {
     Echo,
     Stats,
     Stall(&'a str),
+    Login,
+    Items,
     NotFound,
 }
 
@@ -122,16 +127,28 @@ impl<'a> Route<'a> {
             Route::Stats
         } else if let Some(ms) = path.strip_prefix("/stall/") {
             Route::Stall(ms)
+        } else if path == "/login" {
+            Route::Login
+        } else if path == "/items" {
+            Route::Items
         } else {
             Route::NotFound
         }
     }
 
-    fn method(&self) -> Method {
-        match self {
-            Route::Echo => Method::POST,
-            _ => Method::GET,
-        }
+    /// The methods the route answers, as its `Allow` header says them.
+    fn allows(&self, method: &Method) -> Result<(), &'static str> {
+        let allow = match self {
+            Route::Echo | Route::Login => "POST",
+            Route::Items => "GET, POST",
+            _ => "GET",
+        };
+        let ok = match self {
+            Route::Items => *method == Method::GET || *method == Method::POST,
+            Route::Echo | Route::Login => *method == Method::POST,
+            _ => *method == Method::GET,
+        };
+        if ok { Ok(()) } else { Err(allow) }
     }
 }
 
@@ -167,11 +184,12 @@ pub(crate) fn respond(request: Request<Incoming>, worker: &Arc<Worker>) -> Reply
     match action {
         Action::Answer(response) if body.is_end_stream() => {
             if counted {
-                worker.counters.record(worker.shard, path, response.status().as_u16());
+                worker.counters.record(worker.shard, parts.method.as_str(), path, response.status().as_u16());
             }
             Reply::Now(Some(response))
         }
         Action::Echo => echo(worker, parts, body),
+        Action::Demo => demo(worker, parts, body),
         action => {
             let worker = Arc::clone(worker);
             Reply::Later(Box::pin(async move {
@@ -186,11 +204,11 @@ pub(crate) fn respond(request: Request<Incoming>, worker: &Arc<Worker>) -> Reply
                         tokio::time::sleep(wait).await;
                         text(StatusCode::OK, "ok")
                     }
-                    Action::Echo => unreachable!("echo is handled above"),
+                    Action::Echo | Action::Demo => unreachable!("handled above"),
                 };
                 if counted {
                     let status = response.status().as_u16();
-                    worker.counters.record(worker.shard, parts.uri.path(), status);
+                    worker.counters.record(worker.shard, parts.method.as_str(), parts.uri.path(), status);
                 }
                 response
             }))
@@ -203,12 +221,13 @@ enum Action {
     Answer(Response<Body>),
     Wait(Duration),
     Echo,
+    /// The demo API: needs the body.
+    Demo,
 }
 
 fn decide(method: &Method, route: Route<'_>, worker: &Worker) -> Action {
-    if !matches!(route, Route::NotFound) && *method != route.method() {
+    if let (false, Err(allow)) = (matches!(route, Route::NotFound), route.allows(method)) {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        let allow = if route.method() == Method::POST { "POST" } else { "GET" };
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
         return Action::Answer(response);
     }
@@ -237,8 +256,32 @@ fn decide(method: &Method, route: Route<'_>, worker: &Worker) -> Action {
             }
             Err(why) => bad_request(why),
         },
+        Route::Login | Route::Items => Action::Demo,
         Route::NotFound => Action::Answer(text(StatusCode::NOT_FOUND, "not found\n")),
     }
+}
+
+/// The demo API's bodies are small JSON objects.
+const MAX_DEMO_BODY: usize = 64 << 10;
+
+fn demo(worker: &Arc<Worker>, parts: Parts, body: Incoming) -> Reply {
+    let worker = Arc::clone(worker);
+    Reply::Later(Box::pin(async move {
+        let response = match Limited::new(body, MAX_DEMO_BODY).collect().await {
+            Ok(body) => {
+                let body = body.to_bytes();
+                if parts.uri.path() == "/login" {
+                    worker.demo.login(&body)
+                } else {
+                    worker.demo.items(&parts.method, &parts.headers, &body)
+                }
+            }
+            Err(_) => text(StatusCode::BAD_REQUEST, "could not read body\n"),
+        };
+        let status = response.status().as_u16();
+        worker.counters.record(worker.shard, parts.method.as_str(), parts.uri.path(), status);
+        response
+    }))
 }
 
 fn echo(worker: &Arc<Worker>, parts: Parts, body: Incoming) -> Reply {
@@ -257,7 +300,7 @@ fn echo(worker: &Arc<Worker>, parts: Parts, body: Incoming) -> Reply {
             Err(_) => text(StatusCode::BAD_REQUEST, "could not read body\n"),
         };
         let status = response.status().as_u16();
-        worker.counters.record(worker.shard, parts.uri.path(), status);
+        worker.counters.record(worker.shard, parts.method.as_str(), parts.uri.path(), status);
         response
     }))
 }

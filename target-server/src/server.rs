@@ -61,6 +61,7 @@ pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> 
     listener.set_nonblocking(true)?;
     let counters = Arc::new(Counters::new(threads));
     let stall = Arc::new(Stall::new());
+    let demo = Arc::new(crate::demo::Demo::default());
     let (stop, _) = watch::channel(false);
 
     // Everything that can fail is done here, before any thread starts, so an
@@ -73,7 +74,12 @@ pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> 
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener.try_clone()?)?
         };
-        let worker = Arc::new(Worker { counters: Arc::clone(&counters), shard, stall: Arc::clone(&stall) });
+        let worker = Arc::new(Worker {
+            counters: Arc::clone(&counters),
+            shard,
+            stall: Arc::clone(&stall),
+            demo: Arc::clone(&demo),
+        });
         workers.push((runtime, listener, worker));
     }
     drop(listener);

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 /// A scan over random paths must not grow the server's memory without bound.
 pub const MAX_PATHS: usize = 1000;
 
+/// How many distinct methods one path counts apart before the rest share [`OTHER`].
+const MAX_METHODS: usize = 16;
+
 /// The key that paths past [`MAX_PATHS`] are counted under.
 pub const OTHER: &str = "(other)";
 
@@ -26,12 +29,26 @@ pub struct Stats {
     pub total: u64,
     /// Request path (without query) -> status code -> responses.
     pub by_path: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// `METHOD path` -> status code -> responses: the same responses, told
+    /// apart by method (`GET /items` and `POST /items` share a path).
+    #[serde(default)]
+    pub by_method_path: BTreeMap<String, BTreeMap<u16, u64>>,
 }
 
 impl Stats {
     /// Responses to `path` that had status `status`.
     pub fn count(&self, path: &str, status: u16) -> u64 {
         self.by_path.get(path).and_then(|by_status| by_status.get(&status)).copied().unwrap_or(0)
+    }
+
+    /// Responses with `status` to `method` requests for `path`.
+    pub fn count_method(&self, method: &str, path: &str, status: u16) -> u64 {
+        self.by_method_path.get(&format!("{method} {path}")).and_then(|s| s.get(&status)).copied().unwrap_or(0)
+    }
+
+    /// Responses to `method` requests for `path`, whatever their status.
+    pub fn method_total(&self, method: &str, path: &str) -> u64 {
+        self.by_method_path.get(&format!("{method} {path}")).map_or(0, |s| s.values().sum())
     }
 
     /// Responses to `path`, whatever their status.
@@ -45,9 +62,12 @@ impl Stats {
 struct Shard {
     /// `GET /hello` answered 200: the route a load test hammers, so it skips the map.
     hello_ok: AtomicU64,
-    /// Every other counted response.
-    paths: Mutex<HashMap<Box<str>, BTreeMap<u16, u64>>>,
+    /// Every other counted response: path -> method -> status -> count.
+    paths: Mutex<HashMap<Box<str>, ByMethod>>,
 }
+
+/// One path's counts: method -> status -> count.
+type ByMethod = HashMap<Box<str>, BTreeMap<u16, u64>>;
 
 /// The counts of one server: a shard per thread plus the set of paths that
 /// have been given a key, which is shared so the [`MAX_PATHS`] cap is global.
@@ -75,17 +95,21 @@ impl Counters {
         self.shards[shard].hello_ok.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one response with `status` to `path` on thread `shard`.
-    pub(crate) fn record(&self, shard: usize, path: &str, status: u16) {
+    /// Counts one response with `status` to a `method` request for `path`
+    /// on thread `shard`.
+    pub(crate) fn record(&self, shard: usize, method: &str, path: &str, status: u16) {
         let mut paths = lock(&self.shards[shard].paths);
-        // The common case, a path this thread has seen, neither allocates nor
-        // touches the shared set.
-        if let Some(by_status) = paths.get_mut(path) {
+        // The common case, a path and method this thread has seen, neither
+        // allocates nor touches the shared set.
+        if let Some(by_status) = paths.get_mut(path).and_then(|m| m.get_mut(method)) {
             *by_status.entry(status).or_default() += 1;
             return;
         }
-        let key = if self.admit(path) { path } else { OTHER };
-        *paths.entry(key.into()).or_default().entry(status).or_default() += 1;
+        let key = if paths.contains_key(path) || self.admit(path) { path } else { OTHER };
+        let by_method = paths.entry(key.into()).or_default();
+        // Methods are the client's to choose: a few keys each, then one more.
+        let method = if by_method.len() < MAX_METHODS { method } else { OTHER };
+        *by_method.entry(method.into()).or_default().entry(status).or_default() += 1;
     }
 
     /// Whether `path` has, or may now take, a key of its own.
@@ -106,11 +130,13 @@ impl Counters {
         for shard in self.shards.iter() {
             let hello = shard.hello_ok.load(Ordering::Relaxed);
             if hello > 0 {
-                add(&mut stats, "/hello", 200, hello);
+                add(&mut stats, "GET", "/hello", 200, hello);
             }
-            for (path, by_status) in lock(&shard.paths).iter() {
-                for (&status, &n) in by_status {
-                    add(&mut stats, path, status, n);
+            for (path, by_method) in lock(&shard.paths).iter() {
+                for (method, by_status) in by_method {
+                    for (&status, &n) in by_status {
+                        add(&mut stats, method, path, status, n);
+                    }
                 }
             }
         }
@@ -118,8 +144,9 @@ impl Counters {
     }
 }
 
-fn add(stats: &mut Stats, path: &str, status: u16, n: u64) {
+fn add(stats: &mut Stats, method: &str, path: &str, status: u16, n: u64) {
     stats.total += n;
+    *stats.by_method_path.entry(format!("{method} {path}")).or_default().entry(status).or_default() += n;
     let by_status = match stats.by_path.get_mut(path) {
         Some(by_status) => by_status,
         None => stats.by_path.entry(path.to_owned()).or_default(),
@@ -136,16 +163,21 @@ mod tests {
         let counters = Counters::new(2);
         counters.hello_ok(0);
         counters.hello_ok(1);
-        counters.record(1, "/hello", 405);
-        counters.record(0, "/status/500", 500);
-        counters.record(1, "/status/500", 500);
+        counters.record(1, "POST", "/hello", 405);
+        counters.record(0, "GET", "/status/500", 500);
+        counters.record(1, "GET", "/status/500", 500);
+        counters.record(1, "DELETE", "/status/500", 500);
 
         let stats = counters.snapshot();
-        assert_eq!(stats.total, 5);
+        assert_eq!(stats.total, 6);
         assert_eq!(stats.count("/hello", 200), 2);
         assert_eq!(stats.count("/hello", 405), 1);
+        assert_eq!(stats.count_method("POST", "/hello", 405), 1);
+        assert_eq!(stats.count_method("GET", "/hello", 200), 2);
         assert_eq!(stats.path_total("/hello"), 3);
-        assert_eq!(stats.count("/status/500", 500), 2);
+        assert_eq!(stats.count("/status/500", 500), 3);
+        assert_eq!(stats.method_total("GET", "/status/500"), 2);
+        assert_eq!(stats.method_total("DELETE", "/status/500"), 1);
         assert_eq!(stats.count("/nowhere", 404), 0);
     }
 
@@ -153,10 +185,10 @@ mod tests {
     fn paths_past_the_cap_share_one_key_across_threads() {
         let counters = Counters::new(2);
         for i in 0..MAX_PATHS + 3 {
-            counters.record(i % 2, &format!("/p/{i}"), 404);
+            counters.record(i % 2, "GET", &format!("/p/{i}"), 404);
         }
         // A path admitted on one thread keeps its key on another.
-        counters.record(1, "/p/0", 404);
+        counters.record(1, "GET", "/p/0", 404);
 
         let stats = counters.snapshot();
         assert_eq!(stats.by_path.len(), MAX_PATHS + 1);
@@ -169,7 +201,7 @@ mod tests {
     fn stats_round_trip_through_json() {
         let counters = Counters::new(1);
         counters.hello_ok(0);
-        counters.record(0, "/status/503", 503);
+        counters.record(0, "GET", "/status/503", 503);
         let stats = counters.snapshot();
         let json = serde_json::to_string(&stats).unwrap();
         assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), stats);
