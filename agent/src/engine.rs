@@ -40,17 +40,17 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State shared by all worker threads of one run.
 #[derive(Debug)]
-struct Shared {
-    plan: Plan,
+pub(crate) struct Shared {
+    pub(crate) plan: Plan,
     stop: AtomicBool,
     /// Requests not yet handed to any thread (count mode).
     remaining: AtomicU64,
     /// Tokens a thread takes from `remaining` at once.
     batch: u64,
     /// When the workers begin.
-    start: Instant,
+    pub(crate) start: Instant,
     /// When duration mode stops starting requests.
-    deadline: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
     /// When the first worker really began, by the wall clock.
     first_wake: OnceLock<SystemTime>,
     /// Wakes whoever waits for the first worker to begin.
@@ -66,6 +66,13 @@ struct Shared {
     /// Open model: bumped when the agent's rate changes; the new rate's bits.
     rate_generation: AtomicU64,
     rate_bits: AtomicU64,
+}
+
+impl Shared {
+    /// Whether the run was asked to stop.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// A handle that stops a run early; in-flight requests still complete.
@@ -279,14 +286,14 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         let share = conns as f64 / connections as f64;
         std::thread::Builder::new()
             .name(format!("volley-worker-{i}"))
-            .spawn(move || worker(shared, conn_range, schedule, share, spawn_rx, tx))?;
+            .spawn(move || worker(shared, (i, threads), conn_range, schedule, share, spawn_rx, tx))?;
     }
     let control = Control { shared: shared.clone(), spawners };
     Ok(Run { shared, deltas, threads, control })
 }
 
-/// Per-thread state shared by that thread's connections.
-struct Worker {
+/// One worker thread's state, shared by its connections (or virtual users).
+pub(crate) struct Worker {
     shared: Arc<Shared>,
     recorder: RefCell<Recorder>,
     tokens: Cell<u64>,
@@ -299,8 +306,8 @@ struct Worker {
     rate_generation: Cell<u64>,
 }
 
-/// Whether a connection may send now.
-enum Permit {
+/// Whether a request may be sent now.
+pub(crate) enum Permit {
     Yes,
     /// The run is over for this connection.
     No,
@@ -309,9 +316,19 @@ enum Permit {
 }
 
 impl Worker {
-    /// Whether a connection may start another request at `now`.
+    /// The run's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The thread's recorder.
+    pub(crate) fn recorder(&self) -> &RefCell<Recorder> {
+        &self.recorder
+    }
+
+    /// Whether a connection (or virtual user) may start another request at `now`.
     #[inline]
-    fn may_send(&self, now: Instant) -> Permit {
+    pub(crate) fn may_send(&self, now: Instant) -> Permit {
         let s = &self.shared;
         if s.stop.load(Ordering::Relaxed) {
             return Permit::No;
@@ -336,7 +353,7 @@ impl Worker {
     }
 
     /// Waits until a grant arrives, the quota closes or the run stops.
-    async fn wait_for_grant(&self) {
+    pub(crate) async fn wait_for_grant(&self) {
         let s = &self.shared;
         let notified = s.more.notified();
         tokio::pin!(notified);
@@ -372,6 +389,7 @@ impl Worker {
 
 fn worker(
     shared: Arc<Shared>,
+    (index, threads): (usize, usize),
     conns: std::ops::Range<usize>,
     schedule: Option<Schedule>,
     rate_share: f64,
@@ -397,9 +415,23 @@ fn worker(
         // Closed model with a ramp: connection i of the agent's C begins at
         // ramp·i/C, so the active connections grow linearly.
         let ramp = if schedule.is_none() { shared.plan.ramp_up } else { Duration::ZERO };
+        let scenario = shared.plan.scenario.clone();
+        let recorder = match &scenario {
+            Some(sc) => Recorder::with_names(sc.compiled.names.iter().map(|(n, m)| (n.as_str(), m.as_str()))),
+            None => Recorder::new(),
+        };
+        let client = match scenario.as_ref().map(|sc| sc.client(shared.plan.timeout)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                // Checked when the plan was accepted; cannot happen on one thread only.
+                tracing::error!("worker thread: {e}");
+                let _ = tx.send(Totals::default());
+                return;
+            }
+        };
         let w = Rc::new(Worker {
             shared,
-            recorder: RefCell::new(Recorder::new()),
+            recorder: RefCell::new(recorder),
             tokens: Cell::new(0),
             schedule: Cell::new(schedule),
             slot: Cell::new(0),
@@ -407,10 +439,35 @@ fn worker(
             rate_generation: Cell::new(0),
         });
         let mut tasks = tokio::task::JoinSet::new();
-        for i in conns {
-            let delay = ramp.mul_f64(i as f64 / total_conns as f64);
-            tasks.spawn_local(connection(w.clone(), delay));
+        // Scenario runs: this thread's virtual users (every `threads`-th of
+        // the agent's start order), each starting at its place in the spawn rate.
+        let order = scenario.as_ref().map(|sc| sc.order()).unwrap_or_default();
+        let mut spawned_users = 0u64;
+        let mut spawn_user = |tasks: &mut tokio::task::JoinSet<()>, k: usize, delay: Duration| {
+            if let (Some(client), false) = (&client, order.is_empty()) {
+                let seed = (index as u64) << 40 ^ spawned_users ^ w.shared.start.elapsed().subsec_nanos() as u64;
+                spawned_users += 1;
+                tasks.spawn_local(crate::scenario::virtual_user(
+                    w.clone(),
+                    client.clone(),
+                    order[k % order.len()],
+                    seed,
+                    delay,
+                ));
+            }
+        };
+        if let Some(sc) = &scenario {
+            for k in (index..order.len()).step_by(threads) {
+                let delay = sc.spawn_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(k as f64 / r));
+                spawn_user(&mut tasks, k, delay);
+            }
+        } else {
+            for i in conns {
+                let delay = ramp.mul_f64(i as f64 / total_conns as f64);
+                tasks.spawn_local(connection(w.clone(), delay));
+            }
         }
+        let mut taken_over = 0usize;
         let ticker = {
             let (w, tx) = (w.clone(), tx.clone());
             tokio::task::spawn_local(async move {
@@ -437,7 +494,15 @@ fn worker(
                 },
                 Some(n) = spawn.recv() => {
                     for _ in 0..n {
-                        tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                        if scenario.is_some() {
+                            // A lost agent's users, taken over: the same mix.
+                            let k = index + taken_over * threads;
+                            taken_over += 1;
+                            let delay = w.shared.start.elapsed();
+                            spawn_user(&mut tasks, k, delay);
+                        } else {
+                            tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                        }
                     }
                 }
             }

@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod http1;
 pub mod plan;
+pub mod scenario;
 pub mod security;
 pub mod service;
 

@@ -84,6 +84,8 @@ pub struct Plan {
     pub lease: Option<Duration>,
     /// Count mode: the request limit is a first grant; more may follow.
     pub open_quota: bool,
+    /// Scenario runs: the scenario and this agent's users.
+    pub scenario: Option<std::sync::Arc<crate::scenario::ScenarioPlan>>,
 }
 
 /// Why a plan was refused.
@@ -130,21 +132,21 @@ pub struct Target {
     pub host_header: String,
     /// Path and query sent in the request line.
     pub path_and_query: String,
+    /// Whether it is an `https://` URL.
+    pub tls: bool,
 }
 
-/// Checks a target URL: absolute, `http://`, with a host.
+/// Checks a target URL: absolute, `http://` or `https://`, with a host.
 pub fn parse_url(url: &str) -> Result<Target, PlanError> {
     let uri: http::Uri = url.parse().map_err(|e| invalid("url", format!("{url:?} is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(invalid("url", format!("{url:?}: https targets are not supported yet; use http://")));
-        }
-        Some(other) => return Err(invalid("url", format!("{url:?}: scheme {other:?} is not http"))),
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => return Err(invalid("url", format!("{url:?}: scheme {other:?} is not http or https"))),
         None => return Err(invalid("url", format!("{url:?} has no scheme; use http://host:port/path"))),
-    }
+    };
     let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| invalid("url", format!("{url:?} has no host")))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     if port == 0 {
         return Err(invalid("url", format!("{url:?}: port 0 is not a port to connect to")));
     }
@@ -158,8 +160,51 @@ pub fn parse_url(url: &str) -> Result<Target, PlanError> {
         authority: format!("{host}:{port}"),
         host_header,
         path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        tls,
     })
 }
+
+/// Checks a scenario plan's own fields.
+fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::ScenarioPlan>>, PlanError> {
+    if p.scenario.is_empty() {
+        return Ok(None);
+    }
+    if p.scenario.len() > MAX_SCENARIO {
+        return Err(invalid("scenario", format!("{} bytes is more than {MAX_SCENARIO}", p.scenario.len())));
+    }
+    let scenario = volley_scenario::Scenario::from_json(&p.scenario).map_err(|e| invalid("scenario", e.to_string()))?;
+    let compiled = scenario.compile().map_err(|e| invalid("scenario", e.to_string()))?;
+    if compiled.base_url.trim_end_matches('/') != p.url.trim_end_matches('/') {
+        return Err(invalid("url", format!("{:?} is not the scenario's base URL {:?}", p.url, compiled.base_url)));
+    }
+    if p.users.len() != compiled.users.len() || p.users.iter().sum::<u64>() != u64::from(p.connections) {
+        return Err(invalid(
+            "users",
+            format!("{:?} is not one count per user type adding up to the {} connections", p.users, p.connections),
+        ));
+    }
+    if p.rate != 0.0 {
+        return Err(invalid("rate", "scenarios pace themselves with think times; a rate is not for them"));
+    }
+    let spawn_rate = match p.spawn_rate {
+        0.0 => None,
+        r if r.is_finite() && r > 0.0 => Some(r),
+        r => return Err(invalid("spawn_rate", format!("{r} is not a number of users per second above 0"))),
+    };
+    let plan = crate::scenario::ScenarioPlan {
+        compiled,
+        users: p.users.clone(),
+        spawn_rate,
+        ca_pem: p.target_ca_pem.clone(),
+        insecure: p.target_insecure,
+    };
+    // Refused here, not on a worker thread: a CA that does not parse.
+    plan.client(DEFAULT_TIMEOUT).map_err(|e| invalid("target_ca_pem", e))?;
+    Ok(Some(std::sync::Arc::new(plan)))
+}
+
+/// The largest scenario a plan may carry.
+pub const MAX_SCENARIO: usize = 1 << 20;
 
 impl Plan {
     /// Checks a plan from the wire and resolves its target.
@@ -177,6 +222,10 @@ impl Plan {
             ));
         }
         let target = parse_url(&p.url)?;
+        let scenario = scenario_plan(&p)?;
+        if target.tls && scenario.is_none() {
+            return Err(invalid("url", format!("{:?}: https targets need a scenario run for now", p.url)));
+        }
         let method = if p.method.is_empty() { "GET".to_owned() } else { p.method.clone() };
         http::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid("method", format!("{method:?} is not an HTTP method")))?;
@@ -266,6 +315,7 @@ impl Plan {
             ramp_up,
             lease,
             open_quota,
+            scenario,
         })
     }
 }

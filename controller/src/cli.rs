@@ -54,9 +54,32 @@ pub struct RunArgs {
     /// in this process.
     #[arg(long, value_name = "LIST")]
     pub agents: Option<String>,
-    /// Target URL (http://host:port/path).
-    #[arg(long)]
-    pub url: String,
+    /// Target URL (http://host:port/path); with --scenario, the base URL replacing the file's.
+    #[arg(long, required_unless_present = "scenario")]
+    pub url: Option<String>,
+    /// Run a scenario file (TOML: user types, weighted requests, setup,
+    /// captures, assertions, think times; see the README) instead of one URL.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<std::path::PathBuf>,
+    /// Scenario runs: virtual users in total, split across agents (default: -c).
+    #[arg(short = 'u', long, value_name = "N")]
+    pub users: Option<u64>,
+    /// Scenario runs: virtual users started per second in total (default: all at once).
+    #[arg(short = 'r', long, value_name = "R")]
+    pub spawn_rate: Option<f64>,
+    /// Scenario runs: send only requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Scenario runs: never send requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub exclude_tags: Vec<String>,
+    /// HTTPS targets: trust these CA certificates (PEM) besides the usual roots;
+    /// read here and sent to the agents.
+    #[arg(long, value_name = "FILE")]
+    pub target_ca: Option<std::path::PathBuf>,
+    /// HTTPS targets: accept any certificate (for test targets only).
+    #[arg(short = 'k', long)]
+    pub target_insecure: bool,
     /// Total requests, split across agents; exactly this many are sent.
     #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
@@ -212,6 +235,27 @@ pub struct RunConfig {
     pub html: Option<std::path::PathBuf>,
     /// No progress lines.
     pub quiet: bool,
+    /// Scenario runs: the scenario and its users.
+    pub scenario: Option<ScenarioRun>,
+    /// HTTPS targets: extra CA certificates (PEM).
+    pub target_ca_pem: Vec<u8>,
+    /// HTTPS targets: accept any certificate.
+    pub target_insecure: bool,
+}
+
+/// A checked scenario run.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    /// The scenario, with `--url` and the tags applied.
+    pub scenario: volley_scenario::Scenario,
+    /// It as JSON, for the plans.
+    pub json: String,
+    /// Virtual users in total.
+    pub users: u64,
+    /// Users of each user type, in total.
+    pub per_type: Vec<u64>,
+    /// Users started per second in total.
+    pub spawn_rate: Option<f64>,
 }
 
 /// How the controller reaches its agents.
@@ -228,8 +272,30 @@ pub struct ChannelConfig {
 impl RunArgs {
     /// Checks every flag and gathers them into a [`RunConfig`].
     pub fn check(&self) -> Result<RunConfig, Error> {
-        agent::plan::parse_url(&self.url)
+        let scenario = self.scenario_run()?;
+        let url = match (&scenario, &self.url) {
+            (Some(sc), _) => sc.scenario.base_url.clone().unwrap_or_default(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => return Err(Error::usage("--url: required (or give --scenario)")),
+        };
+        let target = agent::plan::parse_url(&url)
             .map_err(|e| Error::usage(format!("--url: {}", strip_field(&e.to_string()))))?;
+        if target.tls && scenario.is_none() {
+            return Err(Error::usage(format!(
+                "--url: {url:?}: https targets run as scenarios for now (a one-request scenario file will do)"
+            )));
+        }
+        let target_ca_pem = match &self.target_ca {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| Error::usage(format!("--target-ca: cannot read {}: {e}", p.display())))?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(Error::usage(format!("--target-ca: {} holds no PEM certificate", p.display())));
+                }
+                pem
+            }
+        };
         let limit = match (self.requests, self.duration) {
             (Some(0), _) => return Err(Error::usage("-n/--requests: must be at least 1")),
             (Some(n), None) => Limit::Requests(n),
@@ -241,6 +307,11 @@ impl RunArgs {
         if self.connections == 0 {
             return Err(Error::usage("-c/--connections: must be at least 1"));
         }
+        // A scenario's virtual users take the place of connections.
+        let connections = match &scenario {
+            Some(sc) => u32::try_from(sc.users).unwrap_or(u32::MAX),
+            None => self.connections,
+        };
         if self.connections > agent::plan::MAX_CONNECTIONS {
             return Err(Error::usage(format!(
                 "-c/--connections: {} is more than {}",
@@ -306,21 +377,21 @@ impl RunArgs {
                 agents.len().max(1)
             )));
         }
-        if self.min_agents.is_none() && !agents.is_empty() && (self.connections as usize) < agents.len() {
+        if self.min_agents.is_none() && !agents.is_empty() && (connections as usize) < agents.len() {
+            let flag = if scenario.is_some() { "-u/--users" } else { "-c/--connections" };
             return Err(Error::usage(format!(
-                "-c/--connections: {} is fewer than the {} agents; each agent needs at least one connection",
-                self.connections,
+                "{flag}: {connections} is fewer than the {} agents; each agent needs at least one",
                 agents.len()
             )));
         }
         Ok(RunConfig {
             agents,
-            url: self.url.clone(),
+            url,
             method,
             headers,
             body,
             limit,
-            connections: self.connections,
+            connections,
             threads: self.threads,
             timeout: self.timeout,
             success_status: self.success_status.clone(),
@@ -337,7 +408,56 @@ impl RunArgs {
             hdr_log: self.hdr_log.clone(),
             html: self.html.clone(),
             quiet: self.quiet,
+            scenario,
+            target_ca_pem,
+            target_insecure: self.target_insecure,
         })
+    }
+
+    /// Loads and checks `--scenario` with its flags; flags that only scenario
+    /// runs take are refused without it.
+    fn scenario_run(&self) -> Result<Option<ScenarioRun>, Error> {
+        let Some(path) = &self.scenario else {
+            let stray = [
+                (self.users.is_some(), "-u/--users"),
+                (self.spawn_rate.is_some(), "-r/--spawn-rate"),
+                (!self.tags.is_empty(), "--tags"),
+                (!self.exclude_tags.is_empty(), "--exclude-tags"),
+            ];
+            if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
+                return Err(Error::usage(format!("{flag}: only for --scenario runs")));
+            }
+            return Ok(None);
+        };
+        let mut scenario =
+            volley_scenario::Scenario::load(path).map_err(|e| Error::usage(format!("--scenario: {e}")))?;
+        if let Some(url) = &self.url {
+            scenario = scenario.with_base_url(url);
+        }
+        let scenario = scenario
+            .select_tags(&self.tags, &self.exclude_tags)
+            .map_err(|e| Error::usage(format!("--scenario: {e}")))?;
+        // Again with --url and the tags applied.
+        scenario.compile().map_err(|e| Error::usage(format!("--scenario: {e}")))?;
+        if self.rate.is_some() {
+            return Err(Error::usage(
+                "-q/--rate: scenarios pace themselves with think times (e.g. think = \"constant_throughput 2\")",
+            ));
+        }
+        if !self.headers.is_empty() || self.body.is_some() || self.method != "GET" || !self.success_status.is_empty() {
+            return Err(Error::usage(
+                "--scenario: -m, -H, -d and --success-status are set per request in the scenario file",
+            ));
+        }
+        let users = self.users.unwrap_or(u64::from(self.connections));
+        if users == 0 || users > u64::from(agent::plan::MAX_CONNECTIONS) {
+            return Err(Error::usage(format!("-u/--users: {users} is not in 1..={}", agent::plan::MAX_CONNECTIONS)));
+        }
+        let per_type = scenario.split_users(users).map_err(|e| Error::usage(format!("-u/--users: {e}")))?;
+        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(Error::usage(format!("-r/--spawn-rate: {r} is not a number of users per second above 0")));
+        }
+        Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
 }
 

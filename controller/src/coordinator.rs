@@ -402,9 +402,24 @@ pub async fn execute(
         })
         .collect();
 
+    // Scenario runs: each agent's users are a contiguous slice of one global
+    // start order in which user types are interleaved, so each agent gets a
+    // fair mix and the totals per type are exact.
+    let order = cfg.scenario.as_ref().map(|sc| volley_scenario::interleave(&sc.per_type)).unwrap_or_default();
+    let mut first_user = 0usize;
+    let users_of = |from: usize, n: u64| -> Vec<u64> {
+        let mut per_type = vec![0u64; cfg.scenario.as_ref().map_or(0, |sc| sc.per_type.len())];
+        for &t in order.iter().skip(from).take(n as usize) {
+            per_type[t] += 1;
+        }
+        per_type
+    };
+
     // Send every plan; a refusal by any agent aborts the run before it starts.
     let mut sends = Vec::new();
     for (i, a) in agents.iter().enumerate() {
+        let users = users_of(first_user, conns[i]);
+        first_user += conns[i] as usize;
         let limit = match cfg.limit {
             Limit::Requests(_) => {
                 if live[i].quota == 0 {
@@ -434,6 +449,15 @@ pub async fn execute(
             ramp_up_ms: cfg.ramp_up.as_millis() as u64,
             lease_ms: LEASE.as_millis() as u64,
             open_quota: quotas.is_some(),
+            target_ca_pem: cfg.target_ca_pem.clone(),
+            target_insecure: cfg.target_insecure,
+            scenario: cfg.scenario.as_ref().map(|sc| sc.json.clone()).unwrap_or_default(),
+            users,
+            spawn_rate: cfg
+                .scenario
+                .as_ref()
+                .and_then(|sc| sc.spawn_rate)
+                .map_or(0.0, |r| r * conns[i] as f64 / f64::from(cfg.connections)),
         };
         let mut client = a.client.clone();
         sends.push(async move { (i, client.run(plan).await) });

@@ -1,7 +1,8 @@
 //! `--html FILE`: the report as one self-contained HTML page (inline SVG
 //! charts, inline CSS, no script and no network needed to open it): rate and
 //! latency percentiles over time, the latency distribution, status codes, and
-//! the per-agent table.
+//! the per-agent table, and for scenario runs the per-name table and the
+//! failure messages.
 
 use std::fmt::Write as _;
 
@@ -111,6 +112,7 @@ pub fn page(r: &Report) -> String {
         );
     }
     let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3} ms"));
+    let names = names_tables(r);
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Volley report: {title}</title><style>\
          body{{font-family:sans-serif;margin:2em;max-width:60em}} .chart{{width:100%;max-width:720px;background:#fafafa;margin:.5em 0 1.5em}}\
@@ -121,7 +123,7 @@ pub fn page(r: &Report) -> String {
          <dt>Failed requests</dt><dd>{failed}</dd><dt>Average response time</dt><dd>{avg}</dd>\
          <dt>Requests per second</dt><dd>{rps:.2}</dd><dt>p99</dt><dd>{p99v}</dd></dl>\
          <h2>Rate over time</h2>{rate_chart}<h2>Latency over time</h2>{lat_chart}\
-         <h2>Latency distribution</h2>{dist_chart}<h2>Status codes and errors</h2>{status_chart}\
+         <h2>Latency distribution</h2>{dist_chart}<h2>Status codes and errors</h2>{status_chart}{names}\
          <h2>Agents</h2><table><tr><th>address</th><th>host</th><th>state</th><th>conns</th><th>requests</th>\
          <th>success</th><th>failed</th><th>req/s</th></tr>{rows}</table></body></html>\n",
         title = esc(&format!("{} {}", r.method, r.url)),
@@ -141,4 +143,43 @@ pub fn page(r: &Report) -> String {
         dist_chart = bar_chart("latency percentiles of the whole run (ms)", &dist),
         status_chart = bar_chart("responses by status code and requests by error class", &statuses),
     )
+}
+
+/// Scenario runs: the per-name table and the failure messages (empty otherwise).
+fn names_tables(r: &Report) -> String {
+    if r.names.is_empty() {
+        return String::new();
+    }
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let mut out = String::from(
+        "<h2>Requests by name</h2><table id=\"names\"><tr><th>type</th><th>name</th><th>requests</th><th>failures</th>\
+         <th>mean ms</th><th>min</th><th>max</th><th>median</th><th>p95</th><th>p99</th><th>req/s</th></tr>",
+    );
+    for n in &r.names {
+        let l = &n.latency_ms;
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+            esc(&n.method),
+            esc(&n.name),
+            n.requests,
+            n.failures,
+            ms(l.mean),
+            ms(l.min),
+            ms(l.max),
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            n.requests_per_second
+        );
+    }
+    out.push_str("</table>");
+    if !r.failures.is_empty() {
+        out.push_str("<h2>Failures</h2><table id=\"failures\"><tr><th>count</th><th>name</th><th>message</th></tr>");
+        for f in &r.failures {
+            let _ = write!(out, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", f.count, esc(&f.name), esc(&f.message));
+        }
+        out.push_str("</table>");
+    }
+    out
 }

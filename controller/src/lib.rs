@@ -53,7 +53,19 @@ pub async fn run(
     if let Some(a) = embedded {
         a.stop().await;
     }
-    Ok(Report::new(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, &outcome?))
+    let mut report = Report::new(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, &outcome?);
+    report.scenario = cfg.scenario.as_ref().map(|sc| report::ScenarioInfo {
+        users: sc.users,
+        spawn_rate: sc.spawn_rate,
+        user_types: sc
+            .scenario
+            .users
+            .iter()
+            .zip(&sc.per_type)
+            .map(|(u, &n)| report::UserTypeRow { name: u.name.clone(), users: n })
+            .collect(),
+    });
+    Ok(report)
 }
 
 /// Adds what the run's observer gathered (the per-second series) and the
@@ -85,7 +97,14 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
     let b = EmbeddedAgent::start(1).await?;
     let run_args = cli::RunArgs {
         agents: Some(format!("{},{}", a.address, b.address)),
-        url,
+        url: Some(url),
+        scenario: None,
+        users: None,
+        spawn_rate: None,
+        tags: Vec::new(),
+        exclude_tags: Vec::new(),
+        target_ca: None,
+        target_insecure: false,
         requests: Some(args.requests),
         duration: None,
         connections: args.connections,

@@ -159,6 +159,54 @@ pub struct RateReport {
     pub warning: Option<String>,
 }
 
+/// Scenario runs: one request name's row (Locust's statistics table).
+#[derive(Debug, Clone, Serialize)]
+pub struct NameRow {
+    /// The request's name.
+    pub name: String,
+    /// Its method.
+    pub method: String,
+    /// Requests sent under this name.
+    pub requests: u64,
+    /// Those that failed (no response, a failed assertion or capture).
+    pub failures: u64,
+    /// Requests per second of run time.
+    pub requests_per_second: f64,
+    /// Latencies of its responses, merged across agents.
+    pub latency_ms: Latency,
+}
+
+/// Scenario runs: how often one name failed with one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRow {
+    /// The request's name.
+    pub name: String,
+    /// The failed assertion's message, or the error class.
+    pub message: String,
+    /// How often.
+    pub count: u64,
+}
+
+/// Scenario runs: what ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioInfo {
+    /// Virtual users in total.
+    pub users: u64,
+    /// Users started per second (`null`: all at once).
+    pub spawn_rate: Option<f64>,
+    /// Users per user type.
+    pub user_types: Vec<UserTypeRow>,
+}
+
+/// One user type's users.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserTypeRow {
+    /// Its name.
+    pub name: String,
+    /// Its virtual users.
+    pub users: u64,
+}
+
 /// The global report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -221,6 +269,12 @@ pub struct Report {
     pub series: Vec<crate::series::SecondRow>,
     /// The `--fail-if` verdicts.
     pub thresholds: Vec<crate::threshold::Verdict>,
+    /// Scenario runs: users and user types (`null` otherwise).
+    pub scenario: Option<ScenarioInfo>,
+    /// Scenario runs: figures by request name, merged across agents.
+    pub names: Vec<NameRow>,
+    /// Scenario runs: failures by name and message, most frequent first.
+    pub failures: Vec<FailureRow>,
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -304,6 +358,28 @@ impl Report {
             unassigned: outcome.unassigned,
             series: Vec::new(),
             thresholds: Vec::new(),
+            scenario: None,
+            names: t
+                .names
+                .iter()
+                .map(|n| NameRow {
+                    name: n.name.clone(),
+                    method: n.method.clone(),
+                    requests: n.requests,
+                    failures: n.failures,
+                    requests_per_second: per_second(n.requests, d),
+                    latency_ms: Latency::of_histogram(&n.histogram, n.mean_latency().map(|m| m.as_secs_f64() * 1000.0)),
+                })
+                .collect(),
+            failures: {
+                let mut rows: Vec<FailureRow> = t
+                    .failure_messages
+                    .iter()
+                    .map(|((name, message), n)| FailureRow { name: name.clone(), message: message.clone(), count: *n })
+                    .collect();
+                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+                rows
+            },
         }
     }
 
@@ -333,7 +409,22 @@ impl Report {
         let mut s = String::new();
         let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
         // Writing to a String cannot fail; the results are ignored on purpose.
-        let _ = writeln!(s, "Volley load test: {} {}", self.method, self.url);
+        match &self.scenario {
+            Some(sc) => {
+                let types: Vec<String> = sc.user_types.iter().map(|u| format!("{} {}", u.users, u.name)).collect();
+                let spawn = sc.spawn_rate.map_or_else(|| "all at once".to_owned(), |r| format!("{r} per second"));
+                let _ = writeln!(
+                    s,
+                    "Volley scenario: {} ({} users: {}; started {spawn})",
+                    self.url,
+                    sc.users,
+                    types.join(", ")
+                );
+            }
+            None => {
+                let _ = writeln!(s, "Volley load test: {} {}", self.method, self.url);
+            }
+        }
         if self.cancelled {
             let _ = writeln!(s, "(cancelled before the end: figures cover what was done)");
         }
@@ -369,7 +460,12 @@ impl Report {
         );
         let _ = writeln!(s, "Transfer rate:          {:.2} [Kbytes/sec] received", self.transfer_rate_kib_s);
         let _ = writeln!(s, "Bytes sent / received:  {} / {}", self.bytes_sent, self.bytes_received);
-        let _ = writeln!(s, "Connections opened:     {}", self.connections_opened);
+        if self.scenario.is_some() {
+            let _ =
+                writeln!(s, "Connections opened:     n/a (scenario users share each agent thread's connection pool)");
+        } else {
+            let _ = writeln!(s, "Connections opened:     {}", self.connections_opened);
+        }
         if self.ramp_up_s > 0.0 {
             let _ =
                 writeln!(s, "Ramp-up:                {:.3} seconds (its requests are included above)", self.ramp_up_s);
@@ -428,6 +524,9 @@ impl Report {
                 let _ = writeln!(s, "  {class}: {n}");
             }
         }
+        if !self.names.is_empty() {
+            self.names_text(&mut s);
+        }
         if !self.thresholds.is_empty() {
             let _ = writeln!(s, "Thresholds (--fail-if):");
             for v in &self.thresholds {
@@ -471,6 +570,57 @@ impl Report {
         s
     }
 }
+
+impl Report {
+    /// The per-name table and the top failure messages.
+    fn names_text(&self, s: &mut String) {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<7} {:<28} {:>8} {:>14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "p95", "p99", "req/s"
+        );
+        for n in &self.names {
+            let pct = if n.requests > 0 { n.failures as f64 * 100.0 / n.requests as f64 } else { 0.0 };
+            let l = &n.latency_ms;
+            let _ = writeln!(
+                s,
+                "{:<7} {:<28} {:>8} {:>14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8.1}",
+                n.method,
+                n.name,
+                n.requests,
+                format!("{} ({pct:.1}%)", n.failures),
+                opt(l.mean),
+                opt(l.min),
+                opt(l.max),
+                opt(l.p50),
+                opt(l.p95),
+                opt(l.p99),
+                n.requests_per_second
+            );
+        }
+        let _ = writeln!(s, "(latencies in ms)");
+        if !self.failures.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "Failures (most frequent first):");
+            for f in self.failures.iter().take(TOP_FAILURES) {
+                let _ = writeln!(s, "  {:>8}  {:<28} {}", f.count, f.name, f.message);
+            }
+            if self.failures.len() > TOP_FAILURES {
+                let _ = writeln!(
+                    s,
+                    "  ... and {} more messages (all in --output json)",
+                    self.failures.len() - TOP_FAILURES
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+}
+
+/// Failure messages the text report lists.
+const TOP_FAILURES: usize = 10;
 
 impl AgentRow {
     /// The address, and the host (or pod) name when the agent reported one:

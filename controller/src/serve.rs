@@ -279,7 +279,14 @@ fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
     }
     let run = RunArgs {
         agents,
-        url,
+        url: Some(url),
+        scenario: None,
+        users: None,
+        spawn_rate: None,
+        tags: Vec::new(),
+        exclude_tags: Vec::new(),
+        target_ca: None,
+        target_insecure: false,
         requests,
         duration,
         rate: typed(&obj, "rate", "a number of requests per second")?,

@@ -209,7 +209,11 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Scenario, Scen
     }
     let scenario = Scenario { base_url: file.base_url.map(Spanned::into_inner), vars, users };
     // The one set of checks, with positions looked up for whatever it refuses.
-    scenario.compile_at(&|place, field, message| {
+    // A file without a base URL gets one from `--url`; everything else is
+    // checked now.
+    let mut checked = scenario.clone();
+    checked.base_url.get_or_insert_with(|| "http://base-url-from-the-command-line".into());
+    checked.compile_at(&|place, field, message| {
         let span = match place {
             Place::Scenario => match field {
                 "base_url" => spans.base_url.clone().unwrap_or(0..0),

@@ -579,6 +579,22 @@ impl Scenario {
     }
 }
 
+/// The user type of every virtual user, in start order, for `per_type`
+/// users of each type: types interleaved in proportion, so that any
+/// contiguous slice (an agent's share, or the first users a spawn rate
+/// starts) is already a fair mix. Deterministic: the controller and the
+/// agents compute the same order.
+pub fn interleave(per_type: &[u64]) -> Vec<usize> {
+    let mut keyed: Vec<(f64, usize)> = Vec::new();
+    for (t, &n) in per_type.iter().enumerate() {
+        for j in 0..n {
+            keyed.push(((j as f64 + 0.5) / n as f64, t));
+        }
+    }
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    keyed.into_iter().map(|(_, t)| t).collect()
+}
+
 /// A base URL must be absolute http(s) with a host, without query.
 fn check_base_url(url: &str) -> Result<(), String> {
     let rest = url
@@ -617,6 +633,14 @@ mod tests {
             assert_eq!(s.split_users(n).unwrap().iter().sum::<u64>(), n);
         }
         assert!(s.split_users(1).unwrap_err().contains("fixed counts add up to 2"));
+    }
+
+    #[test]
+    fn interleaving_mixes_every_slice() {
+        let order = interleave(&[6, 2]);
+        assert_eq!(order, [0, 0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(interleave(&[0, 3]), [1, 1, 1]);
+        assert_eq!(interleave(&[]), Vec::<usize>::new());
     }
 
     #[test]

@@ -74,6 +74,13 @@ fn a_good_file_resolves() {
 }
 
 #[test]
+fn the_base_url_may_come_later() {
+    let s = parse("[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/\"\n").unwrap();
+    assert!(s.compile().unwrap_err().to_string().contains("base_url: no base URL"));
+    s.with_base_url("http://h:1").compile().unwrap();
+}
+
+#[test]
 fn weights_are_honoured() {
     let s = parse(
         "base_url = \"http://h\"\n[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/a\"\nweight = 3\n[[user.request]]\npath = \"/b\"\n",
@@ -113,7 +120,6 @@ fn bad_files_say_where_and_what() {
             "base_url = \"http://h\"\n[[user]]\nname = \"u\"\n",
             "s.toml:2:1: user[0].request: user type \"u\" has no [[user.request]]",
         ),
-        ("[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/\"\n", "base_url: no base URL"),
         (
             "base_url = \"ftp://h\"\n[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/\"\n",
             "s.toml:1:12: base_url: \"ftp://h\" is not an http",

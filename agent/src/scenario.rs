@@ -1,0 +1,337 @@
+//! Scenario runs: virtual users on the engine's worker threads.
+//!
+//! Each virtual user is a task on one worker thread's runtime (thousands per
+//! thread are cheap): it runs its user type's setup once (retrying after its
+//! think time if a step fails, as a person would log in again), then picks a
+//! request by weight, sends it, checks it, and thinks, until the run stops.
+//! Every request takes a permit from the engine exactly like a plain
+//! request, so count mode sends exactly `n` (setup included) and duration
+//! mode stops on time.
+//!
+//! Requests go through one `reqwest` client per worker thread (connection
+//! pool, TLS, HTTP/2, redirects to the same host); cookies are kept per
+//! virtual user by hand so users do not share a session. Results are recorded
+//! in the thread's recorder overall and by request name, with each failure's
+//! message (a failed assertion's, or the error class).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use volley_scenario::{Compiled, CompiledStep, Escape, Vars};
+use volley_stats::ErrorClass;
+
+use crate::engine::{Permit, Worker};
+
+/// A scenario plan: what the virtual users run.
+#[derive(Debug)]
+pub struct ScenarioPlan {
+    /// The checked, compiled scenario.
+    pub compiled: Compiled,
+    /// Virtual users of each user type on this agent.
+    pub users: Vec<u64>,
+    /// Users started per second on this agent; `None`: all at once.
+    pub spawn_rate: Option<f64>,
+    /// CA certificates (PEM) to trust for HTTPS targets.
+    pub ca_pem: Vec<u8>,
+    /// Accept any target certificate.
+    pub insecure: bool,
+}
+
+impl ScenarioPlan {
+    /// The user type of every virtual user of this agent, in start order:
+    /// types interleaved in proportion, so the first users started are
+    /// already a mix.
+    pub fn order(&self) -> Vec<usize> {
+        volley_scenario::interleave(&self.users)
+    }
+
+    /// One worker thread's HTTP client.
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, String> {
+        let host = url_host(&self.compiled.base_url);
+        let mut b = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // Redirects only within the target: the agent's --allow-target
+            // checked this host, not wherever a response points.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 10 || attempt.url().host_str() != Some(host.as_str()) {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .danger_accept_invalid_certs(self.insecure);
+        if !self.ca_pem.is_empty() {
+            for cert in reqwest::Certificate::from_pem_bundle(&self.ca_pem).map_err(|e| format!("target CA: {e}"))? {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+    }
+}
+
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host =
+        authority
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.ends_with(']') || p.is_empty())
+            .map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority });
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+}
+
+/// A virtual user's cookies: name and value, as the target set them.
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn absorb(&mut self, headers: &http::HeaderMap) {
+        for v in headers.get_all(http::header::SET_COOKIE) {
+            let Some(pair) = v.to_str().ok().and_then(|v| v.split(';').next()) else { continue };
+            let Some((k, val)) = pair.split_once('=') else { continue };
+            let (k, val) = (k.trim(), val.trim());
+            match self.0.iter_mut().find(|(n, _)| n == k) {
+                Some(c) => c.1 = val.to_owned(),
+                None => self.0.push((k.to_owned(), val.to_owned())),
+            }
+        }
+    }
+
+    fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// One virtual user's state.
+struct User {
+    vars: Vars,
+    jar: Jar,
+    url: String,
+}
+
+/// What sending a step came to.
+enum Sent {
+    /// The run is over for this user.
+    Stop,
+    /// Sent; whether it passed.
+    Done(bool),
+}
+
+/// Runs one virtual user of type `user`, starting `delay` after the run's start.
+pub(crate) async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed: u64, delay: Duration) {
+    let s = w.shared().clone();
+    let Some(plan) = s.plan.scenario.clone() else { return };
+    if !delay.is_zero() {
+        let until = s.start + delay;
+        if !sleep_unless_over(&w, until).await {
+            return;
+        }
+    }
+    let u = &plan.compiled.users[user];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut me = User { vars: u.initial.clone(), jar: Jar::default(), url: String::new() };
+    // Setup, until it passes (a failed login is tried again after thinking).
+    loop {
+        let t0 = Instant::now();
+        let mut passed = true;
+        for step in &u.setup {
+            match send(&w, &plan, &client, step, &mut me).await {
+                Sent::Stop => return,
+                Sent::Done(true) => {}
+                Sent::Done(false) => {
+                    passed = false;
+                    break;
+                }
+            }
+        }
+        if passed {
+            break;
+        }
+        let pause = u.think.pause(t0.elapsed(), rng.u64(..)).max(Duration::from_millis(10));
+        if !sleep_unless_over(&w, Instant::now() + pause).await {
+            return;
+        }
+    }
+    loop {
+        let t0 = Instant::now();
+        let step = &u.requests[u.pick(rng.u64(..))];
+        if let Sent::Stop = send(&w, &plan, &client, step, &mut me).await {
+            return;
+        }
+        let pause = u.think.pause(t0.elapsed(), rng.u64(..));
+        if pause.is_zero() {
+            // Let the thread's other users and its ticker run.
+            tokio::task::yield_now().await;
+        } else if !sleep_unless_over(&w, Instant::now() + pause).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps until `until` or the run's end, whichever is first; false when the
+/// run is over.
+async fn sleep_unless_over(w: &Worker, until: Instant) -> bool {
+    let s = w.shared();
+    let end = s.deadline.map_or(until, |d| d.min(until));
+    // Wake at least every 100 ms to notice a stop.
+    let mut now = Instant::now();
+    while now < end {
+        if s.stopped() {
+            return false;
+        }
+        tokio::time::sleep_until((end.min(now + Duration::from_millis(100))).into()).await;
+        now = Instant::now();
+    }
+    !s.stopped() && s.deadline.is_none_or(|d| now < d)
+}
+
+/// Sends one step for one user and records it.
+async fn send(
+    w: &Worker,
+    plan: &Arc<ScenarioPlan>,
+    client: &reqwest::Client,
+    step: &CompiledStep,
+    me: &mut User,
+) -> Sent {
+    loop {
+        match w.may_send(Instant::now()) {
+            Permit::Yes => break,
+            Permit::No => return Sent::Stop,
+            Permit::Wait => w.wait_for_grant().await,
+        }
+    }
+    let timeout = w.shared().plan.timeout;
+    me.url.clear();
+    me.url.push_str(&plan.compiled.base_url);
+    step.path.render(&me.vars, Escape::Path, &mut me.url);
+    for (i, (k, v)) in step.query.iter().enumerate() {
+        me.url.push(if i == 0 && !me.url.contains('?') { '?' } else { '&' });
+        me.url.push_str(k);
+        me.url.push('=');
+        v.render(&me.vars, Escape::Form, &mut me.url);
+    }
+    let mut req = client.request(step.method.clone(), me.url.as_str()).timeout(timeout);
+    let mut has_type = false;
+    let mut has_cookie = false;
+    for (name, t) in &step.headers {
+        has_type |= *name == http::header::CONTENT_TYPE;
+        has_cookie |= *name == http::header::COOKIE;
+        req = req.header(name.clone(), t.to_string_with(&me.vars, Escape::None));
+    }
+    if !has_cookie && let Some(c) = me.jar.header() {
+        req = req.header(http::header::COOKIE, c);
+    }
+    let mut sent = me.url.len() as u64;
+    if let Some(body) = &step.body {
+        let mut text = String::new();
+        let implied = body.render(&me.vars, &mut text);
+        if let (false, Some(ct)) = (has_type, implied) {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        sent += text.len() as u64;
+        req = req.body(text);
+    }
+    let t0 = Instant::now();
+    let outcome = match req.send().await {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            // Moved out, not cloned: the body read below consumes the response.
+            let headers = std::mem::take(resp.headers_mut());
+            me.jar.absorb(&headers);
+            match resp.bytes().await {
+                Ok(body) => Ok((status, headers, body)),
+                Err(e) => Err(classify(&e)),
+            }
+        }
+        Err(e) => Err(classify(&e)),
+    };
+    let latency = t0.elapsed();
+    let (status, headers, body) = match outcome {
+        Ok(response) => response,
+        Err(class) => {
+            {
+                let mut rec = w.recorder().borrow_mut();
+                rec.error(class, sent);
+                rec.named(step.name_slot, false, None);
+                rec.failure_message(step.name_slot, class.name());
+            }
+            // A refused target fails at once; let others run between attempts.
+            tokio::task::yield_now().await;
+            return Sent::Done(false);
+        }
+    };
+    let mut verdict = step.assert.check(status, &body, latency);
+    if verdict.is_ok() {
+        for (slot, capture) in &step.captures {
+            match capture.extract(&headers, &body) {
+                Some(v) => me.vars.set(*slot, v),
+                None => {
+                    verdict = Err(format!("capture: {} not in the response", capture.describe()));
+                    break;
+                }
+            }
+        }
+    }
+    let ok = verdict.is_ok();
+    let mut rec = w.recorder().borrow_mut();
+    let head: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    rec.response(status, ok, latency, sent, (body.len() + head) as u64);
+    rec.named(step.name_slot, ok, Some(latency));
+    if let Err(message) = verdict {
+        rec.failure_message(step.name_slot, &message);
+    }
+    Sent::Done(ok)
+}
+
+/// The error class of a failed request.
+fn classify(e: &reqwest::Error) -> ErrorClass {
+    use std::error::Error as _;
+    if e.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    // The innermost I/O error says the most.
+    let mut source = e.source();
+    let mut io = None;
+    while let Some(s) = source {
+        if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            io = Some(i);
+        }
+        source = s.source();
+    }
+    match (e.is_connect(), io) {
+        (true, Some(i)) if i.kind() == std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+        (true, _) => ErrorClass::Connect,
+        (false, Some(i)) => ErrorClass::of_io(i),
+        (false, None) if e.is_body() || e.is_decode() => ErrorClass::Closed,
+        _ => ErrorClass::Protocol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_base_urls() {
+        assert_eq!(url_host("http://127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(url_host("https://shop.example/api"), "shop.example");
+        assert_eq!(url_host("http://[::1]:9/x"), "::1");
+        assert_eq!(url_host("http://[::1]"), "::1");
+    }
+
+    #[test]
+    fn cookies_are_kept_per_user() {
+        let mut jar = Jar::default();
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::SET_COOKIE, "session=a; Path=/".parse().unwrap());
+        h.append(http::header::SET_COOKIE, "theme=dark".parse().unwrap());
+        jar.absorb(&h);
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::SET_COOKIE, "session=b; HttpOnly".parse().unwrap());
+        jar.absorb(&h);
+        assert_eq!(jar.header().as_deref(), Some("session=b; theme=dark"));
+    }
+}
