@@ -597,7 +597,7 @@ async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1:
     let c = match conn {
         Some(c) => c,
         None => {
-            let c = Conn::connect(plan.addr, plan.timeout).await?;
+            let c = Conn::connect(plan.addr, plan.timeout, plan.tls.as_ref()).await?;
             w.recorder.borrow_mut().connect();
             conn.insert(c)
         }

@@ -1,5 +1,5 @@
-//! A lean HTTP/1.1 client connection for plain `http://` targets: the hot path
-//! of every agent.
+//! A lean HTTP/1.1 client connection for `http://` and `https://` targets:
+//! the hot path of every agent.
 //!
 //! A load generator sends the same request millions of times. So the request is
 //! serialised to bytes once per run ([`RequestBytes`]) and each round trip is one
@@ -93,10 +93,39 @@ pub struct Response {
     pub close: bool,
 }
 
+/// A connection's byte stream: plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Writes all of `bytes`; TLS records are flushed to the socket too.
+    #[inline]
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    #[inline]
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
 /// A keep-alive HTTP/1.1 connection to one target.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     // Unconsumed bytes are buf[start..end].
     start: usize,
@@ -104,8 +133,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects with TCP_NODELAY set (requests are small and latency matters).
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ErrorClass> {
+    /// Connects with TCP_NODELAY set (requests are small and latency
+    /// matters), then does the TLS handshake when `tls` is given.
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&crate::tls::TlsTarget>,
+    ) -> Result<Conn, ErrorClass> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ErrorClass::ConnectTimeout),
             Ok(Err(e)) => {
@@ -118,6 +152,17 @@ impl Conn {
             Ok(Ok(s)) => s,
         };
         stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(t) => match tokio::time::timeout(timeout, t.connector.connect(t.name.clone(), stream)).await {
+                Err(_) => return Err(ErrorClass::ConnectTimeout),
+                Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                    return Err(ErrorClass::Tls);
+                }
+                Ok(Err(e)) => return Err(ErrorClass::of_io(&e)),
+                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+            },
+        };
         Ok(Conn { stream, buf: vec![0; BUF_SIZE], start: 0, end: 0 })
     }
 
@@ -390,7 +435,7 @@ mod tests {
     }
 
     async fn conn(addr: SocketAddr) -> Conn {
-        Conn::connect(addr, Duration::from_secs(5)).await.unwrap()
+        Conn::connect(addr, Duration::from_secs(5), None).await.unwrap()
     }
 
     #[tokio::test]

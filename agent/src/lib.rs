@@ -21,6 +21,7 @@ pub mod plan;
 pub mod scenario;
 pub mod security;
 pub mod service;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -84,6 +84,8 @@ pub struct Plan {
     pub lease: Option<Duration>,
     /// Count mode: the request limit is a first grant; more may follow.
     pub open_quota: bool,
+    /// `https://` targets: how to open TLS.
+    pub tls: Option<crate::tls::TlsTarget>,
     /// Scenario runs: the scenario and this agent's users.
     pub scenario: Option<std::sync::Arc<crate::scenario::ScenarioPlan>>,
 }
@@ -223,9 +225,13 @@ impl Plan {
         }
         let target = parse_url(&p.url)?;
         let scenario = scenario_plan(&p)?;
-        if target.tls && scenario.is_none() {
-            return Err(invalid("url", format!("{:?}: https targets need a scenario run for now", p.url)));
-        }
+        let tls = match (target.tls, &scenario) {
+            (true, None) => Some(
+                crate::tls::TlsTarget::new(&target.host, &p.target_ca_pem, p.target_insecure)
+                    .map_err(|e| invalid("target_ca_pem", e))?,
+            ),
+            _ => None,
+        };
         let method = if p.method.is_empty() { "GET".to_owned() } else { p.method.clone() };
         http::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid("method", format!("{method:?} is not an HTTP method")))?;
@@ -315,6 +321,7 @@ impl Plan {
             ramp_up,
             lease,
             open_quota,
+            tls,
             scenario,
         })
     }
@@ -363,7 +370,8 @@ mod tests {
             (|p| p.method = "G ET".into(), "`method`"),
             (|p| p.threads = 5000, "`threads`"),
             (|p| p.success_status = vec![42], "`success_status`"),
-            (|p| p.url = "https://x/".into(), "https"),
+            (|p| p.url = "gopher://x/".into(), "gopher"),
+            (|p| (p.url, p.target_ca_pem) = ("https://x/".into(), b"junk".to_vec()), "`target_ca_pem`"),
             (|p| p.rate = -1.0, "`rate`"),
             (|p| p.rate = f64::NAN, "`rate`"),
             (|p| p.ramp_up_ms = u64::MAX, "`ramp_up_ms`"),

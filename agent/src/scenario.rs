@@ -72,15 +72,9 @@ impl ScenarioPlan {
     }
 }
 
+/// The host of a URL as redirect targets are compared (IPv6 in brackets).
 fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    let host =
-        authority
-            .rsplit_once(':')
-            .filter(|(h, p)| !h.ends_with(']') || p.is_empty())
-            .map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority });
-    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// A virtual user's cookies: name and value, as the target set them.
@@ -318,8 +312,8 @@ mod tests {
     fn hosts_of_base_urls() {
         assert_eq!(url_host("http://127.0.0.1:8080"), "127.0.0.1");
         assert_eq!(url_host("https://shop.example/api"), "shop.example");
-        assert_eq!(url_host("http://[::1]:9/x"), "::1");
-        assert_eq!(url_host("http://[::1]"), "::1");
+        assert_eq!(url_host("http://[::1]:9/x"), "[::1]");
+        assert_eq!(url_host("http://[::1]"), "[::1]");
     }
 
     #[test]

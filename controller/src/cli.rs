@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Scenario runs: never send requests with any of these tags.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub exclude_tags: Vec<String>,
-    /// HTTPS targets: trust these CA certificates (PEM) besides the usual roots;
+    /// HTTPS targets: trust these CA certificates (PEM) besides the web's roots;
     /// read here and sent to the agents.
     #[arg(long, value_name = "FILE")]
     pub target_ca: Option<std::path::PathBuf>,
@@ -280,19 +280,14 @@ impl RunArgs {
         };
         let target = agent::plan::parse_url(&url)
             .map_err(|e| Error::usage(format!("--url: {}", strip_field(&e.to_string()))))?;
-        if target.tls && scenario.is_none() {
-            return Err(Error::usage(format!(
-                "--url: {url:?}: https targets run as scenarios for now (a one-request scenario file will do)"
-            )));
-        }
         let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
                 let pem = std::fs::read(p)
                     .map_err(|e| Error::usage(format!("--target-ca: cannot read {}: {e}", p.display())))?;
-                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(Error::usage(format!("--target-ca: {} holds no PEM certificate", p.display())));
-                }
+                // The same check the agents make, so a bad file stops the run here.
+                agent::tls::TlsTarget::new(&target.host, &pem, false)
+                    .map_err(|e| Error::usage(format!("--target-ca: {}: {e}", p.display())))?;
                 pem
             }
         };

@@ -155,6 +155,9 @@ fn print(report: &Report, output: Output) {
 /// `controller run`: runs, writes the outputs, returns the exit code (0 done,
 /// 1 the work could not be done, 3 a `--fail-if` threshold failed).
 async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
+    if cfg.target_insecure {
+        eprintln!("controller: warning: -k/--target-insecure: the target's TLS certificates are not checked");
+    }
     let mut series = series::Series::new(series::Progress::detect(cfg.quiet));
     let started = std::time::SystemTime::now();
     let result = run(&cfg, &mut series, interrupted()).await;

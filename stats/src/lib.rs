@@ -60,11 +60,13 @@ pub enum ErrorClass {
     Protocol,
     /// Any other I/O error.
     Io,
+    /// The TLS handshake failed (for example, a certificate not trusted).
+    Tls,
 }
 
 impl ErrorClass {
     /// Every class, in the order of their indices.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
         ErrorClass::Connect,
@@ -73,6 +75,7 @@ impl ErrorClass {
         ErrorClass::Closed,
         ErrorClass::Protocol,
         ErrorClass::Io,
+        ErrorClass::Tls,
     ];
 
     /// The stable name used in reports, JSON and the protocol.
@@ -86,6 +89,7 @@ impl ErrorClass {
             ErrorClass::Closed => "closed",
             ErrorClass::Protocol => "protocol",
             ErrorClass::Io => "io",
+            ErrorClass::Tls => "tls",
         }
     }
 

@@ -40,7 +40,7 @@ mod routes;
 pub mod server;
 pub mod stats;
 
-pub use server::{ServerHandle, bind, start};
+pub use server::{ServerHandle, bind, start, start_tls, tls_config};
 pub use stats::Stats;
 
 /// Serve Volley's demo target: a fast HTTP/1.1 server that counts what it answers.
@@ -55,6 +55,14 @@ pub struct Args {
     #[arg(long, default_value_t = default_threads())]
     pub threads: usize,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Check the flags, print what the server would do, and exit without listening.
     #[arg(long)]
     pub dry_run: bool,
@@ -66,23 +74,41 @@ fn default_threads() -> usize {
 
 /// Binds, serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 ///
-/// Prints `listening on http://ADDR` to stdout once bound, so whoever started
+/// Prints `listening on http://ADDR` (or `https://`) to stdout once bound, so whoever started
 /// the process can learn the real port when it asked for port 0.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |flag: &str, p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("{flag}: cannot read {}", p.display()))
+            };
+            let config = tls_config(&read("--tls-cert", cert)?, &read("--tls-key", key)?)
+                .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+            Some(config)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if args.dry_run {
         // Lets deployment files be checked against the real flags.
-        println!("target-server dry run: would listen on http://{} with {} threads", args.listen, args.threads);
+        println!("target-server dry run: would listen on {scheme}://{} with {} threads", args.listen, args.threads);
         return Ok(());
     }
     // The handlers are installed before the ready line goes out: a SIGTERM
     // sent as soon as the line is read must stop us gracefully, not kill us.
     let signals = Signals::install().context("cannot install signal handlers")?;
     let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let server = start(listener, args.threads).context("cannot start the server")?;
+    let server = match tls {
+        Some(tls) => start_tls(listener, args.threads, tls),
+        None => start(listener, args.threads),
+    }
+    .context("cannot start the server")?;
     let addr = server.local_addr();
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}").and_then(|()| stdout.flush()).context("cannot write to stdout")?;
+    writeln!(stdout, "listening on {scheme}://{addr}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
     drop(stdout);
     tracing::info!(%addr, threads = args.threads, "serving");
 

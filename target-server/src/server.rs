@@ -53,6 +53,40 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// each running its own current-thread runtime and accept loop. Returns at
 /// once: connections made before the threads run wait in the listen backlog.
 pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> {
+    start_with(listener, threads, None)
+}
+
+/// [`start`], serving HTTPS with `tls` (see [`tls_config`]).
+pub fn start_tls(listener: TcpListener, threads: usize, tls: Arc<rustls::ServerConfig>) -> io::Result<ServerHandle> {
+    start_with(listener, threads, Some(tokio_rustls::TlsAcceptor::from(tls)))
+}
+
+/// The TLS settings for a certificate chain and its key, both PEM.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate chain: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("no PEM private key in it: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn start_with(
+    listener: TcpListener,
+    threads: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> io::Result<ServerHandle> {
     if threads == 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "the server needs at least one thread"));
     }
@@ -88,9 +122,10 @@ pub fn start(listener: TcpListener, threads: usize) -> io::Result<ServerHandle> 
     for (shard, (runtime, listener, worker)) in workers.into_iter().enumerate() {
         let stop = handle.stop.subscribe();
         // On error, dropping `handle` stops the threads already started.
-        let thread = std::thread::Builder::new()
-            .name(format!("target-server-{shard}"))
-            .spawn(move || runtime.block_on(serve(listener, worker, stop)))?;
+        let thread = std::thread::Builder::new().name(format!("target-server-{shard}")).spawn({
+            let tls = tls.clone();
+            move || runtime.block_on(serve(listener, worker, tls, stop))
+        })?;
         handle.threads.push(thread);
     }
     Ok(handle)
@@ -131,7 +166,12 @@ impl Drop for ServerHandle {
 }
 
 /// One thread's accept loop, then its graceful shutdown.
-async fn serve(listener: tokio::net::TcpListener, worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    worker: Arc<Worker>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut http = http1::Builder::new();
     http.keep_alive(true)
         // Answer pipelined requests with one write instead of one each.
@@ -159,10 +199,26 @@ async fn serve(listener: tokio::net::TcpListener, worker: Arc<Worker>, mut stop:
         }
         let service_worker = Arc::clone(&worker);
         let service = service_fn(move |request| respond(request, &service_worker));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(acceptor) = &tls else {
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // HTTPS: the handshake runs in the connection's own task, so a slow
+        // or failing client does not hold up the accept loop.
+        let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "connection ended with an error");
+            match acceptor.accept(stream).await {
+                Ok(stream) => {
+                    if let Err(err) = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "TLS handshake failed"),
             }
         });
     }

@@ -1,0 +1,143 @@
+//! HTTPS targets: plain runs on the lean client and scenario runs, against a
+//! target-server serving TLS with a certificate from a test CA; the CA given
+//! with --target-ca, missing (every request fails as `tls`), or skipped
+//! with -k. Counts are checked against the target's own.
+
+mod util;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use util::{controller, json_report, spawn_agent, stderr};
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory.
+struct Pki {
+    dir: PathBuf,
+    cert: String,
+    key: String,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("volley-https-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let cert = params.signed_by(&key, &ca).unwrap();
+        Pki { dir, cert: cert.pem(), key: key.serialize_pem() }
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
+    fn server(&self, threads: usize) -> target_server::ServerHandle {
+        let tls = target_server::tls_config(self.cert.as_bytes(), self.key.as_bytes()).unwrap();
+        target_server::start_tls(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), threads, tls).unwrap()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn plain_runs_over_https_count_exactly() {
+    let pki = Pki::new("plain");
+    let server = pki.server(2);
+    let url = format!("https://127.0.0.1:{}/hello", server.local_addr().port());
+    let (a, b) = (spawn_agent(&[]), spawn_agent(&[]));
+    let agents = format!("{},{}", a.addr, b.addr);
+
+    let r = json_report(&controller(&[
+        "run",
+        "--quiet",
+        "--output",
+        "json",
+        "--agents",
+        &agents,
+        "-n",
+        "3001",
+        "-c",
+        "4",
+        "--target-ca",
+        &pki.ca(),
+        "--url",
+        &url,
+    ]));
+    assert_eq!(r["total_requests"], 3001);
+    assert_eq!(r["successful_requests"], 3001);
+    assert_eq!(server.stats().count("/hello", 200), 3001);
+    // Keep-alive holds over TLS: a handful of handshakes, not one per request.
+    assert!(r["connections_opened"].as_u64().unwrap() <= 8, "{}", r["connections_opened"]);
+
+    // Without the CA every handshake fails, counted as `tls`; nothing is served.
+    let r = json_report(&controller(&["run", "--quiet", "--output", "json", "-n", "20", "-c", "2", "--url", &url]));
+    assert_eq!(r["failed_requests"], 20);
+    assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
+    assert_eq!(server.stats().count("/hello", 200), 3001);
+
+    // -k: any certificate.
+    let out = controller(&["run", "--quiet", "--output", "json", "-n", "50", "-c", "2", "-k", "--url", &url]);
+    assert_eq!(json_report(&out)["successful_requests"], 50);
+    assert!(stderr(&out).contains("certificates are not checked"), "{}", stderr(&out));
+    assert_eq!(server.stats().count("/hello", 200), 3051);
+    server.shutdown();
+}
+
+#[test]
+fn scenario_runs_over_https() {
+    let pki = Pki::new("scenario");
+    let server = pki.server(1);
+    let base = format!("https://127.0.0.1:{}", server.local_addr().port());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let r = json_report(&controller(&[
+        "run",
+        "--quiet",
+        "--output",
+        "json",
+        "--scenario",
+        example.to_str().unwrap(),
+        "--url",
+        &base,
+        "-u",
+        "8",
+        "-n",
+        "300",
+        "--target-ca",
+        &pki.ca(),
+    ]));
+    assert_eq!(r["total_requests"], 300);
+    assert_eq!(server.stats().total, 300);
+    let login = r["names"].as_array().unwrap().iter().find(|n| n["name"] == "login").unwrap();
+    assert_eq!(login["requests"], server.stats().count_method("POST", "/login", 200));
+    assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
+    server.shutdown();
+}
+
+#[test]
+fn bad_certificate_files_are_one_line_errors() {
+    let pki = Pki::new("bad");
+    let junk = pki.dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let out = controller(&["run", "-n", "5", "--url", "https://127.0.0.1:9/", "--target-ca", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("controller: --target-ca:") && err.lines().count() == 1, "{err}");
+
+    let out = std::process::Command::new(util::target_server_bin())
+        .args(["--listen", "127.0.0.1:0", "--tls-cert", junk.to_str().unwrap(), "--tls-key", junk.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--tls-cert/--tls-key") && err.trim_end().lines().count() == 1, "{err}");
+}
