@@ -126,7 +126,10 @@ pub fn page(r: &Report) -> String {
          <h2>Latency distribution</h2>{dist_chart}<h2>Status codes and errors</h2>{status_chart}{names}\
          <h2>Agents</h2><table><tr><th>address</th><th>host</th><th>state</th><th>conns</th><th>requests</th>\
          <th>success</th><th>failed</th><th>req/s</th></tr>{rows}</table></body></html>\n",
-        title = esc(&format!("{} {}", r.method, r.url)),
+        title = esc(&match &r.scenario {
+            Some(sc) => format!("scenario against {} with {} users", r.url, sc.users),
+            None => format!("{} {}", r.method, r.url),
+        }),
         total = r.total_requests,
         ok = r.successful_requests,
         failed = r.failed_requests,

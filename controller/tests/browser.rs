@@ -138,3 +138,43 @@ fn the_web_page_starts_a_run_and_charts_it_live() {
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "empty screenshot");
     server.shutdown();
 }
+
+#[test]
+fn a_scenario_report_shows_its_per_name_table() {
+    if !available() {
+        return;
+    }
+    let server = util::target(1);
+    let dir = artefacts();
+    let html = dir.join("scenario.html");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let out = util::controller(&[
+        "run",
+        "--quiet",
+        "--scenario",
+        example.to_str().unwrap(),
+        "--url",
+        &format!("http://{}", server.local_addr()),
+        "-u",
+        "8",
+        "-z",
+        "2s",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let seen = check(&["report", html.to_str().unwrap(), dir.join("scenario.png").to_str().unwrap()]);
+    let rows = seen["names"].as_array().unwrap();
+    let stats = server.stats();
+    for (name, method, path, status) in [
+        ("login", "POST", "/login", 200),
+        ("list items", "GET", "/items", 200),
+        ("unauthorized items", "GET", "/items", 401),
+    ] {
+        let row = rows.iter().find(|r| r[1] == name).unwrap_or_else(|| panic!("no row {name}: {rows:?}"));
+        assert_eq!(row[0], method);
+        assert_eq!(row[2], stats.count_method(method, path, status).to_string(), "{name}: {row:?}");
+    }
+    assert!(seen["text"].as_str().unwrap().contains("status 401 not in [200]"), "no failure message shown");
+    server.shutdown();
+}

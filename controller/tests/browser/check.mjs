@@ -32,6 +32,8 @@ try {
     out.charts = await page.$$eval("svg.chart", s => s.length);
     out.lines = await points("svg.chart");
     out.text = await page.evaluate(() => document.body.innerText);
+    // Scenario reports: the per-name table, as rows of cell texts.
+    out.names = await page.$$eval("#names tr", rows => rows.slice(1).map(r => [...r.children].map(c => c.textContent)));
     await page.screenshot({ path: shot, fullPage: true });
   } else if (mode === "page") {
     const [api, target, seconds, shot] = args;
