@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     more: tokio::sync::Notify,
     /// Wakes the agent when a connection ran out of granted requests.
     dry: tokio::sync::Notify,
+    /// Wakes whoever sleeps until a time (virtual users thinking) when the run stops.
+    pub(crate) halt: tokio::sync::Notify,
     /// Open model: bumped when the agent's rate changes; the new rate's bits.
     rate_generation: AtomicU64,
     rate_bits: AtomicU64,
@@ -83,8 +85,9 @@ impl Stopper {
     /// Asks every worker to stop starting new requests.
     pub fn stop(&self) {
         self.0.stop.store(true, Ordering::Relaxed);
-        // Connections waiting for a grant must see the stop too.
+        // Connections waiting for a grant, and users thinking, must see the stop too.
         self.0.more.notify_waiters();
+        self.0.halt.notify_waiters();
     }
 }
 
@@ -254,6 +257,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         granted: AtomicU64::new(remaining),
         more: tokio::sync::Notify::new(),
         dry: tokio::sync::Notify::new(),
+        halt: tokio::sync::Notify::new(),
         rate_generation: AtomicU64::new(0),
         rate_bits: AtomicU64::new(0),
     });

@@ -28,7 +28,12 @@ const URL: &str = "http://127.0.0.1:9/hello";
 fn usage_errors_exit_2_with_one_line() {
     fails_with(&["run", "--url", "not a url", "-n", "1"], 2, "--url");
     fails_with(&["run", "--url", "ftp://x/", "-n", "1"], 2, "scheme");
-    fails_with(&["run", "--url", "https://x/", "-n", "1"], 2, "https");
+    fails_with(&["run", "--url", "gopher://x/", "-n", "1"], 2, "scheme");
+    fails_with(
+        &["run", "--url", "https://127.0.0.1:9/", "--target-ca", "/nonexistent/ca.pem", "-n", "1"],
+        2,
+        "--target-ca",
+    );
     fails_with(&["run", "--url", "localhost/x", "-n", "1"], 2, "--url");
     fails_with(&["run", "--url", URL, "-n", "0"], 2, "-n/--requests");
     fails_with(&["run", "--url", URL, "-n", "1", "-c", "0"], 2, "-c/--connections");
