@@ -47,11 +47,27 @@ pub fn describe(cfg: &RunConfig) -> String {
         Limit::Duration(d) => format!("for {}", humantime::format_duration(d)),
     };
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "controller dry run: would send {} {} {limit} over {} connections",
-        cfg.method, cfg.url, cfg.connections
-    );
+    match &cfg.scenario {
+        Some(sc) => {
+            let types: Vec<String> =
+                sc.scenario.users.iter().zip(&sc.per_type).map(|(u, n)| format!("{n} {}", u.name)).collect();
+            let _ = writeln!(
+                out,
+                "controller dry run: would run the scenario against {} {limit} with {} users ({}), started {}",
+                cfg.url,
+                sc.users,
+                types.join(", "),
+                sc.spawn_rate.map_or_else(|| "all at once".to_owned(), |r| format!("{r} per second"))
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "controller dry run: would send {} {} {limit} over {} connections",
+                cfg.method, cfg.url, cfg.connections
+            );
+        }
+    }
     if cfg.agents.is_empty() {
         let _ = writeln!(out, "agents: one embedded in this process");
     }
