@@ -9,30 +9,32 @@
 #   3. an agent's peak RSS after 100,000 and after 10,000,000 requests;
 #   4. server CPU microseconds per request: target-server --threads 1 vs nginx
 #      with one worker, each on CPU 0, loaded by wrk on CPU 1;
-#   5. total rate of two agent processes vs one embedded agent with --threads 2.
+#   5. total rate of two agent processes vs one embedded agent with --threads 2;
+#   6. HTTPS: figures 1 and 2 against nginx serving TLS (a self-signed
+#      certificate made with openssl; Volley with -k), 50 connections.
 #
 # Usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
 # Needs root on first use (apt-get installs nginx-light, wrk, util-linux, curl, time).
 set -euo pipefail
-D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5
+D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     -m) BIG=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5,6]" >&2; exit 2 ;;
   esac
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 cd "$(dirname "$0")/.."
 
-for tool in nginx wrk taskset curl /usr/bin/time; do
+for tool in nginx wrk taskset curl /usr/bin/time openssl; do
   command -v "$tool" >/dev/null || NEED=1
 done
 if [[ ${NEED:-0} == 1 ]]; then
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time openssl >/dev/null
 fi
 cargo build --release --quiet -p controller -p agent -p target-server
 BIN=$PWD/target/release
@@ -46,6 +48,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A throwaway certificate for the HTTPS figure.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
 worker_cpu_affinity 01;
@@ -57,6 +62,12 @@ http {
   keepalive_requests 100000000;
   server { listen 127.0.0.1:8089 reuseport; location /hello { default_type text/plain; return 200 "Hello World!"; } }
   server { listen 127.0.0.1:8090; location /status { stub_status; } }
+  server {
+    listen 127.0.0.1:8443 ssl reuseport;
+    ssl_certificate $dir/cert.pem;
+    ssl_certificate_key $dir/key.pem;
+    location /hello { default_type text/plain; return 200 "Hello World!"; }
+  }
 }
 CONF
 taskset -c 0 nginx -c "$dir/nginx.conf"
@@ -157,4 +168,18 @@ if want 5; then
     awk -v a="$two" -v b="$one" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/scale"
   done
   echo "figure 5: rate two agents / one agent with 2 threads, median of $R: $(median <"$dir/scale")  (goal 0.95..1.05)"
+fi
+
+if want 6; then
+  HTTPS=https://127.0.0.1:8443/hello
+  : >"$dir/ratios"; : >"$dir/cpu"
+  for i in $(seq "$R"); do
+    read -r wr wc < <(measure wrk -t1 -c50 -d"${D}s" "$HTTPS")
+    read -r vr vc < <(measure "$BIN/controller" run --url "$HTTPS" -k -c 50 -z "${D}s" --threads 1)
+    printf "  https c=50 round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$i" "$wr" "$wc" "$vr" "$vc"
+    awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
+    awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
+  done
+  echo "figure 6 (https, c=50): rate volley/wrk, median of $R: $(median <"$dir/ratios")  (goal >= 1.00)"
+  echo "figure 6 (https, c=50): cpu us/request volley/wrk, median of $R: $(median <"$dir/cpu")  (goal <= 1.05)"
 fi

@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// captures, assertions, think times; see the README) instead of one URL.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<std::path::PathBuf>,
+    /// A scenario's TOML text instead of a file (the HTTP API); `body_file` is then refused.
+    #[arg(skip)]
+    pub scenario_text: Option<String>,
     /// Scenario runs: virtual users in total, split across agents (default: -c).
     #[arg(short = 'u', long, value_name = "N")]
     pub users: Option<u64>,
@@ -412,7 +415,12 @@ impl RunArgs {
     /// Loads and checks `--scenario` with its flags; flags that only scenario
     /// runs take are refused without it.
     fn scenario_run(&self) -> Result<Option<ScenarioRun>, Error> {
-        let Some(path) = &self.scenario else {
+        let loaded = match (&self.scenario, &self.scenario_text) {
+            (Some(path), _) => Some(volley_scenario::Scenario::load(path)),
+            (None, Some(text)) => Some(volley_scenario::file::parse_untrusted(text, "scenario")),
+            (None, None) => None,
+        };
+        let Some(loaded) = loaded else {
             let stray = [
                 (self.users.is_some(), "-u/--users"),
                 (self.spawn_rate.is_some(), "-r/--spawn-rate"),
@@ -424,8 +432,7 @@ impl RunArgs {
             }
             return Ok(None);
         };
-        let mut scenario =
-            volley_scenario::Scenario::load(path).map_err(|e| Error::usage(format!("--scenario: {e}")))?;
+        let mut scenario = loaded.map_err(|e| Error::usage(format!("--scenario: {e}")))?;
         if let Some(url) = &self.url {
             scenario = scenario.with_base_url(url);
         }

@@ -99,6 +99,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         agents: Some(format!("{},{}", a.address, b.address)),
         url: Some(url),
         scenario: None,
+        scenario_text: None,
         users: None,
         spawn_rate: None,
         tags: Vec::new(),

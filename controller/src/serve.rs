@@ -201,6 +201,12 @@ const FIELDS: &[(&str, &str)] = &[
     ("timeout", "--timeout"),
     ("success_status", "--success-status"),
     ("fail_if", "--fail-if"),
+    ("scenario", "--scenario"),
+    ("users", "-u/--users"),
+    ("spawn_rate", "-r/--spawn-rate"),
+    ("tags", "--tags"),
+    ("exclude_tags", "--exclude-tags"),
+    ("target_insecure", "-k/--target-insecure"),
 ];
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -246,7 +252,18 @@ fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
         let known: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
         return Err(ApiError::field(unknown, format!("unknown field {unknown:?} (known: {})", known.join(", "))));
     }
-    let url: String = typed(&obj, "url", "a string")?.ok_or_else(|| ApiError::field("url", "url: is required"))?;
+    let scenario_text: Option<String> = typed(&obj, "scenario", "a scenario's TOML text")?;
+    let url: Option<String> = typed(&obj, "url", "a string")?;
+    if url.is_none() && scenario_text.is_none() {
+        return Err(ApiError::field("url", "url: is required (or give a scenario)"));
+    }
+    let list = |name: &str| -> Result<Vec<String>, ApiError> {
+        Ok(match typed::<OneOrMany>(&obj, name, "a string or a list of strings")? {
+            None => Vec::new(),
+            Some(OneOrMany::One(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
+            Some(OneOrMany::Many(v)) => v,
+        })
+    };
     let headers = match obj.get("headers") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(map)) => map
@@ -279,14 +296,15 @@ fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
     }
     let run = RunArgs {
         agents,
-        url: Some(url),
+        url,
         scenario: None,
-        users: None,
-        spawn_rate: None,
-        tags: Vec::new(),
-        exclude_tags: Vec::new(),
+        scenario_text,
+        users: typed(&obj, "users", "a whole number above 0")?,
+        spawn_rate: typed(&obj, "spawn_rate", "a number of users per second")?,
+        tags: list("tags")?,
+        exclude_tags: list("exclude_tags")?,
         target_ca: None,
-        target_insecure: false,
+        target_insecure: typed(&obj, "target_insecure", "true or false")?.unwrap_or(false),
         requests,
         duration,
         rate: typed(&obj, "rate", "a number of requests per second")?,
@@ -687,6 +705,19 @@ mod tests {
         // Taken as given, never read from this host's disk.
         assert_eq!(cfg.body, b"@/etc/passwd");
         assert_eq!(cfg.thresholds.len(), 1);
+    }
+
+    #[test]
+    fn the_openapi_file_lists_every_field() {
+        let doc: serde_json::Value = serde_yaml_ng::from_str(OPENAPI).expect("openapi.yaml parses");
+        let props = &doc["components"]["schemas"]["RunRequest"]["properties"];
+        for (field, _) in FIELDS {
+            assert!(props.get(field).is_some(), "openapi.yaml lacks {field}");
+        }
+        assert_eq!(props.as_object().unwrap().len(), FIELDS.len(), "openapi.yaml lists fields the API does not take");
+        for path in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report.html", "/", "/openapi.yaml"] {
+            assert!(doc["paths"].get(path).is_some(), "openapi.yaml lacks {path}");
+        }
     }
 
     #[test]

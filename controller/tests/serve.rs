@@ -171,3 +171,37 @@ fn serving_beyond_loopback_needs_a_token() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--api-token"), "{err}");
 }
+
+#[test]
+fn scenarios_run_through_the_api_too() {
+    let server = target(1);
+    let api = spawn_serve(&[]);
+    let base = format!("http://{}", server.local_addr());
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/shop.toml")).unwrap();
+    let body = json!({ "scenario": text, "url": base, "users": 10, "spawn_rate": 100, "requests": 300 });
+    let (status, c) = http_json(&api.addr, "POST", "/v1/runs", &[], &body.to_string());
+    assert_eq!(status, 201, "{c}");
+    let run = wait_over(&api.addr, c["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(run["state"], "done", "{run}");
+    let report = &run["report"];
+    assert_eq!(report["total_requests"], 300);
+    assert_eq!(server.stats().total, 300);
+    let login = report["names"].as_array().unwrap().iter().find(|n| n["name"] == "login").unwrap();
+    assert_eq!(login["requests"], server.stats().count_method("POST", "/login", 200));
+
+    // A bad scenario names the field and the position; files on this host are not read.
+    for (scenario, want) in [
+        ("[[user]\nname = \"u\"\n", "scenario:1:"),
+        (
+            "[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/\"\nbody_file = \"/etc/hostname\"\n",
+            "body_file is not accepted here",
+        ),
+    ] {
+        let body = json!({ "scenario": scenario, "url": base, "requests": 5 });
+        let (status, e) = http_json(&api.addr, "POST", "/v1/runs", &[], &body.to_string());
+        assert_eq!((status, e["field"].as_str()), (400, Some("scenario")), "{e}");
+        assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+    }
+    assert_eq!(server.stats().total, 300, "a refused scenario sent load");
+    server.shutdown();
+}

@@ -142,6 +142,17 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Parses and checks scenario `text`; `origin` names it in errors and
 /// `base_dir` is where `body_file` paths start.
 pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+    parse_in(text, origin, Some(base_dir))
+}
+
+/// [`parse`] for a scenario that did not come from this host's disk (the
+/// controller's HTTP API): `body_file` is refused, since whoever sent it has
+/// no business reading files here.
+pub fn parse_untrusted(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    parse_in(text, origin, None)
+}
+
+fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenario, ScenarioError> {
     let r = Reader { origin, text };
     let de = toml::Deserializer::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -236,7 +247,7 @@ fn read_step(
     r: &Reader<'_>,
     s: &Spanned<FileStep>,
     at: &str,
-    base_dir: &Path,
+    base_dir: Option<&Path>,
 ) -> Result<(Step, StepSpans), ScenarioError> {
     let f = s.get_ref();
     let mut sp = StepSpans { whole: s.span(), fields: vec![("path".into(), f.path.span())] };
@@ -292,6 +303,13 @@ fn read_step(
         Some(Body::Form(form.get_ref().iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect()))
     } else if let Some(file) = &f.body_file {
         sp.fields.push(("body_file".into(), file.span()));
+        let Some(base_dir) = base_dir else {
+            return Err(r.err(
+                file.span(),
+                format!("{at}.body_file"),
+                "body_file is not accepted here; give the body inline",
+            ));
+        };
         let path = base_dir.join(file.get_ref());
         let text = std::fs::read(&path).map_err(|e| {
             r.err(file.span(), format!("{at}.body_file"), format!("cannot read {}: {e}", path.display()))
