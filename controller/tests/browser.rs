@@ -178,3 +178,32 @@ fn a_scenario_report_shows_its_per_name_table() {
     assert!(seen["text"].as_str().unwrap().contains("status 401 not in [200]"), "no failure message shown");
     server.shutdown();
 }
+
+#[test]
+fn the_web_page_runs_a_scenario() {
+    if !available() {
+        return;
+    }
+    let server = util::target(1);
+    let api = util::spawn_serve(&[]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let shot = artefacts().join("page-scenario.png");
+    let seen = check(&[
+        "page",
+        &format!("http://{}", api.addr),
+        &format!("http://{}", server.local_addr()),
+        "3",
+        shot.to_str().unwrap(),
+        example.to_str().unwrap(),
+    ]);
+    assert_eq!(seen["state"], "done", "{seen}");
+    let stats = server.stats();
+    assert_eq!(seen["summary"]["Total requests"], stats.total.to_string(), "{}", seen["summary"]);
+    let rows = seen["names"].as_array().unwrap();
+    let login = rows.iter().find(|r| r[1] == "login").unwrap_or_else(|| panic!("no login row: {rows:?}"));
+    assert_eq!(login[2], stats.count_method("POST", "/login", 200).to_string());
+    let unauthorized = rows.iter().find(|r| r[1] == "unauthorized items").unwrap();
+    assert_eq!(unauthorized[2], stats.count_method("GET", "/items", 401).to_string());
+    assert_eq!(unauthorized[3], unauthorized[2], "every unauthorized request failed");
+    server.shutdown();
+}

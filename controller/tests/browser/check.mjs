@@ -2,7 +2,7 @@
 // JSON object; controller/tests/browser.rs decides what is right.
 //
 //   node check.mjs report FILE.html SHOT.png
-//   node check.mjs page API_URL TARGET_URL SECONDS SHOT.png
+//   node check.mjs page API_URL TARGET_URL SECONDS SHOT.png [SCENARIO.toml]
 //
 // CHROMIUM names the browser (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
@@ -36,9 +36,10 @@ try {
     out.names = await page.$$eval("#names tr", rows => rows.slice(1).map(r => [...r.children].map(c => c.textContent)));
     await page.screenshot({ path: shot, fullPage: true });
   } else if (mode === "page") {
-    const [api, target, seconds, shot] = args;
+    const [api, target, seconds, shot, scenario] = args;
     await page.goto(api + "/");
     await page.fill("input[name=url]", target);
+    if (scenario) await page.fill("textarea[name=scenario]", (await import("node:fs")).readFileSync(scenario, "utf8"));
     await page.fill("input[name=concurrency]", "4");
     await page.selectOption("select[name=limit]", "duration");
     await page.fill("input[name=amount]", seconds);
@@ -59,6 +60,7 @@ try {
     out.lines = [...await points("#rate-chart"), ...await points("#latency-chart")];
     out.summary = Object.fromEntries(await page.$$eval("#summary tr", rows =>
       rows.slice(1).map(r => [...r.children].map(c => c.textContent))));
+    out.names = await page.$$eval("#names tr", rows => rows.slice(1).map(r => [...r.children].map(c => c.textContent)));
     out.fullReport = await page.getAttribute("#full-report", "href");
     await page.screenshot({ path: shot, fullPage: true });
     // The full report page renders too.
