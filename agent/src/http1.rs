@@ -156,7 +156,7 @@ impl Conn {
             None => Stream::Plain(stream),
             Some(t) => match tokio::time::timeout(timeout, t.connector.connect(t.name.clone(), stream)).await {
                 Err(_) => return Err(ErrorClass::ConnectTimeout),
-                Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                Ok(Err(e)) if crate::tls::wraps_rustls(&e) => {
                     return Err(ErrorClass::Tls);
                 }
                 Ok(Err(e)) => return Err(ErrorClass::of_io(&e)),

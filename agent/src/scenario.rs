@@ -289,11 +289,18 @@ fn classify(e: &reqwest::Error) -> ErrorClass {
     if e.is_timeout() {
         return ErrorClass::Timeout;
     }
-    // The innermost I/O error says the most.
+    // The innermost I/O error says the most; a rustls error anywhere in the
+    // chain (a certificate not trusted) is a failed handshake.
     let mut source = e.source();
     let mut io = None;
     while let Some(s) = source {
+        if s.is::<rustls::Error>() {
+            return ErrorClass::Tls;
+        }
         if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            if crate::tls::wraps_rustls(i) {
+                return ErrorClass::Tls;
+            }
             io = Some(i);
         }
         source = s.source();

@@ -64,6 +64,16 @@ impl TlsTarget {
     }
 }
 
+/// Whether an I/O error carries a rustls error, possibly inside other I/O
+/// errors (hyper's connector wraps tokio-rustls's error once more).
+pub(crate) fn wraps_rustls(e: &std::io::Error) -> bool {
+    match e.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner.downcast_ref::<std::io::Error>().is_some_and(wraps_rustls),
+        None => false,
+    }
+}
+
 /// `-k/--target-insecure`: accepts any certificate, still checking that
 /// the handshake's signatures are sound. For test targets only.
 #[derive(Debug)]

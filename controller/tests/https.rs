@@ -120,6 +120,24 @@ fn scenario_runs_over_https() {
     let login = r["names"].as_array().unwrap().iter().find(|n| n["name"] == "login").unwrap();
     assert_eq!(login["requests"], server.stats().count_method("POST", "/login", 200));
     assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
+
+    // Without the CA: every request fails its handshake, counted as `tls`.
+    let r = json_report(&controller(&[
+        "run",
+        "--quiet",
+        "--output",
+        "json",
+        "--scenario",
+        example.to_str().unwrap(),
+        "--url",
+        &base,
+        "-u",
+        "2",
+        "-n",
+        "20",
+    ]));
+    assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
+    assert_eq!(server.stats().total, 300);
     server.shutdown();
 }
 
