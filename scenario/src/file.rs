@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Assertions, Body, Capture, Place, Scenario, ScenarioError, Step, Think, UserType};
+use crate::compile::Place;
+use crate::{Assertions, Body, Capture, Scenario, ScenarioError, Step, Think, UserType};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -358,13 +359,12 @@ fn read_step(
                 }
             }
             let latency_below_ms = match &fa.latency_below {
-                Some(l) => Some(humantime::parse_duration(l.get_ref()).map(|d| d.as_millis() as u64).map_err(|e| {
-                    r.err(
-                        l.span(),
-                        format!("{at}.assert.latency_below"),
-                        format!("{:?} is not a duration ({e})", l.get_ref()),
-                    )
-                })?),
+                Some(l) => Some(
+                    crate::think::parse_duration(l.get_ref())
+                        // Whole milliseconds by construction, so this fits.
+                        .map(|d| d.as_millis() as u64)
+                        .map_err(|m| r.err(l.span(), format!("{at}.assert.latency_below"), m))?,
+                ),
                 None => None,
             };
             let json = fa

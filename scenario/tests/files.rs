@@ -2,6 +2,7 @@
 //! refused with its line, column and field.
 
 use std::path::Path;
+use std::time::Duration;
 
 use volley_scenario::{Body, Capture, Scenario, Think};
 
@@ -46,7 +47,7 @@ fn a_good_file_resolves() {
     let s = parse(GOOD).unwrap();
     assert_eq!(s.users.len(), 2);
     let a = &s.users[0];
-    assert_eq!((a.weight, a.count, a.think), (2, None, Think::Constant(1000)));
+    assert_eq!((a.weight, a.count, a.think), (2, None, Think::Constant(Duration::from_millis(1000))));
     assert_eq!(a.setup[0].method, "POST");
     assert_eq!(a.setup[0].body, Some(Body::Json(r#"{"password":"${password}","user":"x"}"#.into())));
     assert_eq!(a.setup[0].captures[0], ("sid".into(), Capture::Cookie("session".into())));
