@@ -19,13 +19,15 @@ pub struct Assertions {
 }
 
 impl Assertions {
-    /// Checks the values themselves: statuses and pointers.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the values themselves: statuses and pointers. The error names
+    /// the field (`status`, or `json.POINTER`) and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(bad) = self.status.iter().find(|s| !(100..=599).contains(*s)) {
-            return Err(("status", format!("{bad} is not an HTTP status (100..=599)")));
+            return Err(("status".into(), format!("{bad} is not an HTTP status (100..=599)")));
         }
         if let Some((p, _)) = self.json.iter().find(|(p, _)| !p.is_empty() && !p.starts_with('/')) {
-            return Err(("json", format!("{p:?} is not a JSON pointer (they start with /, e.g. \"/items/0/id\")")));
+            let why = format!("{p:?} is not a JSON pointer (they start with /, e.g. \"/items/0/id\")");
+            return Err((format!("json.{p}"), why));
         }
         Ok(())
     }

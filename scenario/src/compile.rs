@@ -4,8 +4,8 @@
 //! parsed and variables resolved to slots so that a virtual user's iteration
 //! does no lookups by name.
 //!
-//! The checks are written once, here, against positions-free [`Place`]s: the
-//! file reader maps a `Place` back to a line and column, while a scenario
+//! The checks are written once, here, against places without positions: the
+//! file reader maps a place back to a line and column, while a scenario
 //! received as JSON reports the field alone.
 
 use crate::template::{self, Escape, Slots, Template, Vars};
@@ -132,6 +132,11 @@ pub(crate) fn compile_step(
     if !step.path.starts_with('/') {
         return Err(field_err("path", format!("{:?} must start with /", step.path)));
     }
+    // The path goes into the request line as written (only variables are
+    // escaped): what cannot be there would fail every request.
+    if let Some(c) = step.path.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '#') {
+        return Err(field_err("path", format!("{:?} contains {c:?}; write it percent-encoded", step.path)));
+    }
     let tpl = |field: String, text: &str| Template::parse(text, slots).map_err(|e| field_err(field, e.to_string()));
     let path = tpl("path".into(), &step.path)?;
     let query = step
@@ -145,8 +150,10 @@ pub(crate) fn compile_step(
         .map(|(k, v)| {
             let name = http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| field_err(format!("headers.{k}"), format!("{k:?} is not a header name")))?;
-            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(field_err(format!("headers.{k}"), "the value contains a line break"));
+            // Variables are checked when rendered; the text around them now.
+            if http::HeaderValue::from_bytes(v.as_bytes()).is_err() {
+                let why = "the value contains a line break or another control character a header cannot carry";
+                return Err(field_err(format!("headers.{k}"), why));
             }
             Ok((name, tpl(format!("headers.{k}"), v)?))
         })
@@ -332,6 +339,9 @@ fn check_base_url(url: &str) -> Result<(), String> {
     }
     if url.contains('?') || url.contains('#') {
         return Err(format!("{url:?}: a base URL has no query or fragment (use a request's query)"));
+    }
+    if url.parse::<http::Uri>().is_err() {
+        return Err(format!("{url:?} is not a valid URL"));
     }
     Ok(())
 }

@@ -49,8 +49,7 @@ struct FileStep {
     json: Option<Spanned<toml::Value>>,
     form: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     body_file: Option<Spanned<String>>,
-    #[serde(default)]
-    tags: Vec<String>,
+    tags: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     capture: BTreeMap<String, Spanned<FileCapture>>,
     assert: Option<Spanned<FileAssert>>,
@@ -67,10 +66,10 @@ struct FileCapture {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileAssert {
-    status: Option<Spanned<Vec<i64>>>,
+    status: Option<Spanned<Vec<Spanned<i64>>>>,
     body_contains: Option<String>,
     #[serde(default)]
-    json: BTreeMap<String, toml::Value>,
+    json: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     latency_below: Option<Spanned<String>>,
 }
 
@@ -106,7 +105,13 @@ struct Spans {
 
 /// Line and column (1-based) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    // A span from the parser may in principle land inside a character: step
+    // back to its start rather than slice there.
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -123,7 +128,8 @@ impl Reader<'_> {
             origin: self.origin.to_owned(),
             at: Some(line_col(self.text, span.start)),
             field: field.into(),
-            message: message.into(),
+            // One line, whatever the parser's message looked like.
+            message: message.into().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
         }
     }
 }
@@ -206,7 +212,7 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
                 let mut steps = Vec::new();
                 let mut step_spans = Vec::new();
                 for (i, s) in list.iter().enumerate() {
-                    let (step, sp) = read_step(&r, s, &format!("user[{u}].{kind}[{i}]"), base_dir)?;
+                    let (step, sp) = read_step(&r, s, &format!("user[{u}].{kind}[{i}]"), kind == "setup", base_dir)?;
                     steps.push(step);
                     step_spans.push(sp);
                 }
@@ -248,9 +254,20 @@ fn read_step(
     r: &Reader<'_>,
     s: &Spanned<FileStep>,
     at: &str,
+    setup: bool,
     base_dir: Option<&Path>,
 ) -> Result<(Step, StepSpans), ScenarioError> {
     let f = s.get_ref();
+    // Setup steps all run, once each and in order: a weight or tags there
+    // would be silently ignored, which is worse than refused.
+    if setup && let Some(w) = &f.weight {
+        let why = "setup steps all run, once, in order; weight is for [[user.request]]";
+        return Err(r.err(w.span(), format!("{at}.weight"), why));
+    }
+    if setup && let Some(t) = &f.tags {
+        let why = "setup steps always run; tags select among [[user.request]]";
+        return Err(r.err(t.span(), format!("{at}.tags"), why));
+    }
     let mut sp = StepSpans { whole: s.span(), fields: vec![("path".into(), f.path.span())] };
     let method = match &f.method {
         Some(m) => {
@@ -294,7 +311,7 @@ fn read_step(
         Some(Body::Raw(b.get_ref().clone()))
     } else if let Some(j) = &f.json {
         sp.fields.push(("json".into(), j.span()));
-        let v = serde_json::to_value(j.get_ref()).map_err(|e| r.err(j.span(), format!("{at}.json"), e.to_string()))?;
+        let v = to_json(j.get_ref()).map_err(|m| r.err(j.span(), format!("{at}.json"), m))?;
         Some(Body::Json(v.to_string()))
     } else if let Some(form) = &f.form {
         sp.fields.push(("form".into(), form.span()));
@@ -349,11 +366,12 @@ fn read_step(
             if let Some(st) = &fa.status {
                 sp.fields.push(("assert.status".into(), st.span()));
                 for code in st.get_ref() {
-                    status.push(u16::try_from(*code).ok().filter(|c| (100..=599).contains(c)).ok_or_else(|| {
+                    let ok = u16::try_from(*code.get_ref()).ok().filter(|c| (100..=599).contains(c));
+                    status.push(ok.ok_or_else(|| {
                         r.err(
-                            st.span(),
+                            code.span(),
                             format!("{at}.assert.status"),
-                            format!("{code} is not an HTTP status (100..=599)"),
+                            format!("{} is not an HTTP status (100..=599)", code.get_ref()),
                         )
                     })?);
                 }
@@ -367,17 +385,14 @@ fn read_step(
                 ),
                 None => None,
             };
-            let json = fa
-                .json
-                .iter()
-                .map(|(p, v)| {
-                    Ok((
-                        p.clone(),
-                        serde_json::to_value(v)
-                            .map_err(|e| r.err(a.span(), format!("{at}.assert.json"), e.to_string()))?,
-                    ))
-                })
-                .collect::<Result<_, ScenarioError>>()?;
+            let mut json = Vec::new();
+            for (pointer, want) in &fa.json {
+                // Keyed by the pointer, so a bad one is refused at its own key.
+                let field = format!("assert.json.{}", pointer.get_ref());
+                sp.fields.push((field.clone(), pointer.span()));
+                let want = to_json(want.get_ref()).map_err(|m| r.err(want.span(), format!("{at}.{field}"), m))?;
+                json.push((pointer.get_ref().clone(), want));
+            }
             Assertions { status, body_contains: fa.body_contains.clone(), json, latency_below_ms }
         }
     };
@@ -389,9 +404,28 @@ fn read_step(
         query: f.query.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
         headers: f.headers.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
         body,
-        tags: f.tags.clone(),
+        tags: f.tags.as_ref().map_or_else(Vec::new, |t| t.get_ref().clone()),
         captures,
         assert,
     };
     Ok((step, sp))
+}
+
+/// A TOML value as JSON: datetimes become their text (JSON has none), and a
+/// float JSON cannot write (nan, inf) is refused rather than sent as null.
+fn to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    Ok(match v {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => {
+            J::Number(serde_json::Number::from_f64(*f).ok_or_else(|| format!("{f} cannot be written in JSON"))?)
+        }
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.iter().map(to_json).collect::<Result<_, _>>()?),
+        toml::Value::Table(t) => {
+            J::Object(t.iter().map(|(k, v)| Ok((k.clone(), to_json(v)?))).collect::<Result<_, String>>()?)
+        }
+    })
 }

@@ -31,13 +31,36 @@
 //! assert = { status = [200], body_contains = "items", json = { "/count" = 3 }, latency_below = "500ms" }
 //! ```
 //!
-//! A request's body is at most one of `body` (text), `json` (any TOML value,
-//! sent as JSON), `form` (a table, sent url-encoded) and `body_file` (a file
-//! next to the scenario, read once by the controller and shipped inline).
-//! Without `assert.status`, any 2xx passes.
+//! # The format
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `base_url` | `http(s)://host[:port][/prefix]`; optional in the file, since `--url` replaces it |
+//! | `[vars]` | string constants, used as `${name}` |
+//! | `[[user]]` | a user type: `name` (unique), and `weight` (default 1, may be 0) *or* `count` (a fixed number of users, taken first), `think` |
+//! | `user.think` | pause after each iteration: `constant 1s`, `between 0.5s..1.5s` (uniform, whole ms), `constant_throughput 2` (each user paces itself to 2 iterations/s: pause = 1/rate − the iteration's time, at least 0), `none` (default) |
+//! | `[[user.setup]]` | steps run once per virtual user, in order; the only steps that may `capture`; no `weight` or `tags` |
+//! | `[[user.request]]` | one is picked per iteration by `weight` (default 1; 0 disables it; not all 0; never negative) |
+//! | step keys | `name` (results are grouped by it; default `METHOD path`), `method` (default `GET`), `path` (starts with `/`), `query` and `headers` (tables of strings), a body, `tags` (requests only), `assert`, `capture` (setup only) |
+//! | body | at most one of `body = "text"`, `json = <any TOML value>` (content type `application/json` unless a header gives one), `form = { k = "v" }` (url-encoded, with its content type), `body_file = "path"` (relative to the scenario file; read when the file is loaded and shipped inline, so agents need no copy) |
+//! | `assert` | `status = [200, 201]` (default: any 2xx), `body_contains = "text"`, `json = { "/pointer" = value }` (RFC 6901 pointers), `latency_below = "500ms"`; the first that fails fails the request, counted under its message |
+//! | `capture` | `{ var = { json = "/pointer" } }`, `{ var = { cookie = "name" } }` or `{ var = { header = "name" } }` |
+//!
+//! `${name}` may appear in the path, query values, header values and body
+//! text (inside `json` strings and `form` values too); `$${` writes a literal
+//! `${`. A step sees `[vars]` and the captures of the setup steps *before* it
+//! in its own user type (a setup step's captures are not visible to itself);
+//! a name used anywhere else is refused before any load, as in
+//! `unknown variable ${tokn} (defined: password, token)`. Substituted values
+//! are escaped for where they land (percent-encoded in paths, queries and
+//! forms, JSON-escaped in `json` bodies).
+//!
+//! Every refusal is one line, `FILE:LINE:COLUMN: FIELD: MESSAGE`, for
+//! instance `shop.toml:12:10: user[0].request[1].weight: -1 is negative; it
+//! must be 0 or more`.
 //!
 //! # Layout
-//! - [`file`]: reading the TOML with positions; every error is one line
+//! - [`mod@file`]: reading the TOML with positions; every error is one line
 //!   `FILE:LINE:COLUMN: FIELD: MESSAGE`.
 //! - [`compile`]: every check that makes a request able to succeed, and the
 //!   [`Compiled`] form virtual users run (templates parsed, variables in slots).
@@ -137,6 +160,28 @@ pub struct UserType {
     pub requests: Vec<Step>,
 }
 
+impl UserType {
+    /// Picks a request index by weight from a random u64 (what
+    /// [`CompiledUser::pick`] does with running sums kept ready).
+    pub fn pick(&self, random: u64) -> usize {
+        // u128: a checked scenario's weights fit u64 together, an unchecked one may not.
+        let total: u128 = self.requests.iter().map(|r| u128::from(r.weight)).sum();
+        if total == 0 {
+            return 0;
+        }
+        let mut r = u128::from(random) % total;
+        for (i, req) in self.requests.iter().enumerate() {
+            let w = u128::from(req.weight);
+            if r < w {
+                return i;
+            }
+            r -= w;
+        }
+        // Unreachable: r < total, the sum of the weights.
+        0
+    }
+}
+
 /// A checked scenario, resolved (bodies inlined): what the controller ships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -149,9 +194,15 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Reads and checks a scenario file (see [`file`]).
+    /// Reads and checks a scenario file (see [`mod@file`]).
     pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         file::load(path)
+    }
+
+    /// Parses and checks scenario `text`; `origin` names it in errors and
+    /// `base_dir` is where `body_file` paths start.
+    pub fn parse(text: &str, origin: &str, base_dir: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        file::parse(text, origin, base_dir)
     }
 
     /// A scenario received as JSON (from the controller), checked again.

@@ -177,10 +177,30 @@ pub fn form_encode(s: &str) -> String {
     utf8_percent_encode(s, FORM).to_string()
 }
 
+/// Appends `v` escaped for the inside of a JSON string literal, without
+/// allocating (rendering runs once per request).
 fn json_escape(v: &str, out: &mut String) {
-    // serde_json writes a quoted string; keep what is between the quotes.
-    let quoted = serde_json::to_string(v).unwrap_or_default();
-    out.push_str(&quoted[1..quoted.len().saturating_sub(1)]);
+    let mut start = 0;
+    for (i, c) in v.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if u32::from(c) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&v[start..i]);
+        if escaped.is_empty() {
+            // Other control characters: \u00XX (writing to a String cannot fail).
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push_str(escaped);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&v[start..]);
 }
 
 #[cfg(test)]
@@ -200,6 +220,17 @@ mod tests {
         assert_eq!(t.to_string_with(&vars, Escape::Form), "/items/7?t=a%20b%22c&cost=$5&lit=${id}");
         assert_eq!(t.slots().collect::<Vec<_>>(), [1, 0]);
         assert_eq!(t.to_string_with(&Vars(vec![None, None]), Escape::None), "/items/?t=&cost=$5&lit=${id}");
+    }
+
+    #[test]
+    fn json_escaping_matches_serde_json() {
+        for v in ["plain", "a\"b\\c", "line\nbreak\r\t", "\u{1}\u{1f}\u{7f}", "é ✓ 🚀", ""] {
+            let mut out = String::from("[");
+            json_escape(v, &mut out);
+            out.push(']');
+            let quoted = serde_json::to_string(v).unwrap();
+            assert_eq!(out, format!("[{}]", &quoted[1..quoted.len() - 1]), "{v:?}");
+        }
     }
 
     #[test]
