@@ -50,3 +50,36 @@ fn login_then_items_with_the_token_or_the_cookie() {
     assert_eq!(stats.count_method("DELETE", "/items", 405), 1);
     assert_eq!(stats.path_total("/items"), 7);
 }
+
+#[test]
+fn every_token_issued_stays_valid_and_stats_json_tells_methods_apart() {
+    let server = server(1);
+    let mut c = Client::connect(server.local_addr());
+    let ct = [("content-type", "application/json")];
+    let tokens: Vec<String> = ["alice", "bob"]
+        .iter()
+        .map(|user| {
+            let body = format!(r#"{{"user": "{user}", "password": "secret"}}"#);
+            let r = c.request("POST", "/login", &ct, body.as_bytes());
+            assert_eq!(r.status, 200);
+            json(&r)["token"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_ne!(tokens[0], tokens[1]);
+    for token in &tokens {
+        let bearer = format!("Bearer {token}");
+        let r = c.request("POST", "/items", &[("authorization", bearer.as_str()), ct[0]], br#"{"name": "x"}"#);
+        assert_eq!(r.status, 201);
+        assert_eq!(c.request("GET", "/items", &[("authorization", bearer.as_str())], b"").status, 200);
+    }
+    assert_eq!(c.request("POST", "/items", &[], b"not json").status, 401, "auth is checked before the body");
+
+    // What a load tester's report is compared against: /stats over HTTP.
+    let stats = json(&c.get("/stats"));
+    assert_eq!(stats["by_method_path"]["POST /items"]["201"], 2, "{stats}");
+    assert_eq!(stats["by_method_path"]["POST /items"]["401"], 1, "{stats}");
+    assert_eq!(stats["by_method_path"]["GET /items"]["200"], 2, "{stats}");
+    assert_eq!(stats["by_method_path"]["POST /login"]["200"], 2, "{stats}");
+    assert_eq!(stats["by_path"]["/items"]["201"], 2, "{stats}");
+    assert_eq!(stats["total"], 7, "{stats}");
+}
