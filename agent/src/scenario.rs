@@ -307,6 +307,9 @@ fn classify(e: &reqwest::Error) -> ErrorClass {
     }
     match (e.is_connect(), io) {
         (true, Some(i)) if i.kind() == std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+        // A TCP connect cannot end early; a TLS handshake the server hung up
+        // on can (see `tls::handshake_error_class`, the lean client's rule).
+        (true, Some(i)) if i.kind() == std::io::ErrorKind::UnexpectedEof => ErrorClass::Tls,
         (true, _) => ErrorClass::Connect,
         (false, Some(i)) => ErrorClass::of_io(i),
         (false, None) if e.is_body() || e.is_decode() => ErrorClass::Closed,
