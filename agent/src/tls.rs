@@ -70,10 +70,20 @@ impl TlsTarget {
 /// TCP connection cannot otherwise end before it has begun. Anything else
 /// (a reset, say) keeps its I/O class.
 pub(crate) fn handshake_error_class(e: &std::io::Error) -> ErrorClass {
-    if wraps_rustls(e) || e.kind() == std::io::ErrorKind::UnexpectedEof {
+    if wraps_rustls(e) || innermost_io(e).kind() == std::io::ErrorKind::UnexpectedEof {
         ErrorClass::Tls
     } else {
         ErrorClass::of_io(e)
+    }
+}
+
+/// The innermost I/O error wrapped in `e`. hyper's connector wraps
+/// tokio-rustls's error in another, and `io::Error::source` skips the error
+/// it wraps, so a walk along `source` never sees the inner one's kind.
+pub(crate) fn innermost_io(e: &std::io::Error) -> &std::io::Error {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<std::io::Error>()) {
+        Some(inner) => innermost_io(inner),
+        None => e,
     }
 }
 
@@ -224,5 +234,9 @@ mod tests {
         assert_eq!(class(Error::other(tls())), ErrorClass::Tls);
         assert_eq!(class(Error::new(ErrorKind::UnexpectedEof, "tls handshake eof")), ErrorClass::Tls);
         assert_eq!(class(Error::from(ErrorKind::ConnectionReset)), ErrorClass::Reset);
+        // As hyper's connector hands it on: wrapped once more, as `Other`.
+        let eof = || Error::new(ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(class(Error::other(eof())), ErrorClass::Tls);
+        assert_eq!(innermost_io(&Error::other(Error::other(eof()))).kind(), ErrorKind::UnexpectedEof);
     }
 }
