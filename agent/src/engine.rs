@@ -581,8 +581,11 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                 false
             }
             Err(class) => {
-                let connect_failed =
-                    matches!(class, ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout | ErrorClass::Connect);
+                // A failed connect or TLS handshake wrote none of the request.
+                let connect_failed = matches!(
+                    class,
+                    ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout | ErrorClass::Connect | ErrorClass::Tls
+                );
                 w.recorder.borrow_mut().error(class, if connect_failed { 0 } else { sent });
                 conn = None;
                 true

@@ -156,10 +156,7 @@ impl Conn {
             None => Stream::Plain(stream),
             Some(t) => match tokio::time::timeout(timeout, t.connector.connect(t.name.clone(), stream)).await {
                 Err(_) => return Err(ErrorClass::ConnectTimeout),
-                Ok(Err(e)) if crate::tls::wraps_rustls(&e) => {
-                    return Err(ErrorClass::Tls);
-                }
-                Ok(Err(e)) => return Err(ErrorClass::of_io(&e)),
+                Ok(Err(e)) => return Err(crate::tls::handshake_error_class(&e)),
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             },
         };
@@ -499,6 +496,55 @@ mod tests {
         assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Closed));
         assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Protocol));
         assert_eq!(conn(addr).await.round_trip(&get()).await, Err(ErrorClass::Protocol));
+    }
+
+    #[tokio::test]
+    async fn https_keeps_one_handshake_for_many_requests() {
+        use crate::tls::{TlsTarget, test_pki};
+        let pki = test_pki::pki(&["localhost"]);
+        let server = pki.server();
+        let hello = RequestBytes::new("GET", "/hello", "localhost", &[], b"");
+
+        let trusted = TlsTarget::new("localhost", pki.ca_pem.as_bytes(), false).unwrap();
+        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&trusted)).await.unwrap();
+        let Stream::Tls(s) = &c.stream else { panic!("an https target got a plain connection") };
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        for _ in 0..3 {
+            let r = c.round_trip(&hello).await.unwrap();
+            assert_eq!((r.status, r.close), (200, false));
+            assert!(r.received > 12, "{r:?}");
+        }
+        // -k: a name the certificate does not carry, and no CA, still work.
+        let insecure = TlsTarget::new("elsewhere.test", b"", true).unwrap();
+        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&insecure)).await.unwrap();
+        assert_eq!(c.round_trip(&hello).await.unwrap().status, 200);
+        assert_eq!(server.stats().count("/hello", 200), 4);
+    }
+
+    #[tokio::test]
+    async fn failed_handshakes_are_tls_errors() {
+        use crate::tls::{TlsTarget, test_pki};
+        let pki = test_pki::pki(&["localhost"]);
+        let server = pki.server();
+        let connect = |addr, t| async move { Conn::connect(addr, Duration::from_secs(5), Some(&t)).await.map(drop) };
+
+        // The web's roots do not know the test CA.
+        let untrusted = TlsTarget::new("localhost", b"", false).unwrap();
+        assert_eq!(connect(server.local_addr(), untrusted).await, Err(ErrorClass::Tls));
+        // The right CA, but a name the certificate does not carry.
+        let wrong_name = TlsTarget::new("elsewhere.test", pki.ca_pem.as_bytes(), false).unwrap();
+        assert_eq!(connect(server.local_addr(), wrong_name).await, Err(ErrorClass::Tls));
+        // An https:// URL pointing at a plain HTTP server: its answer is no TLS record.
+        let plain = target_server::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 1).unwrap();
+        let trusted = TlsTarget::new("localhost", pki.ca_pem.as_bytes(), false).unwrap();
+        assert_eq!(connect(plain.local_addr(), trusted.clone()).await, Err(ErrorClass::Tls));
+        assert_eq!(server.stats().total + plain.stats().total, 0);
+
+        // A server that accepts TCP but never answers the handshake: the
+        // connect timeout covers the handshake too.
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Conn::connect(silent.local_addr().unwrap(), Duration::from_millis(200), Some(&trusted)).await;
+        assert_eq!(r.map(drop), Err(ErrorClass::ConnectTimeout));
     }
 
     #[test]

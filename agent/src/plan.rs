@@ -126,7 +126,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
 pub struct Target {
     /// The host as written in the URL (IPv6 without brackets).
     pub host: String,
-    /// The port (80 when the URL gives none).
+    /// The port (80, or 443 for https, when the URL gives none).
     pub port: u16,
     /// host:port to connect to.
     pub authority: String,
@@ -342,6 +342,11 @@ mod tests {
             (t.authority.as_str(), t.host_header.as_str(), t.path_and_query.as_str()),
             ("example.com:80", "example.com", "/")
         );
+        assert!(!t.tls);
+        let t = parse_url("https://example.com/a").unwrap();
+        assert_eq!((t.authority.as_str(), t.host_header.as_str(), t.tls), ("example.com:443", "example.com", true));
+        let t = parse_url("https://localhost:8443").unwrap();
+        assert_eq!((t.authority.as_str(), t.host.as_str(), t.tls), ("localhost:8443", "localhost", true));
         for bad in ["", "ftp://x/", "localhost:80/x", "http:///x", "/hello", "http://h:0/"] {
             assert!(parse_url(bad).is_err(), "{bad:?} accepted");
         }
@@ -382,6 +387,11 @@ mod tests {
             let err = Plan::from_proto(p, 2).await.unwrap_err().to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
+        assert!(Plan::from_proto(plan(), 2).await.unwrap().tls.is_none());
+        // https: TLS to the URL's host, on 443 unless the URL says otherwise.
+        let https = Plan::from_proto(RunPlan { url: "https://127.0.0.1/".into(), ..plan() }, 2).await.unwrap();
+        assert_eq!(https.addr.port(), 443);
+        assert_eq!(https.tls.unwrap().name, rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap());
         let p = Plan::from_proto(RunPlan { threads: 0, connections: 1, ..plan() }, 8).await.unwrap();
         assert_eq!(p.threads, 1, "never more threads than connections");
     }

@@ -301,12 +301,15 @@ fn classify(e: &reqwest::Error) -> ErrorClass {
             if crate::tls::wraps_rustls(i) {
                 return ErrorClass::Tls;
             }
-            io = Some(i);
+            io = Some(crate::tls::innermost_io(i));
         }
         source = s.source();
     }
     match (e.is_connect(), io) {
         (true, Some(i)) if i.kind() == std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+        // A TCP connect cannot end early; a TLS handshake the server hung up
+        // on can (see `tls::handshake_error_class`, the lean client's rule).
+        (true, Some(i)) if i.kind() == std::io::ErrorKind::UnexpectedEof => ErrorClass::Tls,
         (true, _) => ErrorClass::Connect,
         (false, Some(i)) => ErrorClass::of_io(i),
         (false, None) if e.is_body() || e.is_decode() => ErrorClass::Closed,
@@ -317,6 +320,25 @@ fn classify(e: &reqwest::Error) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn failed_handshakes_are_tls_and_refusals_connect_refused() {
+        let client = reqwest::Client::builder().build().unwrap();
+        let class = |url: String| {
+            let client = client.clone();
+            async move { classify(&client.get(url).send().await.unwrap_err()) }
+        };
+        // A plain HTTP server hangs up on a TLS hello; hyper hands that on
+        // as an I/O error inside an I/O error.
+        let plain = target_server::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 1).unwrap();
+        assert_eq!(class(format!("https://{}/hello", plain.local_addr())).await, ErrorClass::Tls);
+        // A certificate no root vouches for.
+        let pki = crate::tls::test_pki::pki(&["localhost"]);
+        let tls = pki.server();
+        assert_eq!(class(format!("https://{}/hello", tls.local_addr())).await, ErrorClass::Tls);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert_eq!(class(format!("https://{closed}/hello")).await, ErrorClass::ConnectRefused);
+    }
 
     #[test]
     fn hosts_of_base_urls() {

@@ -68,6 +68,17 @@ pub fn describe(cfg: &RunConfig) -> String {
             );
         }
     }
+    // The URL was checked before we got here; only an https one needs the line.
+    if agent::plan::parse_url(&cfg.url).is_ok_and(|t| t.tls) {
+        let trust = if cfg.target_insecure {
+            "any certificate (-k/--target-insecure: not checked)"
+        } else if cfg.target_ca_pem.is_empty() {
+            "certificates from the web's roots"
+        } else {
+            "certificates from the web's roots or the --target-ca file (sent to the agents)"
+        };
+        let _ = writeln!(out, "target TLS: trusting {trust}");
+    }
     if cfg.agents.is_empty() {
         let _ = writeln!(out, "agents: one embedded in this process");
     }

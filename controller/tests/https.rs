@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-use util::{controller, json_report, spawn_agent, stderr};
+use util::{controller, json_report, spawn_agent, stderr, stdout};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory.
 struct Pki {
@@ -79,11 +79,20 @@ fn plain_runs_over_https_count_exactly() {
     // Keep-alive holds over TLS: a handful of handshakes, not one per request.
     assert!(r["connections_opened"].as_u64().unwrap() <= 8, "{}", r["connections_opened"]);
 
-    // Without the CA every handshake fails, counted as `tls`; nothing is served.
-    let r = json_report(&controller(&["run", "--quiet", "--output", "json", "-n", "20", "-c", "2", "--url", &url]));
-    assert_eq!(r["failed_requests"], 20);
+    // Without the CA every handshake fails, counted as `tls`, with no request
+    // bytes sent and nothing served. The run still ends with a report and
+    // exit 0, as one against a refused target does (tests/whole_path.rs).
+    let out =
+        controller(&["run", "--quiet", "--output", "json", "--agents", &agents, "-n", "20", "-c", "2", "--url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = json_report(&out);
+    assert_eq!((r["total_requests"].as_u64(), r["failed_requests"].as_u64()), (Some(20), Some(20)));
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
-    assert_eq!(server.stats().count("/hello", 200), 3001);
+    assert_eq!(r["bytes_sent"], 0);
+    let text = controller(&["run", "--quiet", "--agents", &agents, "-n", "10", "-c", "2", "--url", &url]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    assert!(stdout(&text).contains("tls: 10"), "{}", stdout(&text));
+    assert_eq!(server.stats().total, 3001);
 
     // -k: any certificate.
     let out = controller(&["run", "--quiet", "--output", "json", "-n", "50", "-c", "2", "-k", "--url", &url]);
@@ -146,10 +155,19 @@ fn bad_certificate_files_are_one_line_errors() {
     let pki = Pki::new("bad");
     let junk = pki.dir.join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
-    let out = controller(&["run", "-n", "5", "--url", "https://127.0.0.1:9/", "--target-ca", junk.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(err.starts_with("controller: --target-ca:") && err.lines().count() == 1, "{err}");
+    let missing = pki.dir.join("missing.pem");
+    for ca in [&junk, &missing] {
+        // --dry-run checks the file just as a run does.
+        for dry in [&[][..], &["--dry-run"][..]] {
+            let mut args = vec!["run", "-n", "5", "--url", "https://127.0.0.1:9/", "--target-ca", ca.to_str().unwrap()];
+            args.extend_from_slice(dry);
+            let out = controller(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = stderr(&out);
+            assert!(err.starts_with("controller: --target-ca:") && err.lines().count() == 1, "{args:?}: {err}");
+            assert!(out.stdout.is_empty(), "{args:?}");
+        }
+    }
 
     let out = std::process::Command::new(util::target_server_bin())
         .args(["--listen", "127.0.0.1:0", "--tls-cert", junk.to_str().unwrap(), "--tls-key", junk.to_str().unwrap()])
@@ -158,4 +176,52 @@ fn bad_certificate_files_are_one_line_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("--tls-cert/--tls-key") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dry_runs_say_which_target_certificates_they_trust() {
+    let pki = Pki::new("dry");
+    let url = "https://127.0.0.1:9/hello";
+    let trust = |extra: &[&str]| {
+        let mut args = vec!["run", "--dry-run", "-n", "5", "--url", url];
+        args.extend_from_slice(extra);
+        let out = controller(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        text.lines().find(|l| l.starts_with("target TLS: ")).unwrap_or_else(|| panic!("{args:?}: {text}")).to_owned()
+    };
+    assert_eq!(trust(&[]), "target TLS: trusting certificates from the web's roots");
+    assert!(trust(&["--target-ca", &pki.ca()]).contains("--target-ca"));
+    assert!(trust(&["-k"]).contains("not checked"));
+    // A plain http:// target has no TLS line.
+    let out = controller(&["run", "--dry-run", "-n", "5", "--url", "http://127.0.0.1:9/"]);
+    assert!(!stdout(&out).contains("target TLS"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_https_url_at_a_plain_http_server_fails_as_tls() {
+    let server = util::target(1);
+    let url = format!("https://{}/hello", server.local_addr());
+    let r = json_report(&controller(&["run", "--quiet", "--output", "json", "-n", "10", "-c", "2", "--url", &url]));
+    assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let base = format!("https://{}", server.local_addr());
+    let r = json_report(&controller(&[
+        "run",
+        "--quiet",
+        "--output",
+        "json",
+        "--scenario",
+        example.to_str().unwrap(),
+        "--url",
+        &base,
+        "-u",
+        "2",
+        "-n",
+        "10",
+    ]));
+    assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
+    assert_eq!(server.stats().total, 0, "the server answered a TLS hello as HTTP");
 }

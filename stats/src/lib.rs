@@ -60,7 +60,8 @@ pub enum ErrorClass {
     Protocol,
     /// Any other I/O error.
     Io,
-    /// The TLS handshake failed (for example, a certificate not trusted).
+    /// The TLS handshake failed: a certificate not trusted, or a server that
+    /// hung up on the hello (one that does not speak TLS).
     Tls,
 }
 
