@@ -1,11 +1,13 @@
 //! The merged per-second time series of a run, and live progress lines.
 //!
 //! Agents share one start instant and tag every snapshot with how far into
-//! the run it reaches, so a delta ending at `t` seconds belongs to second
-//! `ceil(t) - 1` (or the second before, when `t` is only a moment past a
-//! whole second: see [`LATE_STAMP`]). Every delta lands in exactly one second, so the seconds
-//! add up to the run's totals exactly; each second keeps its merged
-//! histogram, so its percentiles are exact too.
+//! the run it reaches. A delta covers the time from its agent's previous
+//! snapshot to its own, and is filed under the second holding the middle of
+//! that span: periodic snapshots cover one whole second each, and a final or
+//! early snapshot stamped a moment past a whole second still lands in the
+//! second its requests mostly belong to. Every delta lands in exactly one
+//! second, so the seconds add up to the run's totals exactly; each second
+//! keeps its merged histogram, so its percentiles are exact too.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -14,10 +16,6 @@ use serde::Serialize;
 use volley_stats::Totals;
 
 use crate::coordinator::{AgentOutcome, AgentState, Observer};
-
-/// How far past a whole second a delta's end may be stamped and still belong
-/// to the second before.
-const LATE_STAMP: Duration = Duration::from_millis(100);
 
 /// One second of the run, merged across agents.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +52,8 @@ pub struct Series {
     progress: Progress,
     agents: usize,
     lost: usize,
+    /// Per agent, where its last delta ended: where its next one begins.
+    ends: Vec<Duration>,
     /// The last second a progress line was printed for.
     printed: Option<usize>,
 }
@@ -90,7 +90,7 @@ fn ms(us: u64) -> f64 {
 impl Series {
     /// An empty series printing progress to `progress`.
     pub fn new(progress: Progress) -> Series {
-        Series { seconds: Vec::new(), progress, agents: 0, lost: 0, printed: None }
+        Series { seconds: Vec::new(), progress, agents: 0, lost: 0, ends: Vec::new(), printed: None }
     }
 
     /// The seconds so far.
@@ -166,12 +166,13 @@ impl Observer for Series {
         self.agents = agents.len();
     }
 
-    fn delta(&mut self, _agent: usize, delta: &Totals, elapsed: Duration) {
-        // A delta ending just after a whole second (a final snapshot, taken a
-        // moment after the workers' last hand-over on that second) belongs to
-        // the second before it.
-        let end = elapsed.saturating_sub(LATE_STAMP).as_secs_f64();
-        let second = (end.ceil() as usize).saturating_sub(1);
+    fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
+        if self.ends.len() <= agent {
+            self.ends.resize(agent + 1, Duration::ZERO);
+        }
+        let begin = self.ends[agent].min(elapsed);
+        self.ends[agent] = self.ends[agent].max(elapsed);
+        let second = ((begin + elapsed) / 2).as_secs() as usize;
         if self.seconds.len() <= second {
             self.seconds.resize_with(second + 1, Second::default);
         }
@@ -203,17 +204,23 @@ mod tests {
     }
 
     #[test]
-    fn deltas_land_in_the_second_they_end_in_and_add_up() {
+    fn deltas_land_in_the_second_of_their_middle_and_add_up() {
         let mut s = Series::new(Progress::Off);
-        s.delta(0, &delta(10, 100), Duration::from_millis(1000));
-        s.delta(1, &delta(5, 200), Duration::from_millis(1200));
-        s.delta(0, &delta(7, 300), Duration::from_millis(2500));
-        s.delta(1, &delta(0, 0), Duration::from_millis(0));
-        // A final snapshot stamped just after the run's last whole second.
-        s.delta(1, &delta(4, 300), Duration::from_micros(3_000_300));
+        let at = Duration::from_millis;
+        // Agent 0: two periodic snapshots, then a final one stamped a moment
+        // after the last whole second, covering (2, 3.0003].
+        s.delta(0, &delta(10, 100), at(1000));
+        s.delta(0, &delta(6, 100), at(2000));
+        s.delta(0, &delta(4, 300), Duration::from_micros(3_000_300));
+        // Agent 1: an early snapshot, a periodic one, an early one just past
+        // second 2, and a final one.
+        s.delta(1, &delta(1, 200), at(50));
+        s.delta(1, &delta(5, 200), at(1000));
+        s.delta(1, &delta(2, 200), at(2050));
+        s.delta(1, &delta(3, 300), at(2400));
         let rows = s.rows();
-        assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [10, 5, 11]);
+        assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [16, 8, 7]);
         assert_eq!(rows[2].p50_ms, Some(0.3));
-        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 26);
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 31);
     }
 }
