@@ -77,25 +77,35 @@ fn url_host(url: &str) -> String {
     reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// A virtual user's cookies: name and value, as the target set them.
+/// A virtual user's cookies, as the target set them, and the `Cookie`
+/// header they make: built when a response changes them, not per request.
 #[derive(Default)]
-struct Jar(Vec<(String, String)>);
+struct Jar {
+    cookies: Vec<(String, String)>,
+    header: Option<http::HeaderValue>,
+}
 
 impl Jar {
     fn absorb(&mut self, headers: &http::HeaderMap) {
-        for v in headers.get_all(http::header::SET_COOKIE) {
-            let Some(pair) = v.to_str().ok().and_then(|v| v.split(';').next()) else { continue };
-            let Some((k, val)) = pair.split_once('=') else { continue };
-            let (k, val) = (k.trim(), val.trim());
-            match self.0.iter_mut().find(|(n, _)| n == k) {
+        let mut changed = false;
+        for (k, val) in volley_scenario::check::set_cookies(headers) {
+            match self.cookies.iter_mut().find(|(n, _)| n == k) {
+                Some(c) if c.1 == val => continue,
                 Some(c) => c.1 = val.to_owned(),
-                None => self.0.push((k.to_owned(), val.to_owned())),
+                None => self.cookies.push((k.to_owned(), val.to_owned())),
             }
+            changed = true;
+        }
+        if changed {
+            let joined: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Made of header bytes the target sent, so it is a valid value.
+            self.header = http::HeaderValue::from_str(&joined.join("; ")).ok();
         }
     }
 
-    fn header(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+    /// The `Cookie` header to send (a cheap clone of shared bytes), if any.
+    fn header(&self) -> Option<http::HeaderValue> {
+        self.header.clone()
     }
 }
 
@@ -238,15 +248,15 @@ async fn send(
             // Moved out, not cloned: the body read below consumes the response.
             let headers = std::mem::take(resp.headers_mut());
             me.jar.absorb(&headers);
-            match resp.bytes().await {
-                Ok(body) => Ok((status, headers, body)),
+            match read_body(resp, step).await {
+                Ok((body, len)) => Ok((status, headers, body, len)),
                 Err(e) => Err(classify(&e)),
             }
         }
         Err(e) => Err(classify(&e)),
     };
     let latency = t0.elapsed();
-    let (status, headers, body) = match outcome {
+    let (status, headers, body, body_len) = match outcome {
         Ok(response) => response,
         Err(class) => {
             {
@@ -275,12 +285,28 @@ async fn send(
     let ok = verdict.is_ok();
     let mut rec = w.recorder().borrow_mut();
     let head: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    rec.response(status, ok, latency, sent, (body.len() + head) as u64);
+    rec.response(status, ok, latency, sent, body_len + head as u64);
     rec.named(step.name_slot, ok, Some(latency));
     if let Err(message) = verdict {
         rec.failure_message(step.name_slot, &message);
     }
     Sent::Done(ok)
+}
+
+/// Reads a response body to its end (so the connection can be reused): kept
+/// whole only when an assertion or a capture looks at it, otherwise counted
+/// chunk by chunk and dropped. Returns the kept body and the body's length.
+async fn read_body(mut resp: reqwest::Response, step: &CompiledStep) -> Result<(bytes::Bytes, u64), reqwest::Error> {
+    if step.assert.needs_body() || step.captures.iter().any(|(_, c)| c.needs_body()) {
+        let body = resp.bytes().await?;
+        let len = body.len() as u64;
+        return Ok((body, len));
+    }
+    let mut len = 0;
+    while let Some(chunk) = resp.chunk().await? {
+        len += chunk.len() as u64;
+    }
+    Ok((bytes::Bytes::new(), len))
 }
 
 /// The error class of a failed request.
@@ -289,29 +315,25 @@ fn classify(e: &reqwest::Error) -> ErrorClass {
     if e.is_timeout() {
         return ErrorClass::Timeout;
     }
-    // The innermost I/O error says the most; a rustls error anywhere in the
-    // chain (a certificate not trusted) is a failed handshake.
-    let mut source = e.source();
+    // The outermost I/O error on the chain; the rules below look through it
+    // to the innermost one, which says the most.
     let mut io = None;
+    let mut source = e.source();
     while let Some(s) = source {
-        if s.is::<rustls::Error>() {
-            return ErrorClass::Tls;
-        }
         if let Some(i) = s.downcast_ref::<std::io::Error>() {
-            if crate::tls::wraps_rustls(i) {
-                return ErrorClass::Tls;
-            }
-            io = Some(crate::tls::innermost_io(i));
+            io = Some(i);
+            break;
         }
         source = s.source();
     }
     match (e.is_connect(), io) {
-        (true, Some(i)) if i.kind() == std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
-        // A TCP connect cannot end early; a TLS handshake the server hung up
-        // on can (see `tls::handshake_error_class`, the lean client's rule).
-        (true, Some(i)) if i.kind() == std::io::ErrorKind::UnexpectedEof => ErrorClass::Tls,
-        (true, _) => ErrorClass::Connect,
-        (false, Some(i)) => ErrorClass::of_io(i),
+        // Connecting covers the TLS handshake: the lean client's rule.
+        (true, Some(i)) => match crate::tls::handshake_error_class(i) {
+            class @ (ErrorClass::Tls | ErrorClass::ConnectRefused) => class,
+            _ => ErrorClass::Connect,
+        },
+        (true, None) => ErrorClass::Connect,
+        (false, Some(i)) => ErrorClass::of_io(crate::tls::innermost_io(i)),
         (false, None) if e.is_body() || e.is_decode() => ErrorClass::Closed,
         _ => ErrorClass::Protocol,
     }
@@ -358,6 +380,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.append(http::header::SET_COOKIE, "session=b; HttpOnly".parse().unwrap());
         jar.absorb(&h);
-        assert_eq!(jar.header().as_deref(), Some("session=b; theme=dark"));
+        assert_eq!(jar.header().unwrap(), "session=b; theme=dark");
+        // The same cookie again changes nothing.
+        jar.absorb(&h);
+        assert_eq!(jar.header().unwrap(), "session=b; theme=dark");
     }
 }

@@ -70,10 +70,11 @@ impl TlsTarget {
 /// TCP connection cannot otherwise end before it has begun. Anything else
 /// (a reset, say) keeps its I/O class.
 pub(crate) fn handshake_error_class(e: &std::io::Error) -> ErrorClass {
-    if wraps_rustls(e) || innermost_io(e).kind() == std::io::ErrorKind::UnexpectedEof {
+    let inner = innermost_io(e);
+    if wraps_rustls(e) || inner.kind() == std::io::ErrorKind::UnexpectedEof {
         ErrorClass::Tls
     } else {
-        ErrorClass::of_io(e)
+        ErrorClass::of_io(inner)
     }
 }
 

@@ -122,11 +122,7 @@ impl Capture {
                 }
             }
             Capture::Header(h) => headers.get(h.as_str())?.to_str().ok().map(str::to_owned),
-            Capture::Cookie(name) => headers.get_all(http::header::SET_COOKIE).iter().find_map(|v| {
-                let pair = v.to_str().ok()?.split(';').next()?;
-                let (k, val) = pair.split_once('=')?;
-                (k.trim() == name).then(|| val.trim().to_owned())
-            }),
+            Capture::Cookie(name) => set_cookies(headers).find(|(k, _)| k == name).map(|(_, v)| v.to_owned()),
         }
     }
 
@@ -138,6 +134,15 @@ impl Capture {
             Capture::Header(h) => format!("header {h}"),
         }
     }
+}
+
+/// The (name, value) pairs a response's `Set-Cookie` headers set, in order
+/// (attributes such as `Path` dropped; malformed headers skipped).
+pub fn set_cookies(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers.get_all(http::header::SET_COOKIE).iter().filter_map(|v| {
+        let (k, val) = v.to_str().ok()?.split(';').next()?.split_once('=')?;
+        Some((k.trim(), val.trim()))
+    })
 }
 
 #[cfg(test)]

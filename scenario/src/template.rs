@@ -133,14 +133,6 @@ impl Template {
         Ok(Template { parts })
     }
 
-    /// The slots this template reads.
-    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Var(s) => Some(*s),
-            Part::Lit(_) => None,
-        })
-    }
-
     /// Appends the template with `vars` substituted to `out`; an unset
     /// variable renders as nothing.
     pub fn render(&self, vars: &Vars, escape: Escape, out: &mut String) {
@@ -218,7 +210,6 @@ mod tests {
         assert_eq!(t.to_string_with(&vars, Escape::None), "/items/7?t=a b\"c&cost=$5&lit=${id}");
         assert_eq!(t.to_string_with(&vars, Escape::Json), "/items/7?t=a b\\\"c&cost=$5&lit=${id}");
         assert_eq!(t.to_string_with(&vars, Escape::Form), "/items/7?t=a%20b%22c&cost=$5&lit=${id}");
-        assert_eq!(t.slots().collect::<Vec<_>>(), [1, 0]);
         assert_eq!(t.to_string_with(&Vars(vec![None, None]), Escape::None), "/items/?t=&cost=$5&lit=${id}");
     }
 
