@@ -147,12 +147,12 @@ fn a_scenario_report_shows_its_per_name_table() {
     let server = util::target(1);
     let dir = artefacts();
     let html = dir.join("scenario.html");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let example = util::example_scenario();
     let out = util::controller(&[
         "run",
         "--quiet",
         "--scenario",
-        example.to_str().unwrap(),
+        &example,
         "--url",
         &format!("http://{}", server.local_addr()),
         "-u",
@@ -193,7 +193,7 @@ fn the_web_page_runs_a_scenario() {
     }
     let server = util::target(1);
     let api = util::spawn_serve(&[]);
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let example = util::example_scenario();
     let shot = artefacts().join("page-scenario.png");
     let seen = check(&[
         "page",
@@ -201,7 +201,7 @@ fn the_web_page_runs_a_scenario() {
         &format!("http://{}", server.local_addr()),
         "3",
         shot.to_str().unwrap(),
-        example.to_str().unwrap(),
+        &example,
     ]);
     assert_eq!(seen["state"], "done", "{seen}");
     let stats = server.stats();

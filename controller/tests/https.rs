@@ -6,10 +6,10 @@
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-use util::{controller, json_report, spawn_agent, stderr, stdout};
+use util::{controller, json_report, run_json, spawn_agent, stderr, stdout};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory.
 struct Pki {
@@ -57,22 +57,7 @@ fn plain_runs_over_https_count_exactly() {
     let (a, b) = (spawn_agent(&[]), spawn_agent(&[]));
     let agents = format!("{},{}", a.addr, b.addr);
 
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--agents",
-        &agents,
-        "-n",
-        "3001",
-        "-c",
-        "4",
-        "--target-ca",
-        &pki.ca(),
-        "--url",
-        &url,
-    ]));
+    let r = run_json(&["--agents", &agents, "-n", "3001", "-c", "4", "--target-ca", &pki.ca(), "--url", &url]);
     assert_eq!(r["total_requests"], 3001);
     assert_eq!(r["successful_requests"], 3001);
     assert_eq!(server.stats().count("/hello", 200), 3001);
@@ -107,23 +92,8 @@ fn scenario_runs_over_https() {
     let pki = Pki::new("scenario");
     let server = pki.server(1);
     let base = format!("https://127.0.0.1:{}", server.local_addr().port());
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        example.to_str().unwrap(),
-        "--url",
-        &base,
-        "-u",
-        "8",
-        "-n",
-        "300",
-        "--target-ca",
-        &pki.ca(),
-    ]));
+    let example = util::example_scenario();
+    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "8", "-n", "300", "--target-ca", &pki.ca()]);
     assert_eq!(r["total_requests"], 300);
     assert_eq!(server.stats().total, 300);
     let login = r["names"].as_array().unwrap().iter().find(|n| n["name"] == "login").unwrap();
@@ -131,20 +101,7 @@ fn scenario_runs_over_https() {
     assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
 
     // Without the CA: every request fails its handshake, counted as `tls`.
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        example.to_str().unwrap(),
-        "--url",
-        &base,
-        "-u",
-        "2",
-        "-n",
-        "20",
-    ]));
+    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "2", "-n", "20"]);
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(server.stats().total, 300);
     server.shutdown();
@@ -203,25 +160,12 @@ fn dry_runs_say_which_target_certificates_they_trust() {
 fn an_https_url_at_a_plain_http_server_fails_as_tls() {
     let server = util::target(1);
     let url = format!("https://{}/hello", server.local_addr());
-    let r = json_report(&controller(&["run", "--quiet", "--output", "json", "-n", "10", "-c", "2", "--url", &url]));
+    let r = run_json(&["-n", "10", "-c", "2", "--url", &url]);
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml");
+    let example = util::example_scenario();
     let base = format!("https://{}", server.local_addr());
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        example.to_str().unwrap(),
-        "--url",
-        &base,
-        "-u",
-        "2",
-        "-n",
-        "10",
-    ]));
+    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "2", "-n", "10"]);
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
     assert_eq!(server.stats().total, 0, "the server answered a TLS hello as HTTP");
 }

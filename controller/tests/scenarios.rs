@@ -5,14 +5,10 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
-use util::{controller, json_report, spawn_agent, stderr, target};
-
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/shop.toml").display().to_string()
-}
+use util::{controller, example_scenario as example, run_json, spawn_agent, stderr, target};
 
 fn name_row<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["names"]
@@ -41,11 +37,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
     let server = target(2);
     let (a, b) = (spawn_agent(&["--threads", "1"]), spawn_agent(&["--threads", "1"]));
     let base = format!("http://{}", server.local_addr());
-    let out = controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
+    let r = run_json(&[
         "--scenario",
         &example(),
         "--url",
@@ -59,7 +51,6 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
         "--agents",
         &format!("{},{}", a.addr, b.addr),
     ]);
-    let r = json_report(&out);
     let stats = server.stats();
 
     // Users: 3:1 by weight, exactly; each shopper logged in once.
@@ -117,23 +108,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
 fn count_mode_sends_exactly_n_including_setup() {
     let server = target(1);
     let base = format!("http://{}", server.local_addr());
-    let out = controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        &example(),
-        "--url",
-        &base,
-        "-u",
-        "8",
-        "-n",
-        "501",
-        "--exclude-tags",
-        "write",
-    ]);
-    let r = json_report(&out);
+    let r = run_json(&["--scenario", &example(), "--url", &base, "-u", "8", "-n", "501", "--exclude-tags", "write"]);
     assert_eq!(r["total_requests"], 501);
     assert_eq!(server.stats().total, 501);
     // Excluded by tag: never sent.
@@ -151,20 +126,7 @@ fn think_time_and_constant_throughput_set_the_rate() {
         "ct",
         "[[user]]\nname = \"paced\"\nthink = \"constant_throughput 5\"\n[[user.request]]\npath = \"/hello\"\n",
     );
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        ct.to_str().unwrap(),
-        "--url",
-        &base,
-        "-u",
-        "10",
-        "-z",
-        "4s",
-    ]));
+    let r = run_json(&["--scenario", ct.to_str().unwrap(), "--url", &base, "-u", "10", "-z", "4s"]);
     let n = r["total_requests"].as_u64().unwrap();
     assert!((185..=215).contains(&n), "constant_throughput 5 x 10 users x 4 s gave {n}");
     assert_eq!(server.stats().count("/hello", 200), n);
@@ -175,20 +137,7 @@ fn think_time_and_constant_throughput_set_the_rate() {
         "constant",
         "[[user]]\nname = \"slow\"\nthink = \"constant 0.25s\"\n[[user.request]]\npath = \"/hello\"\n",
     );
-    let r = json_report(&controller(&[
-        "run",
-        "--quiet",
-        "--output",
-        "json",
-        "--scenario",
-        constant.to_str().unwrap(),
-        "--url",
-        &base,
-        "-u",
-        "10",
-        "-z",
-        "3s",
-    ]));
+    let r = run_json(&["--scenario", constant.to_str().unwrap(), "--url", &base, "-u", "10", "-z", "3s"]);
     let m = r["total_requests"].as_u64().unwrap();
     assert!((100..=120).contains(&m), "constant 0.25s x 10 users x 3 s gave {m}");
     assert_eq!(server.stats().count("/hello", 200), n + m);

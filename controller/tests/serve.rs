@@ -177,7 +177,7 @@ fn scenarios_run_through_the_api_too() {
     let server = target(1);
     let api = spawn_serve(&[]);
     let base = format!("http://{}", server.local_addr());
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/shop.toml")).unwrap();
+    let text = std::fs::read_to_string(util::example_scenario()).unwrap();
     let body = json!({ "scenario": text, "url": base, "users": 10, "spawn_rate": 100, "requests": 300 });
     let (status, c) = http_json(&api.addr, "POST", "/v1/runs", &[], &body.to_string());
     assert_eq!(status, 201, "{c}");

@@ -99,6 +99,19 @@ pub fn controller(args: &[&str]) -> Output {
         .expect("run controller")
 }
 
+/// `controller run --quiet --output json ARGS`: its JSON report, after
+/// checking it exited 0.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["run", "--quiet", "--output", "json"];
+    full.extend_from_slice(args);
+    json_report(&controller(&full))
+}
+
+/// The example scenario shipped with the project (`scenarios/shop.toml`).
+pub fn example_scenario() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/shop.toml").to_owned()
+}
+
 /// The JSON report the controller printed, after checking it exited 0.
 pub fn json_report(out: &Output) -> serde_json::Value {
     assert!(
