@@ -154,8 +154,9 @@ pub struct Recorder {
     errors: [u64; ErrorClass::ALL.len()],
     /// Scenario runs: one row per request name, by slot.
     names: Vec<NameTotals>,
-    /// Scenario runs: failures by (name, message).
-    messages: BTreeMap<(String, String), u64>,
+    /// Scenario runs: failures by (name slot, message) since the last take;
+    /// searched by reference, so a repeated failure allocates nothing.
+    messages: Vec<(usize, String, u64)>,
 }
 
 impl fmt::Debug for Recorder {
@@ -178,7 +179,7 @@ impl Recorder {
             status: Box::new([0; 1000]),
             errors: [0; ErrorClass::ALL.len()],
             names: Vec::new(),
-            messages: BTreeMap::new(),
+            messages: Vec::new(),
         }
     }
 
@@ -202,8 +203,19 @@ impl Recorder {
 
     /// Scenario runs: counts a failure of name slot `slot` with `message`.
     pub fn failure_message(&mut self, slot: usize, message: &str) {
-        if let Some(row) = self.names.get(slot) {
-            names::add_message(&mut self.messages, &row.name, message, 1);
+        if slot >= self.names.len() {
+            return;
+        }
+        // Past the bound, new messages share one key per name.
+        let full = self.messages.len() >= names::MAX_MESSAGES;
+        let known = |m: &str| self.messages.iter().position(|(s, k, _)| *s == slot && k == m);
+        match (known(message), full) {
+            (Some(i), _) => self.messages[i].2 += 1,
+            (None, false) => self.messages.push((slot, message.to_owned(), 1)),
+            (None, true) => match known(names::OTHER_MESSAGES) {
+                Some(i) => self.messages[i].2 += 1,
+                None => self.messages.push((slot, names::OTHER_MESSAGES.to_owned(), 1)),
+            },
         }
     }
 
@@ -273,7 +285,9 @@ impl Recorder {
             }
         }
         out.names = self.names.iter_mut().filter(|r| r.requests > 0).map(NameTotals::take).collect();
-        out.failure_messages = std::mem::take(&mut self.messages);
+        for (slot, message, n) in self.messages.drain(..) {
+            names::add_message(&mut out.failure_messages, &self.names[slot].name, &message, n);
+        }
         out
     }
 }
@@ -636,5 +650,15 @@ mod tests {
         }
         assert_eq!(t.len(), names::MAX_MESSAGES + 1);
         assert_eq!(t[&("n".to_owned(), names::OTHER_MESSAGES.to_owned())], 50);
+        // The same bound on a thread's recorder, before anything is merged.
+        let mut r = Recorder::with_names([("n", "GET")]);
+        for i in 0..(names::MAX_MESSAGES as u64 + 50) {
+            r.failure_message(0, &format!("JSON /count is {i}, expected 3"));
+            r.failure_message(0, "JSON /count is 0, expected 3");
+        }
+        let t = r.take().failure_messages;
+        assert_eq!(t.len(), names::MAX_MESSAGES + 1);
+        assert_eq!(t[&("n".to_owned(), names::OTHER_MESSAGES.to_owned())], 50);
+        assert_eq!(t[&("n".to_owned(), "JSON /count is 0, expected 3".to_owned())], 151);
     }
 }
