@@ -1,8 +1,22 @@
-//! The controller-agent protocol: types and tonic client/server generated from
-//! `proto/volley.proto` at build time.
+//! The controller-agent contract: the protocol (types and tonic client/server
+//! generated from `proto/volley.proto` at build time) and the rules both sides
+//! apply to what travels in it.
 //!
 //! Both sides check [`PROTOCOL_VERSION`]: an agent refuses a plan from another
 //! version, and the controller refuses an agent that describes another.
+//!
+//! # Layout
+//!
+//! - [`v1`] (re-exported here): the generated messages and services.
+//! - [`target`]: which target URLs a plan may name, and their parts.
+//! - [`limits`]: the most a plan may ask (connections, threads, rate, time...).
+//! - [`auth`]: the shared [`Token`](auth::Token) that lets a caller command an agent.
+//! - [`tls`]: the checks on an `https://` target's name and extra CA.
+
+pub mod auth;
+pub mod limits;
+pub mod target;
+pub mod tls;
 
 /// Bumped on every incompatible change of `volley.proto`.
 pub const PROTOCOL_VERSION: u32 = 1;
