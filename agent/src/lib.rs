@@ -34,8 +34,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use volley_proto::agent_server::AgentServer;
 
-use security::{Auth, Limits, TargetPattern, Token};
+use security::{Auth, Limits, TargetPattern};
 pub use service::AgentService;
+use volley_common::parse_duration;
+use volley_proto::auth::Token;
 
 /// The port agents listen on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7070;
@@ -89,10 +91,6 @@ pub struct Args {
     /// Largest request body a plan may carry, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = security::DEFAULT_MAX_BODY)]
     pub max_body: usize,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (try e.g. 30s, 10m)"))
 }
 
 /// How an agent serves: threads, who may call it, what it may be asked.
@@ -215,7 +213,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async {
         // Installed before the ready line goes out, so a SIGTERM sent as soon
         // as it is read stops the agent gracefully.
-        let shutdown = shutdown_signal()?;
+        let shutdown = volley_common::shutdown_signal().context("cannot install the signal handlers")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -226,26 +224,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serve(listener, config, shutdown).await.context("gRPC server failed")?;
         tracing::info!("agent stopped");
         Ok(())
-    })
-}
-
-/// Installs the Ctrl-C and SIGTERM handlers now; the future completes when
-/// either arrives.
-pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-        Ok(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
     })
 }

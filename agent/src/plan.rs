@@ -2,24 +2,19 @@
 //!
 //! The protobuf [`RunPlan`] comes from the network, so every field is checked
 //! here before any load starts, and each rejection names the field and why.
+//! The rules the controller shares (target URLs, limits) are the contract's,
+//! in [`volley_proto`]; this module applies them and adds the agent's own.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use volley_proto::limits::{
+    DEFAULT_TIMEOUT, MAX_CONNECTIONS, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_SCENARIO, MAX_THREADS, MAX_URL,
+};
+use volley_proto::target::{Target, parse_url};
 use volley_proto::{PROTOCOL_VERSION, RunPlan, run_plan};
 
 use crate::http1::RequestBytes;
-
-/// Most connections one plan may ask of one agent.
-pub const MAX_CONNECTIONS: u32 = 100_000;
-/// Most worker threads one plan may ask for.
-pub const MAX_THREADS: u32 = 1024;
-/// Longest run one plan may ask for (a day).
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-/// Highest request rate one plan may ask of one agent.
-pub const MAX_RATE: f64 = 10_000_000.0;
-/// Per-request timeout when the plan gives none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How much work a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,51 +116,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
     PlanError::Invalid { field, reason: reason.into() }
 }
 
-/// The parts of a target URL the engine needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The host as written in the URL (IPv6 without brackets).
-    pub host: String,
-    /// The port (80, or 443 for https, when the URL gives none).
-    pub port: u16,
-    /// host:port to connect to.
-    pub authority: String,
-    /// The Host header value.
-    pub host_header: String,
-    /// Path and query sent in the request line.
-    pub path_and_query: String,
-    /// Whether it is an `https://` URL.
-    pub tls: bool,
-}
-
-/// Checks a target URL: absolute, `http://` or `https://`, with a host.
-pub fn parse_url(url: &str) -> Result<Target, PlanError> {
-    let uri: http::Uri = url.parse().map_err(|e| invalid("url", format!("{url:?} is not a URL: {e}")))?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        Some(other) => return Err(invalid("url", format!("{url:?}: scheme {other:?} is not http or https"))),
-        None => return Err(invalid("url", format!("{url:?} has no scheme; use http://host:port/path"))),
-    };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| invalid("url", format!("{url:?} has no host")))?;
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    if port == 0 {
-        return Err(invalid("url", format!("{url:?}: port 0 is not a port to connect to")));
-    }
-    let host_header = match uri.port_u16() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
-    Ok(Target {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-        port,
-        authority: format!("{host}:{port}"),
-        host_header,
-        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
-        tls,
-    })
-}
-
 /// Checks a scenario plan's own fields.
 fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::ScenarioPlan>>, PlanError> {
     if p.scenario.is_empty() {
@@ -205,25 +155,19 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
     Ok(Some(std::sync::Arc::new(plan)))
 }
 
-/// The largest scenario a plan may carry.
-pub const MAX_SCENARIO: usize = 1 << 20;
-
 impl Plan {
     /// Checks a plan from the wire and resolves its target.
     pub async fn from_proto(p: RunPlan, default_threads: usize) -> Result<Plan, PlanError> {
         if p.protocol_version != PROTOCOL_VERSION {
             return Err(PlanError::Version { got: p.protocol_version });
         }
-        if p.url.len() > crate::security::MAX_URL {
-            return Err(invalid("url", format!("{} bytes is longer than {}", p.url.len(), crate::security::MAX_URL)));
+        if p.url.len() > MAX_URL {
+            return Err(invalid("url", format!("{} bytes is longer than {MAX_URL}", p.url.len())));
         }
-        if p.headers.len() > crate::security::MAX_HEADERS {
-            return Err(invalid(
-                "headers",
-                format!("{} headers are more than {}", p.headers.len(), crate::security::MAX_HEADERS),
-            ));
+        if p.headers.len() > MAX_HEADERS {
+            return Err(invalid("headers", format!("{} headers are more than {MAX_HEADERS}", p.headers.len())));
         }
-        let target = parse_url(&p.url)?;
+        let target = parse_url(&p.url).map_err(|e| invalid("url", e.to_string()))?;
         let scenario = scenario_plan(&p)?;
         let tls = match (target.tls, &scenario) {
             (true, None) => Some(
@@ -330,27 +274,6 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let t = parse_url("http://127.0.0.1:8080/hello?x=1").unwrap();
-        assert_eq!(t.authority, "127.0.0.1:8080");
-        assert_eq!(t.host_header, "127.0.0.1:8080");
-        assert_eq!(t.path_and_query, "/hello?x=1");
-        let t = parse_url("http://example.com").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.host_header.as_str(), t.path_and_query.as_str()),
-            ("example.com:80", "example.com", "/")
-        );
-        assert!(!t.tls);
-        let t = parse_url("https://example.com/a").unwrap();
-        assert_eq!((t.authority.as_str(), t.host_header.as_str(), t.tls), ("example.com:443", "example.com", true));
-        let t = parse_url("https://localhost:8443").unwrap();
-        assert_eq!((t.authority.as_str(), t.host.as_str(), t.tls), ("localhost:8443", "localhost", true));
-        for bad in ["", "ftp://x/", "localhost:80/x", "http:///x", "/hello", "http://h:0/"] {
-            assert!(parse_url(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     fn plan() -> RunPlan {
         RunPlan {

@@ -8,49 +8,16 @@
 //! request.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
+use volley_proto::auth::Token;
 
 use crate::plan::{Limit, Plan};
 
 /// Largest request body a plan may carry unless `--max-body` says otherwise.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
-/// Most request headers a plan may carry.
-pub const MAX_HEADERS: usize = 100;
-/// Longest target URL a plan may carry.
-pub const MAX_URL: usize = 8 * 1024;
-
-/// The shared secret. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Token(Arc<str>);
-
-impl Token {
-    /// A token; empty strings are not tokens.
-    pub fn new(secret: &str) -> Option<Token> {
-        (!secret.is_empty()).then(|| Token(secret.into()))
-    }
-
-    /// The secret, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether `presented` is this token. Constant time: a timing difference
-    /// must not tell how much of a guess was right.
-    pub fn matches(&self, presented: &str) -> bool {
-        bool::from(presented.as_bytes().ct_eq(self.0.as_bytes()))
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
 
 /// A tonic interceptor that lets through only calls carrying the token.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use volley_common::lock;
 use volley_proto::agent_server::Agent;
 use volley_proto::{
     AgentInfo, CancelReply, CancelRequest, DescribeRequest, PROTOCOL_VERSION, RenewReply, RenewRequest, RunEvent,
@@ -61,12 +62,6 @@ impl Drop for BusyGuard {
     fn drop(&mut self) {
         *lock(&self.0) = None;
     }
-}
-
-/// Locks the busy state; a poisoned lock only means a panic elsewhere while
-/// holding it, and the `Option` inside is still meaningful.
-fn lock(m: &Mutex<Option<Active>>) -> std::sync::MutexGuard<'_, Option<Active>> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl AgentService {
@@ -253,10 +248,10 @@ impl Agent for AgentService {
 
     async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewReply>, Status> {
         let r = request.into_inner();
-        if !r.new_rate.is_finite() || r.new_rate < 0.0 || r.new_rate > crate::plan::MAX_RATE {
+        if !r.new_rate.is_finite() || r.new_rate < 0.0 || r.new_rate > volley_proto::limits::MAX_RATE {
             return Err(Status::invalid_argument(format!("invalid new_rate {}", r.new_rate)));
         }
-        if r.add_connections > crate::plan::MAX_CONNECTIONS {
+        if r.add_connections > volley_proto::limits::MAX_CONNECTIONS {
             return Err(Status::invalid_argument(format!("invalid add_connections {}", r.add_connections)));
         }
         let mut active = lock(&self.active);

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use volley_stats::ErrorClass;
 
 /// How to open TLS to one target.
@@ -32,8 +31,9 @@ impl TlsTarget {
     /// TLS to `host`, trusting the web's roots and the certificates in
     /// `ca_pem`; with `insecure`, trusting any certificate.
     pub fn new(host: &str, ca_pem: &[u8], insecure: bool) -> Result<TlsTarget, String> {
-        let name =
-            ServerName::try_from(host.to_owned()).map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+        // The name and CA rules are the contract's: the controller checks
+        // `--target-ca` with the same ones.
+        let name = volley_proto::tls::server_name(host).map_err(|e| e.to_string())?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
@@ -43,19 +43,8 @@ impl TlsTarget {
                 .with_custom_certificate_verifier(Arc::new(danger::AcceptAnyCertificate(provider())))
                 .with_no_client_auth()
         } else {
-            let mut roots = rustls::RootCertStore::empty();
+            let mut roots = volley_proto::tls::ca_roots(ca_pem).map_err(|e| e.to_string())?;
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if !ca_pem.is_empty() {
-                let mut added = 0;
-                for cert in CertificateDer::pem_slice_iter(ca_pem) {
-                    let cert = cert.map_err(|e| format!("the target CA is not PEM: {e}"))?;
-                    roots.add(cert).map_err(|e| format!("the target CA is not a usable certificate: {e}"))?;
-                    added += 1;
-                }
-                if added == 0 {
-                    return Err("the target CA holds no PEM certificate".into());
-                }
-            }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
