@@ -78,7 +78,7 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 
 impl Demo {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        volley_common::lock(&self.state)
     }
 
     /// `POST /login`.

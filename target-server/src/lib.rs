@@ -96,7 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // The handlers are installed before the ready line goes out: a SIGTERM
     // sent as soon as the line is read must stop us gracefully, not kill us.
-    let signals = Signals::install().context("cannot install signal handlers")?;
+    // The server runs on its own threads; a small runtime drives the
+    // handlers (SIGTERM, how deployments stop us, and Ctrl-C).
+    let signals =
+        tokio::runtime::Builder::new_current_thread().enable_io().build().context("cannot start a runtime")?;
+    let shutdown = {
+        let _guard = signals.enter();
+        volley_common::shutdown_signal().context("cannot install signal handlers")?
+    };
     let listener = bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = match tls {
         Some(tls) => start_tls(listener, args.threads, tls),
@@ -112,55 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(%addr, threads = args.threads, "serving");
 
-    signals.wait().context("cannot wait for a shutdown signal")?;
+    signals.block_on(shutdown);
     tracing::info!("shutting down");
     let stats = server.stats();
     server.shutdown();
     tracing::info!(served = stats.total, "stopped");
     Ok(())
-}
-
-/// SIGTERM (how deployments stop us) and Ctrl-C, caught from install on.
-struct Signals {
-    runtime: tokio::runtime::Runtime,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-        #[cfg(unix)]
-        let (terminate, interrupt) = {
-            use tokio::signal::unix::{SignalKind, signal};
-            let _guard = runtime.enter();
-            (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
-        };
-        Ok(Signals {
-            runtime,
-            #[cfg(unix)]
-            terminate,
-            #[cfg(unix)]
-            interrupt,
-        })
-    }
-
-    /// Blocks until one of the signals arrives.
-    fn wait(self) -> std::io::Result<()> {
-        #[cfg(unix)]
-        {
-            let Signals { runtime, mut terminate, mut interrupt } = self;
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = interrupt.recv() => {}
-                }
-            });
-            Ok(())
-        }
-        #[cfg(not(unix))]
-        self.runtime.block_on(tokio::signal::ctrl_c())
-    }
 }

@@ -7,10 +7,11 @@
 //! `Counters::snapshot` ever take, so it is never contended under load.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use volley_common::lock;
 
 /// How many distinct paths get a key of their own before the rest share [`OTHER`].
 /// A scan over random paths must not grow the server's memory without bound.
@@ -74,12 +75,6 @@ type ByMethod = HashMap<Box<str>, BTreeMap<u16, u64>>;
 pub(crate) struct Counters {
     shards: Box<[Shard]>,
     admitted: Mutex<HashSet<Box<str>>>,
-}
-
-/// Counts are plain integers, so a panic elsewhere while a lock was held cannot
-/// have left them half-updated: carry on with the data rather than panic too.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Counters {
