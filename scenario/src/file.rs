@@ -378,7 +378,7 @@ fn read_step(
             }
             let latency_below_ms = match &fa.latency_below {
                 Some(l) => Some(
-                    crate::think::parse_duration(l.get_ref())
+                    crate::think::parse_millis(l.get_ref())
                         // Whole milliseconds by construction, so this fits.
                         .map(|d| d.as_millis() as u64)
                         .map_err(|m| r.err(l.span(), format!("{at}.assert.latency_below"), m))?,

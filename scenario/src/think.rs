@@ -32,10 +32,10 @@ impl Think {
         let (kind, arg) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
         let think = match kind {
             "none" if arg.is_empty() => Think::None,
-            "constant" => Think::Constant(parse_duration(arg)?),
+            "constant" => Think::Constant(parse_millis(arg)?),
             "between" => {
                 let (a, b) = arg.split_once("..").ok_or_else(|| format!("{arg:?} is not A..B (e.g. 0.5s..1.5s)"))?;
-                Think::Between(parse_duration(a)?, parse_duration(b)?)
+                Think::Between(parse_millis(a)?, parse_millis(b)?)
             }
             "constant_throughput" => Think::ConstantThroughput(
                 arg.trim().parse::<f64>().map_err(|_| format!("{arg:?} is not a number of iterations per second"))?,
@@ -93,11 +93,12 @@ impl Think {
     }
 }
 
-/// Parses a duration such as `500ms`, `1.5s` or `2m`, cut to whole milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e}; e.g. 500ms, 1s)"))?;
-    let ms = u64::try_from(d.as_millis()).map_err(|_| format!("{text:?} is too long"))?;
+/// Parses a duration such as `500ms`, `1.5s` or `2m` (the workspace's one
+/// syntax, [`volley_common::parse_duration`]), cut to whole milliseconds: the
+/// unit scenarios travel in.
+pub(crate) fn parse_millis(text: &str) -> Result<Duration, String> {
+    let d = volley_common::parse_duration(text).map_err(|e| e.to_string())?;
+    let ms = u64::try_from(d.as_millis()).map_err(|_| format!("{:?} is too long", text.trim()))?;
     Ok(Duration::from_millis(ms))
 }
 
