@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use volley_common::parse_nonzero_duration;
+use volley_proto::auth::Token;
+use volley_proto::limits;
 
 use crate::discovery::AgentSource;
 use crate::error::Error;
@@ -87,7 +90,7 @@ pub struct RunArgs {
     #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
     /// Run for this long instead of a request count (e.g. 10s, 1m30s).
-    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub duration: Option<Duration>,
     /// Open model: send R requests per second in total on a fixed schedule,
     /// whatever the latency; latency counts from each request's intended send
@@ -96,7 +99,7 @@ pub struct RunArgs {
     pub rate: Option<f64>,
     /// Grow the rate (or, without --rate, the active connections) linearly
     /// from zero over this time (e.g. 5s); the ramp is part of the run.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub ramp_up: Option<Duration>,
     /// Concurrent connections in total, split across agents.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
@@ -118,7 +121,7 @@ pub struct RunArgs {
     #[arg(short = 'd', long = "body", value_name = "BODY")]
     pub body: Option<String>,
     /// Per-request timeout.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
     /// Statuses that count as success, e.g. 200,204 (default: any 2xx).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -177,15 +180,6 @@ pub struct DemoArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-}
-
-/// A duration flag: humantime syntax, longer than zero.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try e.g. 10s, 500ms, 2m)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
 }
 
 /// How much work a run does, globally.
@@ -265,7 +259,7 @@ pub struct ScenarioRun {
 #[derive(Debug, Clone, Default)]
 pub struct ChannelConfig {
     /// Sent on every call (its `Debug` is redacted).
-    pub token: Option<agent::security::Token>,
+    pub token: Option<Token>,
     /// TLS settings; `None` for plain gRPC.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
     /// Whether a client certificate is presented (for messages).
@@ -281,15 +275,15 @@ impl RunArgs {
             (None, Some(url)) => url.clone(),
             (None, None) => return Err(Error::usage("--url: required (or give --scenario)")),
         };
-        let target = agent::plan::parse_url(&url)
-            .map_err(|e| Error::usage(format!("--url: {}", strip_field(&e.to_string()))))?;
+        let target = volley_proto::target::parse_url(&url).map_err(|e| Error::usage(format!("--url: {e}")))?;
         let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
                 let pem = std::fs::read(p)
                     .map_err(|e| Error::usage(format!("--target-ca: cannot read {}: {e}", p.display())))?;
                 // The same check the agents make, so a bad file stops the run here.
-                agent::tls::TlsTarget::new(&target.host, &pem, false)
+                volley_proto::tls::server_name(&target.host)
+                    .and_then(|_| volley_proto::tls::ca_roots(&pem))
                     .map_err(|e| Error::usage(format!("--target-ca: {}: {e}", p.display())))?;
                 pem
             }
@@ -310,17 +304,17 @@ impl RunArgs {
             Some(sc) => u32::try_from(sc.users).unwrap_or(u32::MAX),
             None => self.connections,
         };
-        if self.connections > agent::plan::MAX_CONNECTIONS {
+        if self.connections > limits::MAX_CONNECTIONS {
             return Err(Error::usage(format!(
                 "-c/--connections: {} is more than {}",
                 self.connections,
-                agent::plan::MAX_CONNECTIONS
+                limits::MAX_CONNECTIONS
             )));
         }
-        if let Some(t) = self.threads.filter(|&t| t == 0 || t > agent::plan::MAX_THREADS) {
-            return Err(Error::usage(format!("--threads: {t} is not in 1..={}", agent::plan::MAX_THREADS)));
+        if let Some(t) = self.threads.filter(|&t| t == 0 || t > limits::MAX_THREADS) {
+            return Err(Error::usage(format!("--threads: {t} is not in 1..={}", limits::MAX_THREADS)));
         }
-        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= agent::plan::MAX_RATE * 100.0)) {
+        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= limits::MAX_RATE * 100.0)) {
             return Err(Error::usage(format!("-q/--rate: {r} is not a rate above 0 requests per second")));
         }
         let ramp_up = self.ramp_up.unwrap_or_default();
@@ -452,8 +446,8 @@ impl RunArgs {
             ));
         }
         let users = self.users.unwrap_or(u64::from(self.connections));
-        if users == 0 || users > u64::from(agent::plan::MAX_CONNECTIONS) {
-            return Err(Error::usage(format!("-u/--users: {users} is not in 1..={}", agent::plan::MAX_CONNECTIONS)));
+        if users == 0 || users > u64::from(limits::MAX_CONNECTIONS) {
+            return Err(Error::usage(format!("-u/--users: {users} is not in 1..={}", limits::MAX_CONNECTIONS)));
         }
         let per_type = scenario.split_users(users).map_err(|e| Error::usage(format!("-u/--users: {e}")))?;
         if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
@@ -483,17 +477,8 @@ impl AgentLink {
                 Some(tls)
             }
         };
-        Ok(ChannelConfig {
-            token: self.token.as_deref().and_then(agent::security::Token::new),
-            tls,
-            mutual: self.tls_cert.is_some(),
-        })
+        Ok(ChannelConfig { token: self.token.as_deref().and_then(Token::new), tls, mutual: self.tls_cert.is_some() })
     }
-}
-
-/// "invalid plan field `url`: reason" -> "reason", for CLI messages.
-fn strip_field(msg: &str) -> &str {
-    msg.split_once("`: ").map_or(msg, |(_, rest)| rest)
 }
 
 fn is_tchar(b: u8) -> bool {

@@ -69,7 +69,7 @@ pub fn describe(cfg: &RunConfig) -> String {
         }
     }
     // The URL was checked before we got here; only an https one needs the line.
-    if agent::plan::parse_url(&cfg.url).is_ok_and(|t| t.tls) {
+    if volley_proto::target::parse_url(&cfg.url).is_ok_and(|t| t.tls) {
         let trust = if cfg.target_insecure {
             "any certificate (-k/--target-insecure: not checked)"
         } else if cfg.target_ca_pem.is_empty() {

@@ -16,7 +16,7 @@
 //! reading the controller's disk.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use crate::cli::{AgentLink, Output, RunArgs, RunConfig, parse_duration};
+use volley_common::{lock, parse_nonzero_duration};
+
+use crate::cli::{AgentLink, Output, RunArgs, RunConfig};
 use crate::coordinator::{AgentOutcome, AgentState, Observer};
 use crate::error::Error;
 use crate::report::Report;
@@ -124,11 +126,6 @@ struct Run {
     cancel: Mutex<Option<oneshot::Sender<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not take the API down with it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Feeds the run's series as snapshots arrive; `GET` reads it meanwhile.
 struct Watch(Arc<Run>);
 
@@ -152,7 +149,7 @@ impl Observer for Watch {
 /// The server's state: its settings and the runs it knows.
 struct Service {
     args: ServeArgs,
-    token: Option<agent::security::Token>,
+    token: Option<volley_proto::auth::Token>,
     runs: Mutex<Vec<Arc<Run>>>,
     /// Seeds run ids so they cannot be guessed from one another.
     ids: std::hash::RandomState,
@@ -224,7 +221,7 @@ fn duration(obj: &Map<String, Value>, name: &str) -> Result<Option<Duration>, Ap
     let bad = |why: String| ApiError::field(name, format!("{name}: {why}"));
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_duration(s).map(Some).map_err(|e| bad(format!("{s:?}: {e}"))),
+        Some(Value::String(s)) => parse_nonzero_duration(s).map(Some).map_err(|e| bad(e.to_string())),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
             _ => Err(bad(format!("{n} is not a number of seconds above 0"))),
@@ -588,22 +585,6 @@ fn router(svc: Arc<Service>) -> Router {
         .with_state(svc)
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
 /// `controller serve`: serves until Ctrl-C or SIGTERM, then cancels the runs
 /// still going and waits (a little) for their reports.
 pub async fn main(args: ServeArgs) -> Result<i32, Error> {
@@ -613,16 +594,20 @@ pub async fn main(args: ServeArgs) -> Result<i32, Error> {
         .map_err(|e| Error::usage(format!("--listen {}: cannot listen: {e}", args.listen)))?;
     let addr = listener.local_addr().map_err(|e| Error::Other(format!("--listen: {e}")))?;
     let svc = Arc::new(Service {
-        token: args.api_token.as_deref().and_then(agent::security::Token::new),
+        token: args.api_token.as_deref().and_then(volley_proto::auth::Token::new),
         args,
         runs: Mutex::new(Vec::new()),
         ids: std::hash::RandomState::new(),
         next: std::sync::atomic::AtomicU64::new(1),
     });
+    // Installed before the ready line, so a SIGTERM sent as soon as it is read
+    // stops the server gracefully.
+    let shutdown = volley_common::shutdown_signal()
+        .map_err(|e| Error::Other(format!("cannot install the signal handlers: {e}")))?;
     // Tests and scripts wait for this line.
     println!("controller: serving the API and the web page on http://{addr}");
     axum::serve(listener, router(svc.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Other(format!("serving: {e}")))?;
     let running: Vec<Arc<Run>> =
