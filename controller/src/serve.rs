@@ -31,8 +31,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use crate::cli::{AgentLink, Output, RunArgs, RunConfig, parse_duration};
-use crate::coordinator::{AgentOutcome, AgentState, Observer};
 use crate::error::Error;
+use crate::outcome::{AgentOutcome, AgentState, Observer};
 use crate::report::Report;
 use crate::series::{Progress, SecondRow, Series};
 
