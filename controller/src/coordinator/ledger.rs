@@ -1,14 +1,14 @@
 //! The coordinator's accounting while a run goes: count-mode grants, and who
 //! takes over a lost agent's work. Pure and deterministic: it decides what to
-//! tell which agent and the merge loop sends it.
+//! tell which agent and the merge loop sends it. Time comes in as `now`
+//! arguments, never from a clock, so tests step it exactly.
 //!
 //! The grant protocol itself (who grants what when, what "no more grants"
 //! means, what happens on loss) is described once, next to `RenewRequest` in
 //! `proto/proto/volley.proto`; this is the controller's half of it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
 use volley_stats::Totals;
 
 use super::{LEASE, LOST_AFTER};
@@ -66,8 +66,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// Slots for agents planned as `outcomes`, none running yet.
-    pub fn new(outcomes: Vec<AgentOutcome>, count_mode: bool) -> Ledger {
-        let now = Instant::now();
+    pub fn new(outcomes: Vec<AgentOutcome>, count_mode: bool, now: Instant) -> Ledger {
         let slots = outcomes
             .into_iter()
             .map(|outcome| AgentSlot {
@@ -104,17 +103,17 @@ impl Ledger {
         Some(s.granted)
     }
 
-    /// Agent `i`'s stream is open.
-    pub fn started(&mut self, i: usize) {
+    /// Agent `i`'s stream is open at `now`.
+    pub fn started(&mut self, i: usize, now: Instant) {
         self.slots[i].running = true;
-        self.slots[i].last_event = Instant::now();
+        self.slots[i].last_event = now;
     }
 
-    /// Agent `i` sent something; `false` when it was already given up on.
-    pub fn heard_from(&mut self, i: usize) -> bool {
+    /// Agent `i` sent something at `now`; `false` when it was already given up on.
+    pub fn heard_from(&mut self, i: usize, now: Instant) -> bool {
         let s = &mut self.slots[i];
         if s.running {
-            s.last_event = Instant::now();
+            s.last_event = now;
         }
         s.running
     }
@@ -155,9 +154,8 @@ impl Ledger {
     }
 
     /// Running agents that have sent nothing for longer than [`LOST_AFTER`],
-    /// with how long.
-    pub fn silent(&self) -> Vec<(usize, Duration)> {
-        let now = Instant::now();
+    /// at `now`, with how long.
+    pub fn silent(&self, now: Instant) -> Vec<(usize, Duration)> {
         (self.slots.iter().enumerate())
             .filter(|(_, s)| s.running && now - s.last_event > LOST_AFTER)
             .map(|(i, s)| (i, now - s.last_event))
@@ -193,12 +191,11 @@ impl Ledger {
         }
     }
 
-    /// Marks agent `i` lost for `why`: keeps what it reported, bounds what it
+    /// Marks agent `i` lost for `why` at `now`: keeps what it reported, bounds what it
     /// may have sent unseen, and hands its unfinished work to the survivors
     /// (the running agents not yet told "no more grants"). Returns what to
     /// tell them and the requests (count mode) no survivor could take.
-    pub fn lose(&mut self, i: usize, why: String) -> (Renewals, u64) {
-        let now = Instant::now();
+    pub fn lose(&mut self, i: usize, why: String, now: Instant) -> (Renewals, u64) {
         self.slots[i].running = false;
         let survivors: Vec<usize> =
             (0..self.slots.len()).filter(|&j| self.slots[j].running && !self.slots[j].closed).collect();
@@ -272,31 +269,37 @@ mod tests {
         o
     }
 
+    /// The instant every test starts at.
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
     fn totals(requests: u64) -> Totals {
         Totals { requests, ..Totals::default() }
     }
 
     /// A count-mode ledger of agents with these (connections, quota), all started.
     fn count(agents: &[(u32, u64)]) -> Ledger {
-        let mut l = Ledger::new(agents.iter().map(|&(c, q)| outcome(c, Some(q), None)).collect(), true);
+        let mut l = Ledger::new(agents.iter().map(|&(c, q)| outcome(c, Some(q), None)).collect(), true, t0());
         for i in 0..agents.len() {
             l.first_grant(i);
-            l.started(i);
+            l.started(i, t0());
         }
         l
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_first_grant_is_a_hundred_per_connection_within_the_share() {
-        let mut l = Ledger::new(vec![outcome(2, Some(1000), None), outcome(2, Some(150), None)], true);
+    #[test]
+    fn the_first_grant_is_a_hundred_per_connection_within_the_share() {
+        let mut l = Ledger::new(vec![outcome(2, Some(1000), None), outcome(2, Some(150), None)], true, t0());
         assert_eq!(l.first_grant(0), Some(200));
         assert_eq!(l.first_grant(1), Some(150));
-        let mut idle = Ledger::new(vec![outcome(1, Some(0), None)], true);
+        let mut idle = Ledger::new(vec![outcome(1, Some(0), None)], true, t0());
         assert_eq!(idle.first_grant(0), None, "an agent with no share does not start");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn grants_top_up_to_two_seconds_of_pace_once_half_is_used() {
+    #[test]
+    fn grants_top_up_to_two_seconds_of_pace_once_half_is_used() {
         let mut l = count(&[(1, 10_000)]);
         // 60 of 100 taken: 40 ahead is less than half the 100 wanted.
         let r = l.reported(0, &totals(60), Duration::from_secs(1), 60, false);
@@ -307,8 +310,8 @@ mod tests {
         assert_eq!(l.reported(0, &totals(20), Duration::from_secs(1), 80, false), vec![]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn no_grant_after_a_cancel_or_beyond_the_share() {
+    #[test]
+    fn no_grant_after_a_cancel_or_beyond_the_share() {
         let mut l = count(&[(1, 10_000)]);
         assert_eq!(l.reported(0, &totals(100), Duration::from_secs(1), 100, true), vec![]);
         let mut l = count(&[(1, 130)]);
@@ -316,8 +319,8 @@ mod tests {
         assert_eq!(l.slots()[0].granted, 130, "never more than the share");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn no_more_grants_only_when_every_running_agent_has_taken_its_share() {
+    #[test]
+    fn no_more_grants_only_when_every_running_agent_has_taken_its_share() {
         let mut l = count(&[(1, 100), (1, 300)]);
         // Agent 0 has taken its whole share, agent 1 has not: nobody is told.
         assert_eq!(l.reported(0, &totals(100), Duration::from_secs(1), 100, false), vec![]);
@@ -329,12 +332,12 @@ mod tests {
         assert_eq!(l.reported(0, &totals(0), Duration::from_secs(2), 100, false), vec![]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_lost_agents_unfinished_share_moves_to_survivors_by_connections() {
+    #[test]
+    fn a_lost_agents_unfinished_share_moves_to_survivors_by_connections() {
         let mut l = count(&[(1, 1000), (1, 1000), (3, 3000)]);
         // 50 of its first 100 taken: half ahead is enough, no top-up.
         assert_eq!(l.reported(0, &totals(40), Duration::from_secs(1), 50, false), vec![]);
-        let (renewals, unassigned) = l.lose(0, "gone".into());
+        let (renewals, unassigned) = l.lose(0, "gone".into(), t0());
         assert_eq!(unassigned, 0);
         let o = &l.slots()[0].outcome;
         assert_eq!(o.state, AgentState::Lost);
@@ -352,48 +355,48 @@ mod tests {
         assert_eq!(renewals, vec![]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn when_every_agent_is_lost_the_unfinished_share_is_unassigned() {
+    #[test]
+    fn when_every_agent_is_lost_the_unfinished_share_is_unassigned() {
         let mut l = count(&[(1, 500), (1, 500)]);
         l.reported(1, &totals(100), Duration::from_secs(1), 100, false);
-        assert_eq!(l.lose(0, "a".into()).1, 0);
-        let (_, unassigned) = l.lose(1, "b".into());
+        assert_eq!(l.lose(0, "a".into(), t0()).1, 0);
+        let (_, unassigned) = l.lose(1, "b".into(), t0());
         assert_eq!(unassigned, 1000 - 100);
         assert!(!l.any_running());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn agents_told_no_more_grants_take_over_nothing() {
+    #[test]
+    fn agents_told_no_more_grants_take_over_nothing() {
         let mut l = count(&[(1, 100), (1, 100)]);
         l.reported(0, &totals(100), Duration::from_secs(1), 100, false);
         l.reported(1, &totals(50), Duration::from_secs(1), 100, false);
         assert!(l.slots().iter().all(|s| s.closed));
-        let (_, unassigned) = l.lose(1, "gone".into());
+        let (_, unassigned) = l.lose(1, "gone".into(), t0());
         assert_eq!(unassigned, 50, "agent 0 was told to finish: it cannot take more");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_agent_is_found_after_lost_after() {
+    #[test]
+    fn a_silent_agent_is_found_after_lost_after() {
         let mut l = count(&[(1, 100), (1, 100)]);
-        tokio::time::advance(LOST_AFTER).await;
-        assert_eq!(l.silent(), vec![], "exactly LOST_AFTER is not yet lost");
-        assert!(l.heard_from(1));
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(l.silent(), vec![(0, LOST_AFTER + Duration::from_millis(1))]);
-        l.lose(0, "silent".into());
-        assert!(!l.heard_from(0), "a lost agent is not heard from again");
-        assert_eq!(l.silent(), vec![]);
+        let at = t0() + LOST_AFTER;
+        assert_eq!(l.silent(at), vec![], "exactly LOST_AFTER is not yet lost");
+        assert!(l.heard_from(1, at));
+        let later = at + Duration::from_millis(1);
+        assert_eq!(l.silent(later), vec![(0, LOST_AFTER + Duration::from_millis(1))]);
+        l.lose(0, "silent".into(), later);
+        assert!(!l.heard_from(0, later), "a lost agent is not heard from again");
+        assert_eq!(l.silent(later), vec![]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn duration_mode_survivors_take_over_connections_and_rate() {
+    #[test]
+    fn duration_mode_survivors_take_over_connections_and_rate() {
         let mut l = Ledger::new(
             vec![outcome(4, None, Some(400.0)), outcome(1, None, Some(100.0)), outcome(3, None, Some(300.0))],
             false,
+            t0(),
         );
-        (0..3).for_each(|i| l.started(i));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let (renewals, unassigned) = l.lose(0, "gone".into());
+        (0..3).for_each(|i| l.started(i, t0()));
+        let (renewals, unassigned) = l.lose(0, "gone".into(), t0() + Duration::from_secs(1));
         assert_eq!(unassigned, 0);
         // Silent for 1 s plus the 3 s lease it could still run on, at 400/s.
         assert_eq!(l.slots()[0].outcome.unaccounted_max, Some(1600));
@@ -409,8 +412,8 @@ mod tests {
         assert_eq!(outcomes.iter().map(|o| o.rate).collect::<Vec<_>>(), vec![Some(400.0), Some(200.0), Some(600.0)]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_finished_agent_is_done_or_cancelled() {
+    #[test]
+    fn a_finished_agent_is_done_or_cancelled() {
         let mut l = count(&[(1, 100), (1, 100)]);
         assert_eq!(l.finished(0, &totals(100), Duration::from_secs(1), false), AgentState::Done);
         assert_eq!(l.finished(1, &totals(30), Duration::from_secs(2), true), AgentState::Cancelled);

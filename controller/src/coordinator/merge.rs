@@ -2,7 +2,7 @@
 //! per agent and overall, renews leases, notices lost agents and passes on
 //! a cancel, until every stream has ended.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -58,7 +58,7 @@ impl<'a> Merge<'a> {
         let mut links: Vec<Link> = clients.into_iter().map(|client| Link { client, renew: None }).collect();
         let (tx, events) = mpsc::unbounded_channel();
         for (i, stream) in streams {
-            ledger.started(i);
+            ledger.started(i, Instant::now());
             let (renew_tx, renew_rx) = mpsc::unbounded_channel();
             links[i].renew = Some(renew_tx);
             tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx));
@@ -86,7 +86,7 @@ impl<'a> Merge<'a> {
     }
 
     fn on_event(&mut self, i: usize, ev: Event) {
-        if !self.ledger.heard_from(i) {
+        if !self.ledger.heard_from(i, Instant::now()) {
             return; // already given up on
         }
         match ev {
@@ -110,7 +110,7 @@ impl<'a> Merge<'a> {
 
     /// Gives up on agents that have sent nothing for [`LOST_AFTER`](super::LOST_AFTER).
     fn on_watchdog(&mut self) {
-        for (i, silent) in self.ledger.silent() {
+        for (i, silent) in self.ledger.silent(Instant::now()) {
             // An earlier loss in this round may have ended it already.
             if self.ledger.slots()[i].running {
                 self.lose(i, format!("sent nothing for {:.1} s", silent.as_secs_f64()));
@@ -148,7 +148,7 @@ impl<'a> Merge<'a> {
             client.cancel(req).await
         });
         self.observer.ended(i, AgentState::Lost, Some(&why));
-        let (renewals, unassigned) = self.ledger.lose(i, why);
+        let (renewals, unassigned) = self.ledger.lose(i, why, Instant::now());
         self.unassigned += unassigned;
         self.send(renewals);
     }

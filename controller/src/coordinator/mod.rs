@@ -71,7 +71,7 @@ pub async fn execute(
     let start_us = plan::start_at_us(agents.iter().map(|a| a.rtt).max().unwrap_or_default());
     let run_id = format!("run-{start_us:x}");
     let outcomes = agents.iter().zip(&shares).map(|(a, s)| plan::planned(a, s)).collect();
-    let mut ledger = Ledger::new(outcomes, matches!(cfg.limit, Limit::Requests(_)));
+    let mut ledger = Ledger::new(outcomes, matches!(cfg.limit, Limit::Requests(_)), std::time::Instant::now());
 
     // Send every plan; a refusal by any agent aborts the run before it starts.
     let mut sends = Vec::new();
