@@ -123,3 +123,30 @@ pub async fn connect(address: String, channel: ChannelConfig) -> Result<Connecte
     }
     Ok(Connected { address, client, info, rtt })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_agent_says_why_on_one_line_each_cause_once() {
+        // A port that was just free: nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let Err(e) = connect(addr.to_string(), ChannelConfig::default()).await else {
+            panic!("nothing listens on {addr}");
+        };
+        assert!(matches!(e, ConnectError::Unreachable(_)), "{e:?}");
+        let line = e.one_line();
+        assert!(line.starts_with("unreachable: "), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let refused = "Connection refused";
+        assert_eq!(line.matches(refused).count(), 1, "the cause is named once: {line}");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_a_header_is_refused_before_connecting() {
+        let channel = ChannelConfig { token: agent::security::Token::new("bad\ntoken"), ..ChannelConfig::default() };
+        let e = connect("127.0.0.1:1".into(), channel).await.err().unwrap();
+        assert_eq!(e.one_line(), "--token: not a valid header value");
+    }
+}
