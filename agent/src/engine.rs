@@ -43,10 +43,6 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct Shared {
     pub(crate) plan: Plan,
     stop: AtomicBool,
-    /// Requests not yet handed to any thread (count mode).
-    remaining: AtomicU64,
-    /// Tokens a thread takes from `remaining` at once.
-    batch: u64,
     /// When the workers begin.
     pub(crate) start: Instant,
     /// When duration mode stops starting requests.
@@ -55,25 +51,111 @@ pub(crate) struct Shared {
     first_wake: OnceLock<SystemTime>,
     /// Wakes whoever waits for the first worker to begin.
     woke: tokio::sync::Notify,
-    /// Count mode with an open quota: more grants may still come.
-    open: AtomicBool,
-    /// Requests granted so far (count mode).
-    granted: AtomicU64,
-    /// Wakes connections waiting for a grant (or for the run to stop).
-    more: tokio::sync::Notify,
-    /// Wakes the agent when a connection ran out of granted requests.
-    dry: tokio::sync::Notify,
     /// Wakes whoever sleeps until a time (virtual users thinking) when the run stops.
     pub(crate) halt: tokio::sync::Notify,
-    /// Open model: bumped when the agent's rate changes; the new rate's bits.
-    rate_generation: AtomicU64,
-    rate_bits: AtomicU64,
+    /// Count mode: the requests granted and taken.
+    quota: Quota,
+    /// Open model: the agent's rate as changed while the run goes.
+    rate: RateControl,
 }
 
 impl Shared {
     /// Whether the run was asked to stop.
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Count mode: the pool of requests the workers may still start, filled by
+/// the controller's grants. The agent's half of the grant protocol described
+/// next to `RenewRequest` in `proto/proto/volley.proto`.
+#[derive(Debug)]
+struct Quota {
+    /// Requests granted but not yet handed to any thread.
+    remaining: AtomicU64,
+    /// Tokens a thread takes from `remaining` at once.
+    batch: u64,
+    /// More grants may still come (an open quota not yet told "last").
+    open: AtomicBool,
+    /// Requests granted so far.
+    granted: AtomicU64,
+    /// Wakes connections waiting for a grant (or for the run to stop).
+    more: tokio::sync::Notify,
+    /// Wakes the agent when a connection ran out of granted requests.
+    dry: tokio::sync::Notify,
+}
+
+impl Quota {
+    /// A pool of `first` requests (`u64::MAX` in duration mode, where it is
+    /// never read), taken `batch` at a time.
+    fn new(first: u64, batch: u64, open: bool) -> Quota {
+        Quota {
+            remaining: AtomicU64::new(first),
+            batch,
+            open: AtomicBool::new(open),
+            granted: AtomicU64::new(first),
+            more: tokio::sync::Notify::new(),
+            dry: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Adds `add` requests; with `last`, no more grants follow.
+    fn grant(&self, add: u64, last: bool) {
+        self.granted.fetch_add(add, Ordering::Relaxed);
+        self.remaining.fetch_add(add, Ordering::Relaxed);
+        if last {
+            self.open.store(false, Ordering::Relaxed);
+        }
+        self.more.notify_waiters();
+    }
+
+    /// Requests taken from the grants so far.
+    fn taken(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed).saturating_sub(self.remaining.load(Ordering::Relaxed))
+    }
+
+    /// Takes up to one batch of tokens; zero when the pool is empty.
+    #[inline]
+    fn take_batch(&self) -> u64 {
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| (r > 0).then(|| r - r.min(self.batch)))
+            .map_or(0, |before| before.min(self.batch))
+    }
+
+    /// Whether more grants may still come.
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether a connection waiting for a grant has something to do: take a
+    /// request, or finish because no grant will come.
+    fn settled(&self) -> bool {
+        self.remaining.load(Ordering::Relaxed) > 0 || !self.is_open()
+    }
+}
+
+/// Open model: the agent's rate after a change (another agent was lost);
+/// each thread re-bases its schedule when the generation moves on.
+#[derive(Debug, Default)]
+struct RateControl {
+    /// Bumped when the rate changes.
+    generation: AtomicU64,
+    /// The new rate's bits.
+    bits: AtomicU64,
+}
+
+impl RateControl {
+    fn set(&self, rate: f64) {
+        self.bits.store(rate.to_bits(), Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn rate(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
     }
 }
 
@@ -86,7 +168,7 @@ impl Stopper {
     pub fn stop(&self) {
         self.0.stop.store(true, Ordering::Relaxed);
         // Connections waiting for a grant, and users thinking, must see the stop too.
-        self.0.more.notify_waiters();
+        self.0.quota.more.notify_waiters();
         self.0.halt.notify_waiters();
     }
 }
@@ -102,19 +184,12 @@ impl Control {
     /// Count mode: lets the workers send `add` more requests; with `last`, no
     /// more grants follow and the run finishes once these are used.
     pub fn grant(&self, add: u64, last: bool) {
-        let s = &self.shared;
-        s.granted.fetch_add(add, Ordering::Relaxed);
-        s.remaining.fetch_add(add, Ordering::Relaxed);
-        if last {
-            s.open.store(false, Ordering::Relaxed);
-        }
-        s.more.notify_waiters();
+        self.shared.quota.grant(add, last);
     }
 
     /// Count mode: requests the workers have taken from the grants so far.
     pub fn taken(&self) -> u64 {
-        let s = &self.shared;
-        s.granted.load(Ordering::Relaxed).saturating_sub(s.remaining.load(Ordering::Relaxed))
+        self.shared.quota.taken()
     }
 
     /// Opens `n` more connections, spread over the worker threads.
@@ -131,14 +206,12 @@ impl Control {
 
     /// Open model: changes the agent's total rate from now on.
     pub fn set_rate(&self, rate: f64) {
-        let s = &self.shared;
-        s.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
-        s.rate_generation.fetch_add(1, Ordering::Release);
+        self.shared.rate.set(rate);
     }
 
     /// Completes when a connection has run out of granted requests.
     pub async fn dry(&self) {
-        self.shared.dry.notified().await;
+        self.shared.quota.dry.notified().await;
     }
 }
 
@@ -244,24 +317,18 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         Limit::Duration(_) => u64::MAX,
     };
     let connections = plan.connections;
+    let quota = Quota::new(remaining, batch, plan.open_quota);
     let shared = Arc::new(Shared {
         plan,
         stop: AtomicBool::new(false),
-        remaining: AtomicU64::new(remaining),
-        batch,
         start,
         deadline,
         first_wake: OnceLock::new(),
         woke: tokio::sync::Notify::new(),
-        open: AtomicBool::new(false),
-        granted: AtomicU64::new(remaining),
-        more: tokio::sync::Notify::new(),
-        dry: tokio::sync::Notify::new(),
         halt: tokio::sync::Notify::new(),
-        rate_generation: AtomicU64::new(0),
-        rate_bits: AtomicU64::new(0),
+        quota,
+        rate: RateControl::default(),
     });
-    shared.open.store(shared.plan.open_quota, Ordering::Relaxed);
     let (tx, deltas) = mpsc::unbounded_channel();
     let mut spawners = Vec::with_capacity(threads);
     let mut first_conn = 0;
@@ -345,12 +412,9 @@ impl Worker {
             self.tokens.set(t - 1);
             return Permit::Yes;
         }
-        let got = s
-            .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| (r > 0).then(|| r - r.min(s.batch)))
-            .map_or(0, |before| before.min(s.batch));
+        let got = s.quota.take_batch();
         if got == 0 {
-            return if s.open.load(Ordering::Relaxed) { Permit::Wait } else { Permit::No };
+            return if s.quota.is_open() { Permit::Wait } else { Permit::No };
         }
         self.tokens.set(got - 1);
         Permit::Yes
@@ -359,15 +423,14 @@ impl Worker {
     /// Waits until a grant arrives, the quota closes or the run stops.
     pub(crate) async fn wait_for_grant(&self) {
         let s = &self.shared;
-        let notified = s.more.notified();
+        let notified = s.quota.more.notified();
         tokio::pin!(notified);
         // Registered before the re-check, so a grant in between is not missed.
         notified.as_mut().enable();
-        if s.remaining.load(Ordering::Relaxed) > 0 || !s.open.load(Ordering::Relaxed) || s.stop.load(Ordering::Relaxed)
-        {
+        if s.quota.settled() || s.stopped() {
             return;
         }
-        s.dry.notify_one();
+        s.quota.dry.notify_one();
         notified.await;
     }
 
@@ -376,12 +439,12 @@ impl Worker {
     #[inline]
     fn schedule_at(&self, k: u64, now: Instant) -> Option<Schedule> {
         let current = self.schedule.get()?;
-        let generation = self.shared.rate_generation.load(Ordering::Acquire);
+        let generation = self.shared.rate.generation();
         if generation == self.rate_generation.get() {
             return Some(current);
         }
         self.rate_generation.set(generation);
-        let rate = f64::from_bits(self.shared.rate_bits.load(Ordering::Relaxed)) * self.rate_share;
+        let rate = self.shared.rate.rate() * self.rate_share;
         // The new rate applies from now (or from the next due slot, if the
         // schedule is behind), counting slots from k.
         let from = current.due(k).max(now);
@@ -391,6 +454,8 @@ impl Worker {
     }
 }
 
+/// One worker thread: its runtime, its connections or virtual users, and its
+/// snapshot ticker, until every connection has ended.
 fn worker(
     shared: Arc<Shared>,
     (index, threads): (usize, usize),
@@ -415,23 +480,21 @@ fn worker(
         if shared.first_wake.set(SystemTime::now()).is_ok() {
             shared.woke.notify_waiters();
         }
-        let total_conns = shared.plan.connections;
-        // Closed model with a ramp: connection i of the agent's C begins at
-        // ramp·i/C, so the active connections grow linearly.
-        let ramp = if schedule.is_none() { shared.plan.ramp_up } else { Duration::ZERO };
-        let scenario = shared.plan.scenario.clone();
-        let recorder = match &scenario {
+        let mut load = match &shared.plan.scenario {
+            Some(sc) => match crate::scenario::Users::new(sc, shared.plan.timeout, (index, threads)) {
+                Ok(users) => Load::Users(users),
+                Err(e) => {
+                    // Checked when the plan was accepted; cannot happen on one thread only.
+                    tracing::error!("worker thread: {e}");
+                    let _ = tx.send(Totals::default());
+                    return;
+                }
+            },
+            None => Load::Connections(Connections::new(&shared, conns, schedule.is_some())),
+        };
+        let recorder = match &shared.plan.scenario {
             Some(sc) => Recorder::with_names(sc.compiled.names.iter().map(|(n, m)| (n.as_str(), m.as_str()))),
             None => Recorder::new(),
-        };
-        let client = match scenario.as_ref().map(|sc| sc.client(shared.plan.timeout)).transpose() {
-            Ok(c) => c,
-            Err(e) => {
-                // Checked when the plan was accepted; cannot happen on one thread only.
-                tracing::error!("worker thread: {e}");
-                let _ = tx.send(Totals::default());
-                return;
-            }
         };
         let w = Rc::new(Worker {
             shared,
@@ -443,48 +506,8 @@ fn worker(
             rate_generation: Cell::new(0),
         });
         let mut tasks = tokio::task::JoinSet::new();
-        // Scenario runs: this thread's virtual users (every `threads`-th of
-        // the agent's start order), each starting at its place in the spawn rate.
-        let order = scenario.as_ref().map(|sc| sc.order()).unwrap_or_default();
-        let mut spawned_users = 0u64;
-        let mut spawn_user = |tasks: &mut tokio::task::JoinSet<()>, k: usize, delay: Duration| {
-            if let (Some(client), false) = (&client, order.is_empty()) {
-                let seed = (index as u64) << 40 ^ spawned_users ^ w.shared.start.elapsed().subsec_nanos() as u64;
-                spawned_users += 1;
-                tasks.spawn_local(crate::scenario::virtual_user(
-                    w.clone(),
-                    client.clone(),
-                    order[k % order.len()],
-                    seed,
-                    delay,
-                ));
-            }
-        };
-        if let Some(sc) = &scenario {
-            for k in (index..order.len()).step_by(threads) {
-                let delay = sc.spawn_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(k as f64 / r));
-                spawn_user(&mut tasks, k, delay);
-            }
-        } else {
-            for i in conns {
-                let delay = ramp.mul_f64(i as f64 / total_conns as f64);
-                tasks.spawn_local(connection(w.clone(), delay));
-            }
-        }
-        let mut taken_over = 0usize;
-        let ticker = {
-            let (w, tx) = (w.clone(), tx.clone());
-            tokio::task::spawn_local(async move {
-                let mut tick = tokio::time::interval_at((w.shared.start + SNAPSHOT_INTERVAL).into(), SNAPSHOT_INTERVAL);
-                loop {
-                    tick.tick().await;
-                    let delta = w.recorder.borrow_mut().take();
-                    if tx.send(delta).is_err() {
-                        w.shared.stop.store(true, Ordering::Relaxed);
-                    }
-                }
-            })
-        };
+        load.start(&w, &mut tasks);
+        let ticker = tokio::task::spawn_local(ticker(w.clone(), tx.clone()));
         // Until every connection has ended; meanwhile the agent may ask this
         // thread to take over connections of a lost agent.
         loop {
@@ -496,19 +519,7 @@ fn worker(
                     Some(Ok(())) => {}
                     None => break,
                 },
-                Some(n) = spawn.recv() => {
-                    for _ in 0..n {
-                        if scenario.is_some() {
-                            // A lost agent's users, taken over: the same mix.
-                            let k = index + taken_over * threads;
-                            taken_over += 1;
-                            let delay = w.shared.start.elapsed();
-                            spawn_user(&mut tasks, k, delay);
-                        } else {
-                            tasks.spawn_local(connection(w.clone(), Duration::ZERO));
-                        }
-                    }
-                }
+                Some(n) = spawn.recv() => load.take_over(&w, &mut tasks, n),
             }
         }
         ticker.abort();
@@ -516,6 +527,70 @@ fn worker(
         // The receiver is gone only if the agent dropped the run; nothing to do.
         let _ = tx.send(last);
     });
+}
+
+/// Hands the thread's recorder delta to the agent every [`SNAPSHOT_INTERVAL`];
+/// stops the run if the agent is gone.
+async fn ticker(w: Rc<Worker>, tx: mpsc::UnboundedSender<Totals>) {
+    let mut tick = tokio::time::interval_at((w.shared.start + SNAPSHOT_INTERVAL).into(), SNAPSHOT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let delta = w.recorder.borrow_mut().take();
+        if tx.send(delta).is_err() {
+            w.shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What a worker thread drives: plain connections, or a scenario's virtual users.
+enum Load {
+    Connections(Connections),
+    Users(crate::scenario::Users),
+}
+
+impl Load {
+    /// Starts the thread's share.
+    fn start(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
+        match self {
+            Load::Connections(c) => c.start(w, tasks),
+            Load::Users(u) => u.start(w, tasks),
+        }
+    }
+
+    /// Takes over `n` more connections (or users) of a lost agent.
+    fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
+        match self {
+            Load::Connections(_) => {
+                for _ in 0..n {
+                    tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                }
+            }
+            Load::Users(u) => u.take_over(w, tasks, n),
+        }
+    }
+}
+
+/// A thread's plain connections: its range of the agent's connections.
+struct Connections {
+    range: std::ops::Range<usize>,
+    /// Closed model with a ramp: connection i of the agent's C begins at
+    /// ramp·i/C, so the active connections grow linearly.
+    ramp: Duration,
+    total: usize,
+}
+
+impl Connections {
+    fn new(shared: &Shared, range: std::ops::Range<usize>, open_model: bool) -> Connections {
+        let ramp = if open_model { Duration::ZERO } else { shared.plan.ramp_up };
+        Connections { range, ramp, total: shared.plan.connections }
+    }
+
+    fn start(&self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
+        for i in self.range.clone() {
+            let delay = self.ramp.mul_f64(i as f64 / self.total as f64);
+            tasks.spawn_local(connection(w.clone(), delay));
+        }
+    }
 }
 
 /// Drives one connection: request after request until the plan says stop.

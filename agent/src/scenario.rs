@@ -124,8 +124,72 @@ enum Sent {
     Done(bool),
 }
 
+/// One worker thread's virtual users: every `threads`-th of the agent's start
+/// order, each starting at its place in the spawn rate, and any taken over
+/// from a lost agent in the same mix.
+pub(crate) struct Users {
+    client: reqwest::Client,
+    /// The user type of every user of this agent, in start order.
+    order: Vec<usize>,
+    spawn_rate: Option<f64>,
+    /// This thread's index, and the number of worker threads.
+    index: usize,
+    threads: usize,
+    /// Users started so far (seeds each one's random choices).
+    spawned: u64,
+    /// Users taken over from lost agents so far.
+    taken_over: usize,
+}
+
+impl Users {
+    /// Thread `index` of `threads`'s users of `plan`, with requests timing out after `timeout`.
+    pub(crate) fn new(
+        plan: &ScenarioPlan,
+        timeout: Duration,
+        (index, threads): (usize, usize),
+    ) -> Result<Users, String> {
+        Ok(Users {
+            client: plan.client(timeout)?,
+            order: plan.order(),
+            spawn_rate: plan.spawn_rate,
+            index,
+            threads,
+            spawned: 0,
+            taken_over: 0,
+        })
+    }
+
+    /// Starts the thread's users.
+    pub(crate) fn start(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
+        for k in (self.index..self.order.len()).step_by(self.threads) {
+            let delay = self.spawn_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(k as f64 / r));
+            self.spawn(w, tasks, k, delay);
+        }
+    }
+
+    /// Starts `n` users of a lost agent, now: the same mix.
+    pub(crate) fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
+        for _ in 0..n {
+            let k = self.index + self.taken_over * self.threads;
+            self.taken_over += 1;
+            let delay = w.shared().start.elapsed();
+            self.spawn(w, tasks, k, delay);
+        }
+    }
+
+    /// Starts user `k` of the start order, `delay` after the run's start.
+    fn spawn(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, k: usize, delay: Duration) {
+        if self.order.is_empty() {
+            return;
+        }
+        let seed = (self.index as u64) << 40 ^ self.spawned ^ w.shared().start.elapsed().subsec_nanos() as u64;
+        self.spawned += 1;
+        tasks.spawn_local(virtual_user(w.clone(), self.client.clone(), self.order[k % self.order.len()], seed, delay));
+    }
+}
+
 /// Runs one virtual user of type `user`, starting `delay` after the run's start.
-pub(crate) async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed: u64, delay: Duration) {
+async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed: u64, delay: Duration) {
     let s = w.shared().clone();
     let Some(plan) = s.plan.scenario.clone() else { return };
     if !delay.is_zero() {

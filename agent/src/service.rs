@@ -125,7 +125,7 @@ impl Agent for AgentService {
             crate::plan::Limit::Duration(_) => None,
         };
         let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
-        let mut run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
+        let run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
         let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
         if let Some(a) = lock(&self.active).as_mut() {
             if a.cancelled {
@@ -140,92 +140,10 @@ impl Agent for AgentService {
         }
         tracing::info!(run_id, threads, connections, "run started");
         let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
+        let task = RunTask::new(run, run_id, tx, lease, renewed, cap);
         tokio::spawn(async move {
             let _guard = guard;
-            let stopper = run.stopper();
-            let control = run.control();
-            let event = |e| Ok(RunEvent { event: Some(e) });
-            // Started goes out once the workers have begun, carrying how far
-            // from the common start instant they began (bounded wait: a worker
-            // that failed to start must not hold the stream).
-            let give_up = tokio::time::sleep_until((run.start_instant() + Duration::from_secs(1)).into());
-            let start_skew_us = tokio::select! {
-                skew = run.started() => skew,
-                _ = give_up => 0,
-            };
-            let started = Started { threads: threads as u32, connections: connections as u32, start_skew_us };
-            let mut connected = tx.send(event(run_event::Event::Started(started))).await.is_ok();
-            let mut acc = Totals::default();
-            // Tick a little after the workers hand over their deltas, so each
-            // progress snapshot carries one whole interval from every thread.
-            let first = run.start_instant() + SNAPSHOT_INTERVAL + SNAPSHOT_INTERVAL / 10;
-            let mut tick = tokio::time::interval_at(first.into(), SNAPSHOT_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut lease_check = tokio::time::interval(LEASE_CHECK);
-            let mut last_early = std::time::Instant::now() - DRY_SNAPSHOT_GAP;
-            let mut lease_expired = false;
-            let cap_at = cap.map(|d| run.start_instant() + d);
-            let capped = async move {
-                match cap_at {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(capped);
-            let mut cap_hit = false;
-            loop {
-                tokio::select! {
-                    delta = run.next_delta() => match delta {
-                        Some(d) => acc.add(&d),
-                        None => break,
-                    },
-                    _ = tick.tick(), if connected => {
-                        // Stamped with the whole second the workers' deltas were
-                        // cut at (they hand over on the second; this tick runs a
-                        // little later), so the controller files them under the
-                        // second they belong to.
-                        let interval = SNAPSHOT_INTERVAL.as_micros();
-                        let cut = run.elapsed().as_micros() / interval * interval;
-                        let snap = snapshot(&mut acc, Duration::from_micros(cut as u64), &control);
-                        connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
-                        if !connected {
-                            tracing::warn!(run_id, "controller went away; stopping the run");
-                            stopper.stop();
-                        }
-                    }
-                    // The workers used up their grants: tell the controller at
-                    // once (it grants on every snapshot) rather than at the
-                    // next tick.
-                    _ = control.dry(), if connected && last_early.elapsed() >= DRY_SNAPSHOT_GAP => {
-                        last_early = std::time::Instant::now();
-                        let snap = snapshot(&mut acc, run.elapsed(), &control);
-                        connected = tx.send(event(run_event::Event::Progress(snap))).await.is_ok();
-                    }
-                    _ = &mut capped, if !cap_hit => {
-                        tracing::warn!(run_id, "the run reached this agent's --max-duration; stopping it");
-                        cap_hit = true;
-                        stopper.stop();
-                    }
-                    _ = lease_check.tick(), if lease.is_some() && !lease_expired => {
-                        let since = renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
-                        if lease.is_some_and(|l| since > l) {
-                            tracing::warn!(run_id, "run lease expired: no renewal from the controller for {since:?}; stopping the run");
-                            lease_expired = true;
-                            stopper.stop();
-                        }
-                    }
-                    _ = tx.closed(), if connected => {
-                        tracing::warn!(run_id, "controller went away; stopping the run");
-                        connected = false;
-                        stopper.stop();
-                    }
-                }
-            }
-            let last = snapshot(&mut acc, run.elapsed(), &control);
-            if connected {
-                let _ = tx.send(event(run_event::Event::Finished(last))).await;
-            }
-            tracing::info!(run_id, "run finished");
+            task.run(threads as u32, connections as u32).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -260,6 +178,8 @@ impl Agent for AgentService {
         };
         *a.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         if let Some(c) = &a.control {
+            // Count mode: the agent's half of the grant protocol described
+            // next to `RenewRequest` in proto/proto/volley.proto.
             if r.add_requests > 0 || r.last {
                 c.grant(r.add_requests, r.last);
             }
@@ -274,6 +194,166 @@ impl Agent for AgentService {
             }
         }
         Ok(Response::new(RenewReply { running: true }))
+    }
+}
+
+/// One run's task on the agent: forwards the workers' deltas to the
+/// controller as snapshots and stops the run when its lease expires, its
+/// `--max-duration` is reached or the controller goes away.
+struct RunTask {
+    run: engine::Run,
+    run_id: String,
+    stopper: Stopper,
+    control: Control,
+    tx: mpsc::Sender<Result<RunEvent, Status>>,
+    /// The controller still reads the stream.
+    connected: bool,
+    /// What the workers handed over since the last snapshot.
+    acc: Totals,
+    /// The run lease, if any, and when the controller last renewed it.
+    lease: Option<Duration>,
+    renewed: Arc<Mutex<std::time::Instant>>,
+    lease_expired: bool,
+    /// Count mode: this agent's `--max-duration`, if any.
+    cap: Option<Duration>,
+    cap_hit: bool,
+    /// When the last early (grants ran dry) snapshot went out.
+    last_early: std::time::Instant,
+}
+
+impl RunTask {
+    fn new(
+        run: engine::Run,
+        run_id: String,
+        tx: mpsc::Sender<Result<RunEvent, Status>>,
+        lease: Option<Duration>,
+        renewed: Arc<Mutex<std::time::Instant>>,
+        cap: Option<Duration>,
+    ) -> RunTask {
+        RunTask {
+            stopper: run.stopper(),
+            control: run.control(),
+            run,
+            run_id,
+            tx,
+            connected: true,
+            acc: Totals::default(),
+            lease,
+            renewed,
+            lease_expired: false,
+            cap,
+            cap_hit: false,
+            last_early: std::time::Instant::now() - DRY_SNAPSHOT_GAP,
+        }
+    }
+
+    /// Runs until every worker has finished, then sends the final snapshot.
+    async fn run(mut self, threads: u32, connections: u32) {
+        self.started(threads, connections).await;
+        // Tick a little after the workers hand over their deltas, so each
+        // progress snapshot carries one whole interval from every thread.
+        let first = self.run.start_instant() + SNAPSHOT_INTERVAL + SNAPSHOT_INTERVAL / 10;
+        let mut tick = tokio::time::interval_at(first.into(), SNAPSHOT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease_check = tokio::time::interval(LEASE_CHECK);
+        let cap_at = self.cap.map(|d| self.run.start_instant() + d);
+        let capped = async move {
+            match cap_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(capped);
+        loop {
+            tokio::select! {
+                delta = self.run.next_delta() => match delta {
+                    Some(d) => self.acc.add(&d),
+                    None => break,
+                },
+                _ = tick.tick(), if self.connected => self.on_tick().await,
+                // The workers used up their grants: tell the controller at
+                // once (it grants on every snapshot) rather than at the
+                // next tick.
+                _ = self.control.dry(), if self.connected && self.last_early.elapsed() >= DRY_SNAPSHOT_GAP => {
+                    self.on_dry().await;
+                }
+                _ = &mut capped, if !self.cap_hit => self.on_cap(),
+                _ = lease_check.tick(), if self.lease.is_some() && !self.lease_expired => self.on_lease_check(),
+                _ = self.tx.closed(), if self.connected => self.on_controller_gone(),
+            }
+        }
+        let last = snapshot(&mut self.acc, self.run.elapsed(), &self.control);
+        if self.connected {
+            let _ = self.send(run_event::Event::Finished(last)).await;
+        }
+        tracing::info!(run_id = self.run_id, "run finished");
+    }
+
+    /// Sends Started once the workers have begun, carrying how far from the
+    /// common start instant they began (bounded wait: a worker that failed
+    /// to start must not hold the stream).
+    async fn started(&mut self, threads: u32, connections: u32) {
+        let give_up = tokio::time::sleep_until((self.run.start_instant() + Duration::from_secs(1)).into());
+        let start_skew_us = tokio::select! {
+            skew = self.run.started() => skew,
+            _ = give_up => 0,
+        };
+        let started = Started { threads, connections, start_skew_us };
+        self.connected = self.send(run_event::Event::Started(started)).await;
+    }
+
+    /// Sends `event`; `false` when the controller is gone.
+    async fn send(&self, event: run_event::Event) -> bool {
+        self.tx.send(Ok(RunEvent { event: Some(event) })).await.is_ok()
+    }
+
+    /// The once-a-second progress snapshot.
+    async fn on_tick(&mut self) {
+        // Stamped with the whole second the workers' deltas were cut at (they
+        // hand over on the second; this tick runs a little later), so the
+        // controller files them under the second they belong to.
+        let interval = SNAPSHOT_INTERVAL.as_micros();
+        let cut = self.run.elapsed().as_micros() / interval * interval;
+        let snap = snapshot(&mut self.acc, Duration::from_micros(cut as u64), &self.control);
+        self.connected = self.send(run_event::Event::Progress(snap)).await;
+        if !self.connected {
+            tracing::warn!(run_id = self.run_id, "controller went away; stopping the run");
+            self.stopper.stop();
+        }
+    }
+
+    /// An early snapshot: the workers ran out of granted requests.
+    async fn on_dry(&mut self) {
+        self.last_early = std::time::Instant::now();
+        let snap = snapshot(&mut self.acc, self.run.elapsed(), &self.control);
+        self.connected = self.send(run_event::Event::Progress(snap)).await;
+    }
+
+    /// The run reached this agent's `--max-duration`.
+    fn on_cap(&mut self) {
+        tracing::warn!(run_id = self.run_id, "the run reached this agent's --max-duration; stopping it");
+        self.cap_hit = true;
+        self.stopper.stop();
+    }
+
+    /// Stops the run if the controller has not renewed its lease in time.
+    fn on_lease_check(&mut self) {
+        let since = self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if self.lease.is_some_and(|l| since > l) {
+            tracing::warn!(
+                run_id = self.run_id,
+                "run lease expired: no renewal from the controller for {since:?}; stopping the run"
+            );
+            self.lease_expired = true;
+            self.stopper.stop();
+        }
+    }
+
+    /// The controller dropped the stream.
+    fn on_controller_gone(&mut self) {
+        tracing::warn!(run_id = self.run_id, "controller went away; stopping the run");
+        self.connected = false;
+        self.stopper.stop();
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`discovery`]: `--agents` entries (addresses, `dns:` names) to agent addresses.
 //! - [`dry_run`]: `--dry-run`, checking a command line without network activity.
 //! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
+//! - [`outcome`]: what a run produced, per agent and merged, and its observer.
 //! - [`split`]: proportional, deterministic splitting of quotas and connections.
 //! - [`report`]: the global report as text and JSON.
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
@@ -21,6 +22,7 @@ pub mod dry_run;
 pub mod embedded;
 pub mod error;
 pub mod html;
+pub mod outcome;
 pub mod output;
 pub mod report;
 pub mod series;
@@ -39,7 +41,7 @@ use report::Report;
 /// covers what they did.
 pub async fn run(
     cfg: &RunConfig,
-    observer: &mut dyn coordinator::Observer,
+    observer: &mut dyn outcome::Observer,
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<Report, Error> {
     let (addresses, embedded) = if cfg.agents.is_empty() {
@@ -126,7 +128,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         quiet: true,
     };
     let result = match run_args.check() {
-        Ok(cfg) => run(&cfg, &mut coordinator::NoObserver, std::future::pending()).await,
+        Ok(cfg) => run(&cfg, &mut outcome::NoObserver, std::future::pending()).await,
         Err(e) => Err(e),
     };
     a.stop().await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use volley_stats::Totals;
 
-use crate::coordinator::{AgentState, Outcome};
+use crate::outcome::{AgentState, Outcome};
 
 /// The percentiles of ApacheBench's "served within a certain time" table, plus p99.9.
 pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];

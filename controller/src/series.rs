@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use volley_stats::Totals;
 
-use crate::coordinator::{AgentOutcome, AgentState, Observer};
+use crate::outcome::{AgentOutcome, AgentState, Observer};
 
 /// One second of the run, merged across agents.
 #[derive(Debug, Clone, Default)]

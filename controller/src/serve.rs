@@ -33,8 +33,8 @@ use tokio::sync::oneshot;
 use volley_common::{lock, parse_nonzero_duration};
 
 use crate::cli::{AgentLink, Output, RunArgs, RunConfig};
-use crate::coordinator::{AgentOutcome, AgentState, Observer};
 use crate::error::Error;
+use crate::outcome::{AgentOutcome, AgentState, Observer};
 use crate::report::Report;
 use crate::series::{Progress, SecondRow, Series};
 

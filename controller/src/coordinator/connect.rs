@@ -1,0 +1,152 @@
+//! Connecting to an agent and asking it to describe itself, with a typed
+//! error for every way that can fail.
+
+use std::time::{Duration, Instant};
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use volley_proto::agent_client::AgentClient;
+use volley_proto::{AgentInfo, DescribeRequest, PROTOCOL_VERSION};
+
+use crate::cli::ChannelConfig;
+
+/// How long connecting to and describing one agent may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Adds the shared token to every call.
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of one agent, with the token on every call.
+pub type Client = AgentClient<InterceptedService<Channel, Bearer>>;
+
+/// Why an agent cannot be used. Each message reads after "agent ADDRESS".
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid address")]
+    Address(#[source] tonic::transport::Error),
+    #[error("TLS settings")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("--token: not a valid header value")]
+    Token,
+    #[error("unreachable")]
+    Unreachable(#[source] tonic::transport::Error),
+    #[error("refused the controller's token: {0}")]
+    Unauthenticated(String),
+    #[error("does not answer as a Volley agent: {0}")]
+    NotAnAgent(String),
+    #[error("did not answer within {CONNECT_TIMEOUT:?}")]
+    Timeout,
+    #[error("speaks protocol version {theirs} but this controller speaks {PROTOCOL_VERSION} (agent version {version})")]
+    Protocol { theirs: u32, version: String },
+    #[error("is busy with another run")]
+    Busy,
+}
+
+impl ConnectError {
+    /// The error and its causes on one line, each cause once: tonic's
+    /// transport errors say little at the top ("transport error") and repeat
+    /// themselves lower down.
+    pub fn one_line(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            source = s.source();
+        }
+        out
+    }
+}
+
+/// A connected, described agent.
+pub struct Connected {
+    pub address: String,
+    pub client: Client,
+    pub info: AgentInfo,
+    /// How long Describe took: a round trip plus the agent's reply time.
+    pub rtt: Duration,
+}
+
+/// Connects to the agent at `address` and checks it can take a run.
+pub async fn connect(address: String, channel: ChannelConfig) -> Result<Connected, ConnectError> {
+    let scheme = if channel.tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(ConnectError::Address)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        // HTTP/2 pings notice a silent peer even when no RPC is in flight.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(1))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = channel.tls.clone() {
+        endpoint = endpoint.tls_config(tls).map_err(ConnectError::Tls)?;
+    }
+    let bearer = match &channel.token {
+        // A token that cannot travel in a header is refused before any call.
+        Some(t) => Some(format!("Bearer {}", t.expose()).parse().map_err(|_| ConnectError::Token)?),
+        None => None,
+    };
+    let attempt = async {
+        let transport = endpoint.connect().await.map_err(ConnectError::Unreachable)?;
+        let mut client = AgentClient::with_interceptor(transport, Bearer(bearer));
+        let asked = Instant::now();
+        let info = client
+            .describe(DescribeRequest {})
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::Unauthenticated => ConnectError::Unauthenticated(s.message().to_owned()),
+                _ => ConnectError::NotAnAgent(s.message().to_owned()),
+            })?
+            .into_inner();
+        Ok::<_, ConnectError>((client, info, asked.elapsed()))
+    };
+    let (client, info, rtt) =
+        tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| ConnectError::Timeout)??;
+    if info.protocol_version != PROTOCOL_VERSION {
+        return Err(ConnectError::Protocol { theirs: info.protocol_version, version: info.version });
+    }
+    if info.busy {
+        return Err(ConnectError::Busy);
+    }
+    Ok(Connected { address, client, info, rtt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_agent_says_why_on_one_line_each_cause_once() {
+        // A port that was just free: nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let Err(e) = connect(addr.to_string(), ChannelConfig::default()).await else {
+            panic!("nothing listens on {addr}");
+        };
+        assert!(matches!(e, ConnectError::Unreachable(_)), "{e:?}");
+        let line = e.one_line();
+        assert!(line.starts_with("unreachable: "), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let refused = "Connection refused";
+        assert_eq!(line.matches(refused).count(), 1, "the cause is named once: {line}");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_a_header_is_refused_before_connecting() {
+        let channel = ChannelConfig { token: agent::security::Token::new("bad\ntoken"), ..ChannelConfig::default() };
+        let e = connect("127.0.0.1:1".into(), channel).await.err().unwrap();
+        assert_eq!(e.one_line(), "--token: not a valid header value");
+    }
+}

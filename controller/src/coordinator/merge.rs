@@ -1,0 +1,246 @@
+//! The merge loop: reads every agent's event stream, merges snapshot deltas
+//! per agent and overall, renews leases, notices lost agents and passes on
+//! a cancel, until every stream has ended.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use volley_proto::{CancelRequest, RenewRequest, run_event};
+use volley_stats::Totals;
+
+use super::RENEW_EVERY;
+use super::connect::Client;
+use super::ledger::{Ledger, Renewal, Renewals};
+use crate::outcome::{AgentOutcome, AgentState, Observer, Outcome};
+
+/// How often the loop looks for agents that have gone silent.
+const WATCHDOG_EVERY: Duration = Duration::from_millis(100);
+
+/// An event from one agent's stream.
+enum Event {
+    Started { threads: u32, skew_us: i64 },
+    Delta { totals: Totals, elapsed: Duration, taken: u64 },
+    Finished { totals: Totals, elapsed: Duration },
+    Broken(String),
+}
+
+/// The merge loop's link to one agent.
+struct Link {
+    client: Client,
+    /// Feeds its renewer while its stream is open; dropping it stops the renewals.
+    renew: Option<mpsc::UnboundedSender<RenewRequest>>,
+}
+
+/// The merge loop's state.
+pub struct Merge<'a> {
+    run_id: String,
+    ledger: Ledger,
+    links: Vec<Link>,
+    observer: &'a mut dyn Observer,
+    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    total: Totals,
+    cancelled: bool,
+    /// Count mode: requests no agent was left to send.
+    unassigned: u64,
+}
+
+impl<'a> Merge<'a> {
+    /// Starts reading `streams` (agent index, stream) and renewing those
+    /// agents' leases; `clients` are every agent's, in the ledger's order.
+    pub fn start(
+        run_id: String,
+        mut ledger: Ledger,
+        clients: Vec<Client>,
+        streams: Vec<(usize, tonic::Streaming<volley_proto::RunEvent>)>,
+        observer: &'a mut dyn Observer,
+    ) -> Merge<'a> {
+        let mut links: Vec<Link> = clients.into_iter().map(|client| Link { client, renew: None }).collect();
+        let (tx, events) = mpsc::unbounded_channel();
+        for (i, stream) in streams {
+            ledger.started(i, Instant::now());
+            let (renew_tx, renew_rx) = mpsc::unbounded_channel();
+            links[i].renew = Some(renew_tx);
+            tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx));
+            tokio::spawn(forward(i, stream, tx.clone()));
+        }
+        observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
+        Merge { run_id, ledger, links, observer, events, total: Totals::default(), cancelled: false, unassigned: 0 }
+    }
+
+    /// Merges until every stream has ended; when `cancel` completes first,
+    /// cancels the agents and goes on merging what they still report.
+    pub async fn run(&mut self, cancel: impl std::future::Future<Output = ()>) {
+        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        tokio::pin!(cancel);
+        while self.ledger.any_running() {
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let Some((i, ev)) = ev else { break };
+                    self.on_event(i, ev);
+                }
+                _ = watchdog.tick() => self.on_watchdog(),
+                _ = &mut cancel, if !self.cancelled => self.on_cancel(),
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, ev: Event) {
+        if !self.ledger.heard_from(i, Instant::now()) {
+            return; // already given up on
+        }
+        match ev {
+            Event::Started { threads, skew_us } => self.ledger.began(i, threads, skew_us),
+            Event::Delta { totals, elapsed, taken } => {
+                self.total.add(&totals);
+                let renewals = self.ledger.reported(i, &totals, elapsed, taken, self.cancelled);
+                self.observer.delta(i, &totals, elapsed);
+                self.send(renewals);
+            }
+            Event::Finished { totals, elapsed } => {
+                self.total.add(&totals);
+                let state = self.ledger.finished(i, &totals, elapsed, self.cancelled);
+                self.links[i].renew = None;
+                self.observer.delta(i, &totals, elapsed);
+                self.observer.ended(i, state, None);
+            }
+            Event::Broken(why) => self.lose(i, why),
+        }
+    }
+
+    /// Gives up on agents that have sent nothing for [`LOST_AFTER`](super::LOST_AFTER).
+    fn on_watchdog(&mut self) {
+        for (i, silent) in self.ledger.silent(Instant::now()) {
+            // An earlier loss in this round may have ended it already.
+            if self.ledger.slots()[i].running {
+                self.lose(i, format!("sent nothing for {:.1} s", silent.as_secs_f64()));
+            }
+        }
+    }
+
+    /// Asks every running agent to stop; they still send their final snapshot.
+    fn on_cancel(&mut self) {
+        self.cancelled = true;
+        for (slot, link) in self.ledger.slots().iter().zip(&self.links) {
+            if !slot.running {
+                continue;
+            }
+            let mut client = link.client.clone();
+            let run_id = self.run_id.clone();
+            tokio::spawn(async move { client.cancel(CancelRequest { run_id }).await });
+        }
+    }
+
+    /// Marks agent `i` lost, stops it if it can still hear, and hands its
+    /// unfinished work to the survivors.
+    fn lose(&mut self, i: usize, why: String) {
+        let address = &self.ledger.slots()[i].outcome.address;
+        tracing::debug!(agent = %address, "agent lost: {why}");
+        eprintln!("controller: agent {address} lost: {why}");
+        // Dropping the renewer stops the lease renewals: a cut-off agent then
+        // stops on its own when its lease runs out. Cancel it too, in case it can hear.
+        self.links[i].renew = None;
+        let mut client = self.links[i].client.clone();
+        let run_id = self.run_id.clone();
+        tokio::spawn(async move {
+            let mut req = tonic::Request::new(CancelRequest { run_id });
+            req.set_timeout(RENEW_EVERY);
+            client.cancel(req).await
+        });
+        self.observer.ended(i, AgentState::Lost, Some(&why));
+        let (renewals, unassigned) = self.ledger.lose(i, why, Instant::now());
+        self.unassigned += unassigned;
+        self.send(renewals);
+    }
+
+    /// Sends what the ledger decided to the agents' renewers.
+    fn send(&self, renewals: Renewals) {
+        for (j, renewal) in renewals {
+            let mut req = RenewRequest { run_id: self.run_id.clone(), ..Default::default() };
+            match renewal {
+                Renewal::Grant(n) => req.add_requests = n,
+                Renewal::NoMoreGrants => req.last = true,
+                Renewal::Takeover { add_connections, new_rate } => {
+                    req.add_connections = add_connections;
+                    req.new_rate = new_rate.unwrap_or(0.0);
+                }
+            }
+            if let Some(tx) = &self.links[j].renew {
+                // The renewer ends only when the agent is done; then nothing is owed.
+                let _ = tx.send(req);
+            }
+        }
+    }
+
+    /// The merged outcome, with `unreachable` agents listed after the others.
+    pub fn finish(self, unreachable: Vec<AgentOutcome>) -> Outcome {
+        let mut agents = self.ledger.into_outcomes();
+        let duration = agents.iter().map(|o| o.elapsed).max().unwrap_or_default();
+        let any_lost = agents.iter().any(|o| o.state == AgentState::Lost);
+        let unaccounted_max = any_lost.then(|| agents.iter().filter_map(|o| o.unaccounted_max).sum());
+        agents.extend(unreachable);
+        Outcome {
+            agents,
+            total: self.total,
+            duration,
+            cancelled: self.cancelled,
+            unaccounted_max,
+            unassigned: self.unassigned,
+        }
+    }
+}
+
+/// Reads one agent's event stream into the merge loop's channel.
+async fn forward(
+    i: usize,
+    mut stream: tonic::Streaming<volley_proto::RunEvent>,
+    tx: mpsc::UnboundedSender<(usize, Event)>,
+) {
+    loop {
+        let event = match stream.next().await {
+            None => Event::Broken("its stream ended before the final snapshot".into()),
+            Some(Err(status)) => Event::Broken(format!("its stream failed: {}", status.message())),
+            Some(Ok(ev)) => match ev.event {
+                Some(run_event::Event::Started(s)) => Event::Started { threads: s.threads, skew_us: s.start_skew_us },
+                Some(run_event::Event::Progress(snap)) => match Totals::from_snapshot(&snap) {
+                    Ok(totals) => Event::Delta {
+                        totals,
+                        elapsed: Duration::from_micros(snap.elapsed_us),
+                        taken: snap.taken_total,
+                    },
+                    Err(e) => Event::Broken(e.to_string()),
+                },
+                Some(run_event::Event::Finished(snap)) => match Totals::from_snapshot(&snap) {
+                    Ok(totals) => Event::Finished { totals, elapsed: Duration::from_micros(snap.elapsed_us) },
+                    Err(e) => Event::Broken(e.to_string()),
+                },
+                None => continue,
+            },
+        };
+        let last = matches!(event, Event::Finished { .. } | Event::Broken(_));
+        if tx.send((i, event)).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Renews one agent's run lease every [`RENEW_EVERY`] and forwards grants,
+/// until its channel closes (the agent finished or was lost).
+async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>) {
+    let mut beat = tokio::time::interval(RENEW_EVERY);
+    loop {
+        let req = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => r,
+                None => return,
+            },
+            _ = beat.tick() => RenewRequest { run_id: run_id.clone(), ..Default::default() },
+        };
+        let mut req = tonic::Request::new(req);
+        // A cut-off agent must not hold the renewals of this one forever.
+        req.set_timeout(RENEW_EVERY);
+        if let Err(status) = client.renew(req).await {
+            tracing::debug!("renew failed: {}", status.message());
+        }
+    }
+}

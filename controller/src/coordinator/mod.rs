@@ -1,0 +1,145 @@
+//! Running one load test across agents and merging what they report.
+//!
+//! 1. Connect to every agent at once and ask it to describe itself; refuse the
+//!    run, naming each agent, if any is unreachable, busy or of another
+//!    protocol version (or go on without the unreachable ones when at least
+//!    `--min-agents` answer).
+//! 2. Split connections in proportion to the agents' worker threads and the
+//!    request quota (or rate) in proportion to connections, so agents finish
+//!    together.
+//! 3. Send every agent its plan with one common start instant a little in the
+//!    future, so they begin together.
+//! 4. Merge snapshot deltas as they arrive, per agent and overall, until every
+//!    stream has ended with its final snapshot. Cancelling stops the agents
+//!    and still reports what they did.
+//!
+//! # Surviving lost agents
+//!
+//! Every agent's run holds a lease the controller renews about once a second
+//! (the `Renew` RPC); an agent whose lease expires stops on its own, so a dead
+//! or cut-off controller never leaves load running. The controller in turn
+//! expects a snapshot from every agent about once a second: an agent whose
+//! stream breaks, or that sends nothing for [`LOST_AFTER`], is marked lost,
+//! and everything it reported is kept.
+//!
+//! In count mode the quota is not handed out whole: each agent gets grants a
+//! couple of seconds ahead of its pace, so when it is lost, at most its
+//! granted-but-unreported requests can have been sent unseen. Those are shown
+//! as `unaccounted` (an upper bound), and its unfinished quota (its share minus
+//! what it reported) moves to the surviving agents, so the report still
+//! accounts for exactly `n` requests. To keep that possible, no agent is told
+//! "no more grants" until every running agent has used its share. In duration
+//! and rate modes the survivors take over the lost agent's connections and
+//! rate for the rest of the run.
+
+mod connect;
+mod ledger;
+mod merge;
+mod plan;
+
+use std::time::Duration;
+
+pub use connect::{Bearer, Client, ConnectError};
+use connect::{Connected, connect};
+use ledger::Ledger;
+use merge::Merge;
+use volley_proto::run_plan;
+
+use crate::cli::{Limit, RunConfig};
+use crate::error::Error;
+use crate::outcome::{AgentOutcome, Observer, Outcome};
+
+/// An agent that sends nothing for this long is lost. Agents send a snapshot
+/// every second, so this detects a dead or cut-off agent within 3 s.
+pub const LOST_AFTER: Duration = Duration::from_millis(2200);
+/// The run lease agents are given; the controller renews every [`RENEW_EVERY`].
+pub const LEASE: Duration = Duration::from_secs(3);
+/// How often the controller renews every agent's lease.
+pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `cfg` on the agents at `addresses` and merges their results, telling
+/// `observer` as it goes. When `cancel` completes, the agents are cancelled
+/// and the outcome covers what they did until then.
+pub async fn execute(
+    cfg: &RunConfig,
+    addresses: &[String],
+    observer: &mut dyn Observer,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, Error> {
+    let (agents, unreachable) = connect_all(cfg, addresses).await?;
+    let shares = plan::shares(cfg, &agents.iter().map(|a| a.info.worker_threads).collect::<Vec<_>>());
+    let start_us = plan::start_at_us(agents.iter().map(|a| a.rtt).max().unwrap_or_default());
+    let run_id = format!("run-{start_us:x}");
+    let outcomes = agents.iter().zip(&shares).map(|(a, s)| plan::planned(a, s)).collect();
+    let mut ledger = Ledger::new(outcomes, matches!(cfg.limit, Limit::Requests(_)), std::time::Instant::now());
+
+    // Send every plan; a refusal by any agent aborts the run before it starts.
+    let mut sends = Vec::new();
+    for (i, (a, share)) in agents.iter().zip(&shares).enumerate() {
+        let limit = match cfg.limit {
+            Limit::Requests(_) => match ledger.first_grant(i) {
+                Some(first) => run_plan::Limit::Requests(first),
+                None => continue, // nothing for this agent to do
+            },
+            Limit::Duration(d) => run_plan::Limit::DurationMs(d.as_millis().max(1) as u64),
+        };
+        let plan = plan::run_plan(cfg, share, &run_id, start_us, limit);
+        let mut client = a.client.clone();
+        sends.push(async move { (i, client.run(plan).await) });
+    }
+    let mut streams = Vec::new();
+    let mut refusals = Vec::new();
+    for (i, r) in futures::future::join_all(sends).await {
+        match r {
+            Ok(s) => streams.push((i, s.into_inner())),
+            Err(status) => refusals.push(format!("agent {} refused the plan: {}", agents[i].address, status.message())),
+        }
+    }
+    if !refusals.is_empty() {
+        // Dropping the accepted streams stops those agents before they start.
+        drop(streams);
+        return Err(Error::agent(refusals.join("; ")));
+    }
+
+    let clients = agents.into_iter().map(|a| a.client).collect();
+    let mut merge = Merge::start(run_id, ledger, clients, streams, observer);
+    merge.run(cancel).await;
+    Ok(merge.finish(unreachable))
+}
+
+/// Connects to every agent at once. Refuses the run, naming each agent, if
+/// any cannot be used, unless at least `--min-agents` can: then returns the
+/// others as unreachable outcomes and goes on.
+async fn connect_all(cfg: &RunConfig, addresses: &[String]) -> Result<(Vec<Connected>, Vec<AgentOutcome>), Error> {
+    let results = futures::future::join_all(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone()))).await;
+    let mut agents = Vec::with_capacity(results.len());
+    let mut problems = Vec::new();
+    for (addr, r) in addresses.iter().zip(results) {
+        match r {
+            Ok(c) => agents.push(c),
+            Err(e) => problems.push((addr.clone(), format!("agent {addr} {}", e.one_line()))),
+        }
+    }
+    let min_agents = cfg.min_agents.unwrap_or(addresses.len()).max(1);
+    if !problems.is_empty() {
+        let text = problems.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join("; ");
+        if agents.len() < min_agents {
+            let need = if cfg.min_agents.is_some() {
+                format!(" (only {} of {} answered; --min-agents is {min_agents})", agents.len(), addresses.len())
+            } else {
+                String::new()
+            };
+            return Err(Error::agent(format!("{text}{need}")));
+        }
+        eprintln!("controller: going on with {} of {} agents: {text}", agents.len(), addresses.len());
+    }
+    if (cfg.connections as usize) < agents.len() {
+        return Err(Error::usage(format!(
+            "-c/--connections: {} is fewer than the {} agents; each agent needs at least one connection",
+            cfg.connections,
+            agents.len()
+        )));
+    }
+    let unreachable = problems.into_iter().map(|(addr, why)| AgentOutcome::unreachable(addr, why)).collect();
+    Ok((agents, unreachable))
+}

@@ -1,0 +1,117 @@
+//! What a run produced: every agent's part and the merged whole, and the
+//! [`Observer`] that sees them as they come.
+//!
+//! These types sit apart from the coordinator that fills them so the report,
+//! the time series and the HTTP API read them without depending on how a run
+//! is driven.
+
+use std::time::Duration;
+
+use volley_stats::Totals;
+
+/// How an agent's part of the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    /// It ran its part to the end.
+    Done,
+    /// It was cancelled (Ctrl-C) and reported what it did.
+    Cancelled,
+    /// Its stream broke before the final snapshot; what it reported is kept.
+    Lost,
+    /// It had no share of the work (more agents than requests).
+    Idle,
+    /// It did not answer at the start; the run went on without it (`--min-agents`).
+    Unreachable,
+}
+
+/// One agent's part of a run.
+#[derive(Debug, Clone)]
+pub struct AgentOutcome {
+    /// The address as given (or the embedded agent's).
+    pub address: String,
+    /// The host name the agent reported.
+    pub hostname: String,
+    /// Worker threads it used.
+    pub threads: u32,
+    /// Connections it was given.
+    pub connections: u32,
+    /// Requests it was given (count mode).
+    pub quota: Option<u64>,
+    /// What it reported, summed.
+    pub totals: Totals,
+    /// Time from its start to its last snapshot.
+    pub elapsed: Duration,
+    /// How its part ended.
+    pub state: AgentState,
+    /// Why it was lost, if it was.
+    pub error: Option<String>,
+    /// Open model: its share of the rate, requests per second.
+    pub rate: Option<f64>,
+    /// How late (positive) its workers began relative to the common start
+    /// instant, by its own clock, in microseconds.
+    pub start_skew_us: Option<i64>,
+    /// Lost agents: the most requests it may have sent after its last
+    /// snapshot (count and rate modes; `None` when no bound is known).
+    pub unaccounted_max: Option<u64>,
+    /// Count mode: requests of its share moved to other agents after it was lost.
+    pub reassigned: u64,
+}
+
+impl AgentOutcome {
+    /// An agent that did not answer at the start; the run went on without it.
+    pub fn unreachable(address: String, why: String) -> AgentOutcome {
+        AgentOutcome {
+            address,
+            hostname: String::new(),
+            threads: 0,
+            connections: 0,
+            quota: None,
+            totals: Totals::default(),
+            elapsed: Duration::ZERO,
+            state: AgentState::Unreachable,
+            error: Some(why),
+            rate: None,
+            start_skew_us: None,
+            unaccounted_max: None,
+            reassigned: 0,
+        }
+    }
+}
+
+/// The merged result of a run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Every agent's part, in the order given.
+    pub agents: Vec<AgentOutcome>,
+    /// The sum of every agent's totals.
+    pub total: Totals,
+    /// The longest agent's time from the common start to its end.
+    pub duration: Duration,
+    /// Whether the run was cancelled by the user.
+    pub cancelled: bool,
+    /// The most requests lost agents may have sent unseen, in total.
+    pub unaccounted_max: Option<u64>,
+    /// Count mode: requests no agent was left to send (every agent lost).
+    pub unassigned: u64,
+}
+
+/// Sees a run as it goes: for live progress, time series and the HTTP API.
+///
+/// Called from the merge loop, so implementations must be quick (no I/O that
+/// can block). Every method has a default that does nothing.
+pub trait Observer: Send {
+    /// The run is about to start; `agents` are the parts as planned.
+    fn started(&mut self, _agents: &[AgentOutcome]) {}
+    /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
+    /// the common start.
+    fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    /// Agent `agent`'s part ended.
+    fn ended(&mut self, _agent: usize, _state: AgentState, _error: Option<&str>) {}
+}
+
+/// An observer that observes nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
