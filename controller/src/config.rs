@@ -1,0 +1,123 @@
+//! A checked run: what `controller run` and `POST /v1/runs` become once every
+//! value has passed [`RunRequest::check`](crate::request::RunRequest::check),
+//! and what the coordinator, the report and the outputs read.
+
+use std::time::Duration;
+
+use crate::discovery::AgentSource;
+
+/// Output formats of the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Human-readable, ApacheBench-style.
+    #[default]
+    Text,
+    /// One JSON object (schema in the README).
+    Json,
+    /// The per-second series as CSV (one row per second).
+    Csv,
+}
+
+/// Why a duration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    /// Not humantime syntax; the text says what was wrong.
+    #[error("{0} (try e.g. 10s, 500ms, 2m)")]
+    Syntax(humantime::DurationError),
+    /// Zero.
+    #[error("must be longer than zero")]
+    Zero,
+}
+
+/// A duration value (flag or JSON string): humantime syntax, longer than zero.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(s).map_err(DurationError::Syntax)?;
+    if d.is_zero() {
+        return Err(DurationError::Zero);
+    }
+    Ok(d)
+}
+
+/// How much work a run does, globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Exactly this many requests.
+    Requests(u64),
+    /// For this long.
+    Duration(Duration),
+}
+
+/// A checked `controller run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Where the agents are (resolved just before the run); empty means one embedded agent.
+    pub agents: Vec<AgentSource>,
+    /// The target URL, checked.
+    pub url: String,
+    /// The method, checked.
+    pub method: String,
+    /// Headers as (name, value), checked.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How much work.
+    pub limit: Limit,
+    /// Connections in total.
+    pub connections: u32,
+    /// Worker threads per agent, if given.
+    pub threads: Option<u32>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Success statuses; empty means any 2xx.
+    pub success_status: Vec<u16>,
+    /// Report format.
+    pub output: Output,
+    /// Open model: requests per second in total.
+    pub rate: Option<f64>,
+    /// Ramp-up time (zero for none).
+    pub ramp_up: Duration,
+    /// Agents that must answer at the start (default: all).
+    pub min_agents: Option<usize>,
+    /// How to reach the agents: token and TLS.
+    pub channel: ChannelConfig,
+    /// Conditions the run must meet.
+    pub thresholds: Vec<crate::threshold::Threshold>,
+    /// Where to write the HdrHistogram interval log.
+    pub hdr_log: Option<std::path::PathBuf>,
+    /// Where to write the HTML report.
+    pub html: Option<std::path::PathBuf>,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Scenario runs: the scenario and its users.
+    pub scenario: Option<ScenarioRun>,
+    /// HTTPS targets: extra CA certificates (PEM).
+    pub target_ca_pem: Vec<u8>,
+    /// HTTPS targets: accept any certificate.
+    pub target_insecure: bool,
+}
+
+/// A checked scenario run.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    /// The scenario, with `--url` and the tags applied.
+    pub scenario: volley_scenario::Scenario,
+    /// It as JSON, for the plans.
+    pub json: String,
+    /// Virtual users in total.
+    pub users: u64,
+    /// Users of each user type, in total.
+    pub per_type: Vec<u64>,
+    /// Users started per second in total.
+    pub spawn_rate: Option<f64>,
+}
+
+/// How the controller reaches its agents.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelConfig {
+    /// Sent on every call (its `Debug` is redacted).
+    pub token: Option<agent::security::Token>,
+    /// TLS settings; `None` for plain gRPC.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Whether a client certificate is presented (for messages).
+    pub mutual: bool,
+}

@@ -1,0 +1,504 @@
+//! One run request, whichever way it arrives: `controller run`'s flags and
+//! `controller serve`'s `POST /v1/runs` body both become a [`RunRequest`],
+//! and one [`RunRequest::check`] turns it into a [`RunConfig`], refusing a
+//! wrong value with a [`UsageError`] that names its [`Field`].
+//!
+//! Adding a value means: a field here (its JSON name comes from serde), a
+//! flag in [`cli`](crate::cli), a [`Field`] variant, and its check below.
+//!
+//! What only the command line may do is kept apart in [`LocalOptions`], which
+//! JSON cannot set: reading files on this host (`--scenario FILE`,
+//! `-d @FILE`, `--target-ca`), writing outputs, and the agents' TLS files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::cli::{AgentLink, RunArgs};
+use crate::config::{ChannelConfig, Limit, Output, RunConfig, ScenarioRun, parse_duration};
+use crate::discovery::parse_agents;
+use crate::error::{Field, UsageError};
+
+/// Connections when a request names none.
+const DEFAULT_CONNECTIONS: u32 = 10;
+/// Per-request timeout when a request names none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A run, as asked for: every value unchecked, absent ones `None`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Agents, comma-separated (JSON: a string or a list of strings).
+    #[serde(default, deserialize_with = "joined")]
+    pub agents: Option<String>,
+    /// Target URL; with a scenario, the base URL replacing the scenario's.
+    pub url: Option<String>,
+    /// A scenario's TOML text (the command line reads it from
+    /// [`LocalOptions::scenario_file`] instead).
+    pub scenario: Option<String>,
+    /// Scenario runs: virtual users in total.
+    pub users: Option<u64>,
+    /// Scenario runs: users started per second in total.
+    pub spawn_rate: Option<f64>,
+    /// Scenario runs: only requests with any of these tags.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub tags: Vec<String>,
+    /// Scenario runs: never requests with any of these tags.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub exclude_tags: Vec<String>,
+    /// HTTPS targets: accept any certificate.
+    #[serde(default, deserialize_with = "or_default")]
+    pub target_insecure: bool,
+    /// Total requests.
+    pub requests: Option<u64>,
+    /// Run time instead of a request count.
+    #[serde(default, deserialize_with = "duration")]
+    pub duration: Option<Duration>,
+    /// Open model: requests per second in total.
+    pub rate: Option<f64>,
+    /// Ramp-up time.
+    #[serde(default, deserialize_with = "duration")]
+    pub ramp_up: Option<Duration>,
+    /// Connections in total (JSON: `concurrency`; default 10).
+    #[serde(rename = "concurrency")]
+    pub connections: Option<u32>,
+    /// Agents that must answer at the start.
+    pub min_agents: Option<usize>,
+    /// Worker threads per agent.
+    pub threads: Option<u32>,
+    /// HTTP method (default GET).
+    pub method: Option<String>,
+    /// Headers as `Name: value` (JSON: also an object of name: value strings).
+    #[serde(default, deserialize_with = "headers")]
+    pub headers: Vec<String>,
+    /// Request body; on the command line `@FILE` reads it from a file.
+    pub body: Option<String>,
+    /// Per-request timeout (default 30s).
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Statuses that count as success.
+    #[serde(default, deserialize_with = "or_default")]
+    pub success_status: Vec<u16>,
+    /// `--fail-if` expressions (JSON: a string or a list of strings).
+    #[serde(default, deserialize_with = "expressions")]
+    pub fail_if: Vec<String>,
+    /// What only the command line sets.
+    #[serde(skip)]
+    pub local: LocalOptions,
+}
+
+/// What a request may hold only when it comes from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Whether files on this host may be read (`-d @FILE`).
+    pub read_files: bool,
+    /// `--scenario FILE`.
+    pub scenario_file: Option<PathBuf>,
+    /// `--target-ca FILE`.
+    pub target_ca: Option<PathBuf>,
+    /// Report format.
+    pub output: Output,
+    /// `--hdr-log FILE`.
+    pub hdr_log: Option<PathBuf>,
+    /// `--html FILE`.
+    pub html: Option<PathBuf>,
+    /// No progress lines.
+    pub quiet: bool,
+    /// How to reach the agents.
+    pub link: AgentLink,
+}
+
+impl From<&RunArgs> for RunRequest {
+    fn from(a: &RunArgs) -> RunRequest {
+        RunRequest {
+            agents: a.agents.clone(),
+            url: a.url.clone(),
+            scenario: None,
+            users: a.users,
+            spawn_rate: a.spawn_rate,
+            tags: a.tags.clone(),
+            exclude_tags: a.exclude_tags.clone(),
+            target_insecure: a.target_insecure,
+            requests: a.requests,
+            duration: a.duration,
+            rate: a.rate,
+            ramp_up: a.ramp_up,
+            connections: Some(a.connections),
+            min_agents: a.min_agents,
+            threads: a.threads,
+            method: Some(a.method.clone()),
+            headers: a.headers.clone(),
+            body: a.body.clone(),
+            timeout: Some(a.timeout),
+            success_status: a.success_status.clone(),
+            fail_if: a.fail_if.clone(),
+            local: LocalOptions {
+                read_files: true,
+                scenario_file: a.scenario.clone(),
+                target_ca: a.target_ca.clone(),
+                output: a.output,
+                hdr_log: a.hdr_log.clone(),
+                html: a.html.clone(),
+                quiet: a.quiet,
+                link: a.link.clone(),
+            },
+        }
+    }
+}
+
+fn usage(field: Field, reason: impl Into<String>) -> UsageError {
+    UsageError::new(field, reason)
+}
+
+impl RunRequest {
+    /// Checks every value and gathers them into a [`RunConfig`].
+    ///
+    /// Longer than most functions: one check per value, in the order a user
+    /// reads `--help`, reads best as one list.
+    pub fn check(&self) -> Result<RunConfig, UsageError> {
+        let scenario = self.scenario_run()?;
+        let url = match (&scenario, &self.url) {
+            (Some(sc), _) => sc.scenario.base_url.clone().unwrap_or_default(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => return Err(usage(Field::Url, "required (or give a scenario)")),
+        };
+        let target = agent::plan::parse_url(&url).map_err(|e| match e {
+            agent::plan::PlanError::Invalid { reason, .. } => usage(Field::Url, reason),
+            other => usage(Field::Url, other.to_string()),
+        })?;
+        let target_ca_pem = match &self.local.target_ca {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| usage(Field::TargetCa, format!("cannot read {}: {e}", p.display())))?;
+                // The same check the agents make, so a bad file stops the run here.
+                agent::tls::TlsTarget::new(&target.host, &pem, false)
+                    .map_err(|e| usage(Field::TargetCa, format!("{}: {e}", p.display())))?;
+                pem
+            }
+        };
+        let limit = self.limit()?;
+        let asked = self.connections.unwrap_or(DEFAULT_CONNECTIONS);
+        if asked == 0 {
+            return Err(usage(Field::Connections, "must be at least 1"));
+        }
+        // A scenario's virtual users take the place of connections.
+        let connections = match &scenario {
+            Some(sc) => u32::try_from(sc.users).unwrap_or(u32::MAX),
+            None => asked,
+        };
+        if asked > agent::plan::MAX_CONNECTIONS {
+            return Err(usage(Field::Connections, format!("{asked} is more than {}", agent::plan::MAX_CONNECTIONS)));
+        }
+        if let Some(t) = self.threads.filter(|&t| t == 0 || t > agent::plan::MAX_THREADS) {
+            return Err(usage(Field::Threads, format!("{t} is not in 1..={}", agent::plan::MAX_THREADS)));
+        }
+        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= agent::plan::MAX_RATE * 100.0)) {
+            return Err(usage(Field::Rate, format!("{r} is not a rate above 0 requests per second")));
+        }
+        let ramp_up = self.ramp_up.unwrap_or_default();
+        if let Limit::Duration(d) = limit
+            && !ramp_up.is_zero()
+            && ramp_up >= d
+        {
+            return Err(usage(
+                Field::RampUp,
+                format!(
+                    "{} is not shorter than the run's -z {}",
+                    humantime::format_duration(ramp_up),
+                    humantime::format_duration(d)
+                ),
+            ));
+        }
+        let given_method = self.method.as_deref().unwrap_or("GET");
+        let method = given_method.to_ascii_uppercase();
+        if http_method_invalid(&method) {
+            return Err(usage(Field::Method, format!("{given_method:?} is not an HTTP method")));
+        }
+        let headers = self.header_pairs()?;
+        let body = match &self.body {
+            None => Vec::new(),
+            Some(b) => match b.strip_prefix('@').filter(|_| self.local.read_files) {
+                Some(path) => {
+                    std::fs::read(path).map_err(|e| usage(Field::Body, format!("cannot read {path:?}: {e}")))?
+                }
+                // Over the API a body is taken as given, never read from this host's disk.
+                None => b.as_bytes().to_vec(),
+            },
+        };
+        if let Some(bad) = self.success_status.iter().find(|s| !(100..1000).contains(*s)) {
+            return Err(usage(Field::SuccessStatus, format!("{bad} is not an HTTP status")));
+        }
+        let agents = match &self.agents {
+            None => Vec::new(),
+            Some(list) => parse_agents(list)?,
+        };
+        if let Some(k) = self.min_agents
+            && (k == 0 || k > agents.len().max(1))
+        {
+            return Err(usage(
+                Field::MinAgents,
+                format!("{k} is not between 1 and the {} agents listed", agents.len().max(1)),
+            ));
+        }
+        if self.min_agents.is_none() && !agents.is_empty() && (connections as usize) < agents.len() {
+            let field = if scenario.is_some() { Field::Users } else { Field::Connections };
+            return Err(usage(
+                field,
+                format!("{connections} is fewer than the {} agents; each agent needs at least one", agents.len()),
+            ));
+        }
+        Ok(RunConfig {
+            agents,
+            url,
+            method,
+            headers,
+            body,
+            limit,
+            connections,
+            threads: self.threads,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            success_status: self.success_status.clone(),
+            output: self.local.output,
+            rate: self.rate,
+            ramp_up,
+            min_agents: self.min_agents,
+            channel: channel(&self.local.link)?,
+            thresholds: self
+                .fail_if
+                .iter()
+                .map(|e| {
+                    e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            hdr_log: self.local.hdr_log.clone(),
+            html: self.local.html.clone(),
+            quiet: self.local.quiet,
+            scenario,
+            target_ca_pem,
+            target_insecure: self.target_insecure,
+        })
+    }
+
+    /// Exactly one of a request count and a run time.
+    fn limit(&self) -> Result<Limit, UsageError> {
+        match (self.requests, self.duration) {
+            (Some(0), _) => Err(usage(Field::Requests, "must be at least 1")),
+            (Some(n), None) => Ok(Limit::Requests(n)),
+            (None, Some(d)) => Ok(Limit::Duration(d)),
+            (Some(_), Some(_)) => Err(usage(Field::Duration, "give exactly one of requests and duration")),
+            (None, None) => Err(usage(Field::Requests, "give exactly one of requests and duration")),
+        }
+    }
+
+    /// The headers as (name, value), each checked.
+    fn header_pairs(&self) -> Result<Vec<(String, Vec<u8>)>, UsageError> {
+        let mut headers = Vec::new();
+        for h in &self.headers {
+            let (name, value) =
+                h.split_once(':').ok_or_else(|| usage(Field::Headers, format!("{h:?} is not 'Name: value'")))?;
+            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(usage(Field::Headers, format!("{name:?} is not a header name")));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(usage(Field::Headers, format!("the value of {name:?} contains a line break")));
+            }
+            headers.push((name.to_owned(), value.as_bytes().to_vec()));
+        }
+        Ok(headers)
+    }
+
+    /// Loads and checks the scenario with its values; values that only
+    /// scenario runs take are refused without it.
+    fn scenario_run(&self) -> Result<Option<ScenarioRun>, UsageError> {
+        let loaded = match (&self.local.scenario_file, &self.scenario) {
+            (Some(path), _) => Some(volley_scenario::Scenario::load(path)),
+            (None, Some(text)) => Some(volley_scenario::file::parse_untrusted(text, "scenario")),
+            (None, None) => None,
+        };
+        let Some(loaded) = loaded else {
+            let stray = [
+                (self.users.is_some(), Field::Users),
+                (self.spawn_rate.is_some(), Field::SpawnRate),
+                (!self.tags.is_empty(), Field::Tags),
+                (!self.exclude_tags.is_empty(), Field::ExcludeTags),
+            ];
+            if let Some((_, field)) = stray.iter().find(|(given, _)| *given) {
+                return Err(usage(*field, "only for --scenario runs"));
+            }
+            return Ok(None);
+        };
+        let bad_scenario = |e: volley_scenario::ScenarioError| usage(Field::Scenario, e.to_string());
+        let mut scenario = loaded.map_err(bad_scenario)?;
+        if let Some(url) = &self.url {
+            scenario = scenario.with_base_url(url);
+        }
+        let scenario = scenario.select_tags(&self.tags, &self.exclude_tags).map_err(bad_scenario)?;
+        // Again with the URL and the tags applied.
+        scenario.compile().map_err(bad_scenario)?;
+        if self.rate.is_some() {
+            return Err(usage(
+                Field::Rate,
+                "scenarios pace themselves with think times (e.g. think = \"constant_throughput 2\")",
+            ));
+        }
+        if !self.headers.is_empty()
+            || self.body.is_some()
+            || self.method.as_deref().is_some_and(|m| m != "GET")
+            || !self.success_status.is_empty()
+        {
+            return Err(usage(
+                Field::Scenario,
+                "-m, -H, -d and --success-status are set per request in the scenario file",
+            ));
+        }
+        let users = self.users.unwrap_or(u64::from(self.connections.unwrap_or(DEFAULT_CONNECTIONS)));
+        if users == 0 || users > u64::from(agent::plan::MAX_CONNECTIONS) {
+            return Err(usage(Field::Users, format!("{users} is not in 1..={}", agent::plan::MAX_CONNECTIONS)));
+        }
+        let per_type = scenario.split_users(users).map_err(|e| usage(Field::Users, e.to_string()))?;
+        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(usage(Field::SpawnRate, format!("{r} is not a number of users per second above 0")));
+        }
+        Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
+    }
+}
+
+/// The token and TLS settings of `link`, with unreadable files named.
+pub fn channel(link: &AgentLink) -> Result<ChannelConfig, UsageError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |field: Field, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| usage(field, format!("cannot read {}: {e}", p.display())))
+    };
+    let tls = match &link.tls_ca {
+        None => None,
+        Some(ca) => {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(Field::TlsCa, ca)?));
+            if let (Some(cert), Some(key)) = (&link.tls_cert, &link.tls_key) {
+                tls = tls.identity(Identity::from_pem(read(Field::TlsCert, cert)?, read(Field::TlsKey, key)?));
+            }
+            if let Some(d) = &link.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            Some(tls)
+        }
+    };
+    Ok(ChannelConfig {
+        token: link.token.as_deref().and_then(agent::security::Token::new),
+        tls,
+        mutual: link.tls_cert.is_some(),
+    })
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn http_method_invalid(m: &str) -> bool {
+    m.is_empty() || !m.bytes().all(is_tchar)
+}
+
+/// A JSON value that is either one string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `null` as the default, anything else as `T`.
+fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Agents: `"a:1,b:2"` or `["a:1", "b:2"]`, kept as the command line's list.
+fn joined<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(list) => list.join(","),
+    }))
+}
+
+/// Tags: `"a, b"` or `["a", "b"]`.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// Expressions, which may hold commas: one string is one expression.
+fn expressions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// Headers: `{"Name": "value"}` or `["Name: value"]`.
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Map(std::collections::BTreeMap<String, String>),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Headers>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Headers::Map(map)) => map.into_iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+        Some(Headers::List(list)) => list,
+    })
+}
+
+/// A duration: `"10s"` or a number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Seconds(f64),
+    }
+    match Option::<Given>::deserialize(d)? {
+        None => Ok(None),
+        Some(Given::Text(s)) => parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}"))),
+        Some(Given::Seconds(s)) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds above 0"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field the API names deserializes alone, and nothing else does:
+    /// [`Field::json`] and the serde-derived fields agree.
+    #[test]
+    fn fields_and_json_names_agree() {
+        for f in Field::ALL {
+            if let Some(name) = f.json() {
+                let one = serde_json::json!({ name: null });
+                RunRequest::deserialize(&one).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        assert!(RunRequest::deserialize(&serde_json::json!({ "connections": 3 })).is_err());
+        assert!(RunRequest::deserialize(&serde_json::json!({ "local": null })).is_err());
+    }
+
+    #[test]
+    fn one_check_two_spellings() {
+        let req = RunRequest {
+            url: Some("http://127.0.0.1:1/".into()),
+            requests: Some(1),
+            connections: Some(0),
+            ..RunRequest::default()
+        };
+        let e = req.check().unwrap_err();
+        assert_eq!(e.to_string(), "-c/--connections: must be at least 1");
+        assert_eq!(e.for_api(), "concurrency: must be at least 1");
+    }
+}
