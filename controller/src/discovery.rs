@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::error::{Error, Field, UsageError};
+use crate::error::{Error, Field, ResolveError, UsageError};
 
 /// How long resolving one `dns:` name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,27 +66,31 @@ pub async fn discover(sources: &[AgentSource], connections: u32) -> Result<Vec<S
         }
     }
     if (connections as usize) < out.len() {
-        return Err(Error::usage(format!(
-            "-c/--connections: {connections} is fewer than the {} agents found by --agents; each agent needs at \
-             least one connection",
-            out.len()
-        )));
+        return Err(UsageError::new(
+            Field::Connections,
+            format!(
+                "{connections} is fewer than the {} agents found by --agents; each agent needs at least one \
+                 connection",
+                out.len()
+            ),
+        )
+        .into());
     }
     Ok(out)
 }
 
 /// Every distinct address of `name`, sorted.
 async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    let cannot = |why: String| Error::agent(format!("--agents: cannot resolve dns:{name}:{port}: {why}"));
+    let cannot = |source: ResolveError| Error::Resolve { name: name.to_owned(), port, source };
     let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
         .await
-        .map_err(|_| cannot(format!("no answer within {RESOLVE_TIMEOUT:?}")))?
-        .map_err(|e| cannot(e.to_string()))?;
+        .map_err(|_| cannot(ResolveError::Timeout(RESOLVE_TIMEOUT)))?
+        .map_err(|e| cannot(ResolveError::Lookup(e)))?;
     let mut addrs: Vec<SocketAddr> = found.collect();
     addrs.sort();
     addrs.dedup();
     if addrs.is_empty() {
-        return Err(cannot("the name has no addresses".into()));
+        return Err(cannot(ResolveError::NoAddresses));
     }
     Ok(addrs)
 }

@@ -186,6 +186,20 @@ impl UsageError {
     }
 }
 
+/// Why a `dns:` name gave no agents.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The resolver did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The resolver refused.
+    #[error("{0}")]
+    Lookup(std::io::Error),
+    /// It answered with no addresses.
+    #[error("the name has no addresses")]
+    NoAddresses,
+}
+
 /// Why the controller could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -199,6 +213,17 @@ pub enum Error {
     /// An agent could not be reached or used: exit code 1.
     #[error("{0}")]
     Agent(String),
+    /// A `dns:` entry of `--agents` did not resolve: exit code 1.
+    #[error("--agents: cannot resolve dns:{name}:{port}")]
+    Resolve {
+        /// The name.
+        name: String,
+        /// The agents' port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: ResolveError,
+    },
     /// An output file could not be written: exit code 1.
     #[error("{flag}: cannot write {}", path.display())]
     Write {
@@ -210,9 +235,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The HdrHistogram log could not be encoded: exit code 1.
-    #[error("--hdr-log: cannot encode the interval log")]
-    HdrLog(#[source] crate::output::HdrLogError),
+    /// An output could not be encoded: exit code 1.
+    #[error("{flag}: cannot encode the output")]
+    Encode {
+        /// The flag that asked for the output.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A piece the controller starts itself (the embedded agent, the demo's
     /// target-server, the async runtime, the API's listener) failed: exit code 1.
     #[error("cannot start {what}")]
@@ -245,7 +276,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Unservable(_) => 2,
-            Error::Agent(_) | Error::Write { .. } | Error::HdrLog(_) | Error::Start { .. } => 1,
+            Error::Agent(_)
+            | Error::Resolve { .. }
+            | Error::Write { .. }
+            | Error::Encode { .. }
+            | Error::Start { .. } => 1,
         }
     }
 }

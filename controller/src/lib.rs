@@ -131,7 +131,8 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     series.finish();
     let report = Report::build(&cfg, &result?, series.rows());
     if let Some(path) = &cfg.hdr_log {
-        let bytes = output::hdr_log(series.seconds(), started).map_err(Error::HdrLog)?;
+        let bytes = output::hdr_log(series.seconds(), started)
+            .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
         std::fs::write(path, bytes).map_err(|source| Error::Write { flag: "--hdr-log", path: path.clone(), source })?;
     }
     if let Some(path) = &cfg.html {
