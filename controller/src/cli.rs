@@ -1,9 +1,9 @@
 //! The controller's flags, in one place with their docs: `--help` is the manual.
 //!
 //! Only flags live here: `controller run`'s become a
-//! [`RunRequest`](crate::request::RunRequest) (the same request the HTTP API
-//! takes), which [`RunRequest::check`](crate::request::RunRequest::check)
-//! turns into a [`RunConfig`](crate::config::RunConfig).
+//! `request::RunRequest` (the same request the HTTP API takes), which
+//! `RunRequest::check` turns into a `config::RunConfig`. (Named, not linked:
+//! this module depends on nothing but `config`.)
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! A checked run: what `controller run` and `POST /v1/runs` become once every
-//! value has passed [`RunRequest::check`](crate::request::RunRequest::check),
+//! value has passed `request::RunRequest::check`,
 //! and what the coordinator, the report and the outputs read.
 
 use std::time::Duration;

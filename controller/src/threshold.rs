@@ -7,7 +7,7 @@
 //! `rps`, `requests` and `failures` take plain numbers. The condition is what
 //! must hold: when it does not, the threshold fails.
 //!
-//! The report measures each metric ([`Report::build`](crate::report::Report::build));
+//! The report measures each metric (`report::Report::build`);
 //! this module only parses conditions and judges a measured value.
 
 use std::fmt;
