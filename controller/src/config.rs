@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::discovery::AgentSource;
+use crate::error::{Field, UsageError};
 
 /// Output formats of the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -120,4 +121,53 @@ pub struct ChannelConfig {
     pub tls: Option<tonic::transport::ClientTlsConfig>,
     /// Whether a client certificate is presented (for messages).
     pub mutual: bool,
+}
+
+/// How the controller reaches its agents: the shared token and TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentLink {
+    /// The agents' shared secret (or set VOLLEY_TOKEN).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Talk to the agents over TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for agents that require mutual TLS.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the agents' certificates carry, when it is not the host in --agents.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+}
+
+impl AgentLink {
+    /// The token and TLS settings, with unreadable files named.
+    pub fn channel(&self) -> Result<ChannelConfig, UsageError> {
+        let link = self;
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |field: Field, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| UsageError::new(field, format!("cannot read {}: {e}", p.display())))
+        };
+        let tls = match &link.tls_ca {
+            None => None,
+            Some(ca) => {
+                let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(Field::TlsCa, ca)?));
+                if let (Some(cert), Some(key)) = (&link.tls_cert, &link.tls_key) {
+                    tls = tls.identity(Identity::from_pem(read(Field::TlsCert, cert)?, read(Field::TlsKey, key)?));
+                }
+                if let Some(d) = &link.tls_domain {
+                    tls = tls.domain_name(d.clone());
+                }
+                Some(tls)
+            }
+        };
+        Ok(ChannelConfig {
+            token: link.token.as_deref().and_then(agent::security::Token::new),
+            tls,
+            mutual: link.tls_cert.is_some(),
+        })
+    }
 }

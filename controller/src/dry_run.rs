@@ -11,12 +11,11 @@ use crate::cli::Command;
 use crate::config::{Limit, RunConfig};
 use crate::discovery::AgentSource;
 use crate::error::Error;
-use crate::request::RunRequest;
 
 /// Checks `command` and says what it would do.
 pub fn describe_command(command: &Command) -> Result<String, Error> {
     Ok(match command {
-        Command::Run(args) => describe(&RunRequest::from(&**args).check()?),
+        Command::Run(request) => describe(&request.check()?),
         Command::Demo(args) => format!(
             "controller dry run: would start a target-server and two agents in this process and send {} \
              requests over {} connections\n",

@@ -86,7 +86,8 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
         requests: Some(args.requests),
         connections: Some(args.connections),
         threads: Some(1),
-        local: request::LocalOptions { output: args.output, quiet: true, ..request::LocalOptions::default() },
+        output: args.output,
+        quiet: true,
         ..RunRequest::default()
     };
     let result = match request.check() {
@@ -162,7 +163,7 @@ pub fn run_cli(cli: Cli) -> Result<i32, Error> {
         .map_err(|e| Error::start("the async runtime", e))?;
     runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run_and_report(RunRequest::from(&*args).check()?).await,
+            Command::Run(request) => run_and_report(request.check()?).await,
             Command::Demo(args) => {
                 let d = demo(&args).await?;
                 print(&d.report, args.output);

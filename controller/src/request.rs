@@ -3,20 +3,21 @@
 //! and one [`RunRequest::check`] turns it into a [`RunConfig`], refusing a
 //! wrong value with a [`UsageError`] that names its [`Field`].
 //!
-//! Adding a value means: a field here (its JSON name comes from serde), a
-//! flag in [`cli`](crate::cli), a [`Field`] variant, and its check below.
+//! Adding a value means: a field here (its flag from clap, its JSON name
+//! from serde), a [`Field`] variant, its check below, and its line in
+//! `openapi.yaml` (a test holds the three names together).
 //!
-//! What only the command line may do is kept apart in [`LocalOptions`], which
-//! JSON cannot set: reading files on this host (`--scenario FILE`,
-//! `-d @FILE`, `--target-ca`), writing outputs, and the agents' TLS files.
+//! What only the command line may do is skipped by serde, so JSON cannot set
+//! it: reading files on this host (`--scenario FILE`, `-d @FILE`,
+//! `--target-ca`), writing outputs, and the agents' TLS files.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
 use serde::{Deserialize, Deserializer};
 
-use crate::cli::{AgentLink, RunArgs};
-use crate::config::{ChannelConfig, Limit, Output, RunConfig, ScenarioRun, parse_duration};
+use crate::config::{AgentLink, Limit, Output, RunConfig, ScenarioRun, parse_duration};
 use crate::discovery::parse_agents;
 use crate::error::{Field, UsageError};
 
@@ -25,126 +26,132 @@ const DEFAULT_CONNECTIONS: u32 = 10;
 /// Per-request timeout when a request names none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A run, as asked for: every value unchecked, absent ones `None`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A run, as asked for: the flags of `controller run` (clap) and the body of
+/// `POST /v1/runs` (serde), every value unchecked. Fields the JSON must not
+/// set (files on this host, outputs) are skipped by serde, so a body naming
+/// them is refused as an unknown field.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["requests", "duration"])))]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// Agents, comma-separated (JSON: a string or a list of strings).
+    /// Agents, comma-separated: HOST:PORT, dns:NAME:PORT (one agent per address of NAME, e.g. a
+    /// Kubernetes headless Service), @FILE (one entry per line); without it, one agent runs embedded
+    /// in this process.
+    #[arg(long, value_name = "LIST")]
     #[serde(default, deserialize_with = "joined")]
     pub agents: Option<String>,
-    /// Target URL; with a scenario, the base URL replacing the scenario's.
+    /// Target URL (http://host:port/path); with --scenario, the base URL replacing the file's.
+    #[arg(long, required_unless_present = "scenario")]
     pub url: Option<String>,
-    /// A scenario's TOML text (the command line reads it from
-    /// [`LocalOptions::scenario_file`] instead).
+    /// Run a scenario file (TOML: user types, weighted requests, setup,
+    /// captures, assertions, think times; see the README) instead of one URL.
+    #[arg(id = "scenario", long = "scenario", value_name = "FILE")]
+    #[serde(skip)]
+    pub scenario_file: Option<PathBuf>,
+    /// A scenario's TOML text instead of a file (the HTTP API's `scenario`);
+    /// `body_file` is then refused.
+    #[arg(skip)]
     pub scenario: Option<String>,
-    /// Scenario runs: virtual users in total.
+    /// Scenario runs: virtual users in total, split across agents (default: -c).
+    #[arg(short = 'u', long, value_name = "N")]
     pub users: Option<u64>,
-    /// Scenario runs: users started per second in total.
+    /// Scenario runs: virtual users started per second in total (default: all at once).
+    #[arg(short = 'r', long, value_name = "R")]
     pub spawn_rate: Option<f64>,
-    /// Scenario runs: only requests with any of these tags.
+    /// Scenario runs: send only requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     #[serde(default, deserialize_with = "comma_list")]
     pub tags: Vec<String>,
-    /// Scenario runs: never requests with any of these tags.
+    /// Scenario runs: never send requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     #[serde(default, deserialize_with = "comma_list")]
     pub exclude_tags: Vec<String>,
-    /// HTTPS targets: accept any certificate.
+    /// HTTPS targets: trust these CA certificates (PEM) besides the web's roots;
+    /// read here and sent to the agents.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub target_ca: Option<PathBuf>,
+    /// HTTPS targets: accept any certificate (for test targets only).
+    #[arg(short = 'k', long)]
     #[serde(default, deserialize_with = "or_default")]
     pub target_insecure: bool,
-    /// Total requests.
+    /// Total requests, split across agents; exactly this many are sent.
+    #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
-    /// Run time instead of a request count.
+    /// Run for this long instead of a request count (e.g. 10s, 1m30s).
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub duration: Option<Duration>,
-    /// Open model: requests per second in total.
+    /// Open model: send R requests per second in total on a fixed schedule,
+    /// whatever the latency; latency counts from each request's intended send
+    /// time (coordinated omission corrected). Split across agents.
+    #[arg(short = 'q', long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Ramp-up time.
+    /// Grow the rate (or, without --rate, the active connections) linearly
+    /// from zero over this time (e.g. 5s); the ramp is part of the run.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub ramp_up: Option<Duration>,
-    /// Connections in total (JSON: `concurrency`; default 10).
+    /// Concurrent connections in total, split across agents.
+    #[arg(short = 'c', long, value_name = "N", default_value = "10")]
     #[serde(rename = "concurrency")]
     pub connections: Option<u32>,
-    /// Agents that must answer at the start.
+    /// Go on when at least K of the listed agents answer at the start
+    /// (default: all must answer).
+    #[arg(long, value_name = "K")]
     pub min_agents: Option<usize>,
-    /// Worker threads per agent.
+    /// Worker threads per agent (default: each agent's own default, its core count).
+    #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
-    /// HTTP method (default GET).
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
     pub method: Option<String>,
-    /// Headers as `Name: value` (JSON: also an object of name: value strings).
+    /// Request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
     #[serde(default, deserialize_with = "headers")]
     pub headers: Vec<String>,
-    /// Request body; on the command line `@FILE` reads it from a file.
+    /// Request body; @FILE reads it from a file.
+    #[arg(short = 'd', long = "body", value_name = "BODY")]
     pub body: Option<String>,
-    /// Per-request timeout (default 30s).
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub timeout: Option<Duration>,
-    /// Statuses that count as success.
+    /// Statuses that count as success, e.g. 200,204 (default: any 2xx).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     #[serde(default, deserialize_with = "or_default")]
     pub success_status: Vec<u16>,
-    /// `--fail-if` expressions (JSON: a string or a list of strings).
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[serde(skip)]
+    pub output: Output,
+    /// Fail (exit code 3) unless this holds, e.g. 'p99 < 200ms',
+    /// 'error_rate < 1%', 'rps > 5000' (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
     #[serde(default, deserialize_with = "expressions")]
     pub fail_if: Vec<String>,
-    /// What only the command line sets.
+    /// Also write the merged per-second latency histograms to FILE as an
+    /// HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
     #[serde(skip)]
-    pub local: LocalOptions,
-}
-
-/// What a request may hold only when it comes from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct LocalOptions {
-    /// Whether files on this host may be read (`-d @FILE`).
-    pub read_files: bool,
-    /// `--scenario FILE`.
-    pub scenario_file: Option<PathBuf>,
-    /// `--target-ca FILE`.
-    pub target_ca: Option<PathBuf>,
-    /// Report format.
-    pub output: Output,
-    /// `--hdr-log FILE`.
     pub hdr_log: Option<PathBuf>,
-    /// `--html FILE`.
+    /// Also write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub html: Option<PathBuf>,
-    /// No progress lines.
+    /// No progress lines while the run goes.
+    #[arg(long)]
+    #[serde(skip)]
     pub quiet: bool,
     /// How to reach the agents.
+    #[command(flatten)]
+    #[serde(skip)]
     pub link: AgentLink,
-}
-
-impl From<&RunArgs> for RunRequest {
-    fn from(a: &RunArgs) -> RunRequest {
-        RunRequest {
-            agents: a.agents.clone(),
-            url: a.url.clone(),
-            scenario: None,
-            users: a.users,
-            spawn_rate: a.spawn_rate,
-            tags: a.tags.clone(),
-            exclude_tags: a.exclude_tags.clone(),
-            target_insecure: a.target_insecure,
-            requests: a.requests,
-            duration: a.duration,
-            rate: a.rate,
-            ramp_up: a.ramp_up,
-            connections: Some(a.connections),
-            min_agents: a.min_agents,
-            threads: a.threads,
-            method: Some(a.method.clone()),
-            headers: a.headers.clone(),
-            body: a.body.clone(),
-            timeout: Some(a.timeout),
-            success_status: a.success_status.clone(),
-            fail_if: a.fail_if.clone(),
-            local: LocalOptions {
-                read_files: true,
-                scenario_file: a.scenario.clone(),
-                target_ca: a.target_ca.clone(),
-                output: a.output,
-                hdr_log: a.hdr_log.clone(),
-                html: a.html.clone(),
-                quiet: a.quiet,
-                link: a.link.clone(),
-            },
-        }
-    }
+    /// Whether `-d @FILE` may read this host's files: on the command line,
+    /// never over the API.
+    #[arg(skip = true)]
+    #[serde(skip)]
+    pub read_files: bool,
 }
 
 fn usage(field: Field, reason: impl Into<String>) -> UsageError {
@@ -167,7 +174,7 @@ impl RunRequest {
             agent::plan::PlanError::Invalid { reason, .. } => usage(Field::Url, reason),
             other => usage(Field::Url, other.to_string()),
         })?;
-        let target_ca_pem = match &self.local.target_ca {
+        let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
                 let pem = std::fs::read(p)
@@ -219,7 +226,7 @@ impl RunRequest {
         let headers = self.header_pairs()?;
         let body = match &self.body {
             None => Vec::new(),
-            Some(b) => match b.strip_prefix('@').filter(|_| self.local.read_files) {
+            Some(b) => match b.strip_prefix('@').filter(|_| self.read_files) {
                 Some(path) => {
                     std::fs::read(path).map_err(|e| usage(Field::Body, format!("cannot read {path:?}: {e}")))?
                 }
@@ -260,11 +267,11 @@ impl RunRequest {
             threads: self.threads,
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             success_status: self.success_status.clone(),
-            output: self.local.output,
+            output: self.output,
             rate: self.rate,
             ramp_up,
             min_agents: self.min_agents,
-            channel: channel(&self.local.link)?,
+            channel: self.link.channel()?,
             thresholds: self
                 .fail_if
                 .iter()
@@ -272,9 +279,9 @@ impl RunRequest {
                     e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
-            hdr_log: self.local.hdr_log.clone(),
-            html: self.local.html.clone(),
-            quiet: self.local.quiet,
+            hdr_log: self.hdr_log.clone(),
+            html: self.html.clone(),
+            quiet: self.quiet,
             scenario,
             target_ca_pem,
             target_insecure: self.target_insecure,
@@ -313,7 +320,7 @@ impl RunRequest {
     /// Loads and checks the scenario with its values; values that only
     /// scenario runs take are refused without it.
     fn scenario_run(&self) -> Result<Option<ScenarioRun>, UsageError> {
-        let loaded = match (&self.local.scenario_file, &self.scenario) {
+        let loaded = match (&self.scenario_file, &self.scenario) {
             (Some(path), _) => Some(volley_scenario::Scenario::load(path)),
             (None, Some(text)) => Some(volley_scenario::file::parse_untrusted(text, "scenario")),
             (None, None) => None,
@@ -364,32 +371,6 @@ impl RunRequest {
         }
         Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
-}
-
-/// The token and TLS settings of `link`, with unreadable files named.
-pub fn channel(link: &AgentLink) -> Result<ChannelConfig, UsageError> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let read = |field: Field, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| usage(field, format!("cannot read {}: {e}", p.display())))
-    };
-    let tls = match &link.tls_ca {
-        None => None,
-        Some(ca) => {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(Field::TlsCa, ca)?));
-            if let (Some(cert), Some(key)) = (&link.tls_cert, &link.tls_key) {
-                tls = tls.identity(Identity::from_pem(read(Field::TlsCert, cert)?, read(Field::TlsKey, key)?));
-            }
-            if let Some(d) = &link.tls_domain {
-                tls = tls.domain_name(d.clone());
-            }
-            Some(tls)
-        }
-    };
-    Ok(ChannelConfig {
-        token: link.token.as_deref().and_then(agent::security::Token::new),
-        tls,
-        mutual: link.tls_cert.is_some(),
-    })
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -486,7 +467,9 @@ mod tests {
             }
         }
         assert!(RunRequest::deserialize(&serde_json::json!({ "connections": 3 })).is_err());
-        assert!(RunRequest::deserialize(&serde_json::json!({ "local": null })).is_err());
+        for cli_only in ["scenario_file", "target_ca", "output", "hdr_log", "html", "quiet", "link", "read_files"] {
+            assert!(RunRequest::deserialize(&serde_json::json!({ cli_only: null })).is_err(), "{cli_only}");
+        }
     }
 
     #[test]

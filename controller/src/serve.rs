@@ -60,7 +60,7 @@ pub fn check_serve_args(args: &ServeArgs) -> Result<(), UsageError> {
     if let Some(list) = &args.agents {
         crate::discovery::parse_agents(list)?;
     }
-    crate::request::channel(&args.link)?;
+    args.link.channel()?;
     Ok(())
 }
 
@@ -206,9 +206,9 @@ fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
         Some(_) => {}
         None => request.agents.clone_from(&args.agents),
     }
-    request.local.output = Output::Json;
-    request.local.quiet = true;
-    request.local.link = args.link.clone();
+    request.output = Output::Json;
+    request.quiet = true;
+    request.link = args.link.clone();
     Ok(request.check()?)
 }
 
