@@ -2,9 +2,9 @@
 //! results into one global report.
 //!
 //! # Layout
-//! - [`cli`]: the flags, only (`controller run`, `demo`, `serve`).
-//! - [`request`]: one run request (from flags or from the API's JSON) and its
-//!   check into a [`config::RunConfig`].
+//! - [`cli`]: the command line: subcommands, `demo` and `serve` flags.
+//! - [`request`]: one run request, both `controller run`'s flags and the
+//!   API's JSON body, and its one check into a [`config::RunConfig`].
 //! - [`config`]: the checked run the other parts read.
 //! - [`discovery`]: `--agents` entries (addresses, `dns:` names) to agent addresses.
 //! - [`dry_run`]: `--dry-run`, checking a command line without network activity.
