@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{Error, Field, ResolveError, UsageError};
 
 /// How long resolving one `dns:` name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,29 +66,104 @@ pub async fn discover(sources: &[AgentSource], connections: u32) -> Result<Vec<S
         }
     }
     if (connections as usize) < out.len() {
-        return Err(Error::usage(format!(
-            "-c/--connections: {connections} is fewer than the {} agents found by --agents; each agent needs at \
-             least one connection",
-            out.len()
-        )));
+        return Err(UsageError::new(
+            Field::Connections,
+            format!(
+                "{connections} is fewer than the {} agents found by --agents; each agent needs at least one \
+                 connection",
+                out.len()
+            ),
+        )
+        .into());
     }
     Ok(out)
 }
 
 /// Every distinct address of `name`, sorted.
 async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    let cannot = |why: String| Error::agent(format!("--agents: cannot resolve dns:{name}:{port}: {why}"));
+    let cannot = |source: ResolveError| Error::Resolve { name: name.to_owned(), port, source };
     let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
         .await
-        .map_err(|_| cannot(format!("no answer within {RESOLVE_TIMEOUT:?}")))?
-        .map_err(|e| cannot(e.to_string()))?;
+        .map_err(|_| cannot(ResolveError::Timeout(RESOLVE_TIMEOUT)))?
+        .map_err(|e| cannot(ResolveError::Lookup(e)))?;
     let mut addrs: Vec<SocketAddr> = found.collect();
     addrs.sort();
     addrs.dedup();
     if addrs.is_empty() {
-        return Err(cannot("the name has no addresses".into()));
+        return Err(cannot(ResolveError::NoAddresses));
     }
     Ok(addrs)
+}
+
+/// Parses `--agents`: comma-separated `host:port` (IPv6 as `[addr]:port`),
+/// `dns:name:port`, and `@file` (read here, one entry per line, blank lines
+/// and `#` comments skipped). Names are resolved later, by
+/// [`discover`].
+pub fn parse_agents(list: &str) -> Result<Vec<AgentSource>, UsageError> {
+    let mut out = Vec::new();
+    for entry in list.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(UsageError::new(Field::Agents, format!("empty entry in {list:?}")));
+        }
+        let Some(path) = entry.strip_prefix('@') else {
+            push_agent(&mut out, parse_agent(entry)?)?;
+            continue;
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError::new(Field::Agents, format!("cannot read {path:?}: {e}")))?;
+        let before = out.len();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            if line.starts_with('@') {
+                return Err(UsageError::new(Field::Agents, format!("{path:?} names another file ({line:?})")));
+            }
+            let source =
+                parse_agent(line).map_err(|e| UsageError::new(Field::Agents, format!("{} (in {path:?})", e.reason)))?;
+            push_agent(&mut out, source)?;
+        }
+        if out.len() == before {
+            return Err(UsageError::new(Field::Agents, format!("{path:?} lists no agents")));
+        }
+    }
+    Ok(out)
+}
+
+fn push_agent(out: &mut Vec<AgentSource>, source: AgentSource) -> Result<(), UsageError> {
+    if out.contains(&source) {
+        return Err(UsageError::new(Field::Agents, format!("{:?} is listed twice", source.to_string())));
+    }
+    out.push(source);
+    Ok(())
+}
+
+/// One `host:port` or `dns:name:port` entry.
+fn parse_agent(entry: &str) -> Result<AgentSource, UsageError> {
+    let bad = |why: &str| UsageError::new(Field::Agents, format!("{entry:?} {why}"));
+    let (dns, spec) = match entry.strip_prefix("dns:") {
+        Some(rest) => (true, rest),
+        None => (false, entry),
+    };
+    let (host, port) = spec.rsplit_once(':').ok_or_else(|| bad("has no port; use HOST:PORT or dns:NAME:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("has an invalid port"))?;
+    if port == 0 {
+        return Err(bad("has port 0"));
+    }
+    let is_name =
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    if dns {
+        if !is_name {
+            return Err(bad("has an invalid name; use dns:NAME:PORT"));
+        }
+        return Ok(AgentSource::Dns { name: host.to_owned(), port });
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => is_name,
+    };
+    if !host_ok {
+        return Err(bad("has an invalid host"));
+    }
+    Ok(AgentSource::Address(entry.to_owned()))
 }
 
 #[cfg(test)]
@@ -115,5 +190,56 @@ mod tests {
         // the resolver is pointed at loopback so no query leaves the machine.
         let two = [AgentSource::Address("a:1".into()), AgentSource::Address("b:1".into())];
         assert!(discover(&two, 1).await.unwrap_err().to_string().contains("fewer than the 2 agents"));
+    }
+
+    fn shown(list: &str) -> Vec<String> {
+        parse_agents(list).unwrap().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn agent_lists() {
+        assert_eq!(shown("a:1,127.0.0.1:7070, [::1]:9"), ["a:1", "127.0.0.1:7070", "[::1]:9"]);
+        assert_eq!(
+            parse_agents("dns:agents.volley.svc.cluster.local:7070").unwrap(),
+            [AgentSource::Dns { name: "agents.volley.svc.cluster.local".into(), port: 7070 }]
+        );
+        for bad in [
+            "",
+            "a",
+            "a:",
+            "a:x",
+            "a:0",
+            "a:70000",
+            ":80",
+            "a:1,,b:2",
+            "a b:1",
+            "a:1,a:1",
+            "[zz]:1",
+            "dns:a",
+            "dns::1",
+            "dns:[::1]:1",
+            "dns:a:1,dns:a:1",
+            "@",
+        ] {
+            assert!(parse_agents(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn agent_files() {
+        let dir = std::env::temp_dir().join(format!("volley-agents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agents");
+        std::fs::write(&file, "# load hosts\n10.0.0.1:7070\n\n  dns:more.example:7070  \n").unwrap();
+        let list = format!("x:1,@{}", file.display());
+        assert_eq!(shown(&list), ["x:1", "10.0.0.1:7070", "dns:more.example:7070"]);
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(parse_agents(&list).unwrap_err().to_string().contains("lists no agents"));
+        std::fs::write(&file, "ok:1\nnot an address\n").unwrap();
+        let e = parse_agents(&list).unwrap_err().to_string();
+        assert!(e.contains("not an address") && e.contains("agents\""), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = parse_agents("@/nonexistent/agents").unwrap_err().to_string();
+        assert!(e.contains("cannot read \"/nonexistent/agents\""), "{e}");
     }
 }

@@ -7,36 +7,29 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::{Command, Limit, RunConfig};
+use crate::cli::Command;
+use crate::config::{Limit, RunConfig};
 use crate::discovery::AgentSource;
+use crate::error::Error;
 
-/// Checks `command` and prints what it would do; returns the exit code.
-pub fn main(command: &Command) -> i32 {
-    let text = match command {
-        Command::Run(args) => args.check().map(|cfg| describe(&cfg)),
-        Command::Demo(args) => Ok(format!(
+/// Checks `command` and says what it would do.
+pub fn describe_command(command: &Command) -> Result<String, Error> {
+    Ok(match command {
+        Command::Run(request) => describe(&request.check()?),
+        Command::Demo(args) => format!(
             "controller dry run: would start a target-server and two agents in this process and send {} \
              requests over {} connections\n",
             args.requests, args.connections
-        )),
-        Command::Serve(args) => args.check().map(|()| {
+        ),
+        Command::Serve(args) => {
+            crate::serve::check_serve_args(args)?;
             format!(
                 "controller dry run: would serve the API and the web page on http://{} (runs use {})\n",
                 args.listen,
                 args.agents.as_deref().unwrap_or("an embedded agent each")
             )
-        }),
-    };
-    match text {
-        Ok(text) => {
-            print!("{text}");
-            0
         }
-        Err(e) => {
-            eprintln!("controller: {e}");
-            e.exit_code()
-        }
-    }
+    })
 }
 
 /// What a checked `controller run` would do, one fact per line.

@@ -19,13 +19,9 @@ pub struct EmbeddedAgent {
 impl EmbeddedAgent {
     /// Starts an agent with `threads` worker threads on a free loopback port.
     pub async fn start(threads: usize) -> Result<EmbeddedAgent, Error> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::Other(format!("cannot start the embedded agent: {e}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::Other(format!("cannot start the embedded agent: {e}")))?
-            .to_string();
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::start("the embedded agent", e))?;
+        let address = listener.local_addr().map_err(|e| Error::start("the embedded agent", e))?.to_string();
         let (shutdown, rx) = oneshot::channel();
         // The listener is already bound, so clients can connect at once: no
         // readiness wait is needed.

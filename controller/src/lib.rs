@@ -2,20 +2,23 @@
 //! results into one global report.
 //!
 //! # Layout
-//! - [`cli`]: flags and their checks (`controller run`, `controller demo`).
+//! - [`cli`]: the command line: subcommands, `demo` and `serve` flags.
+//! - [`request`]: one run request, both `controller run`'s flags and the
+//!   API's JSON body, and its one check into a [`config::RunConfig`].
+//! - [`config`]: the checked run the other parts read.
 //! - [`discovery`]: `--agents` entries (addresses, `dns:` names) to agent addresses.
 //! - [`dry_run`]: `--dry-run`, checking a command line without network activity.
 //! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
-//! - [`outcome`]: what a run produced, per agent and merged, and its observer.
 //! - [`split`]: proportional, deterministic splitting of quotas and connections.
 //! - [`report`]: the global report as text and JSON.
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
 //!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
-//! - [`error`]: errors and their exit codes.
+//! - [`error`]: errors, the fields they name, and their exit codes.
 
 pub mod cli;
+pub mod config;
 pub mod coordinator;
 pub mod discovery;
 pub mod dry_run;
@@ -25,25 +28,28 @@ pub mod html;
 pub mod outcome;
 pub mod output;
 pub mod report;
+pub mod request;
 pub mod series;
 pub mod serve;
 pub mod split;
 pub mod threshold;
 
-use cli::{Cli, Command, DemoArgs, Output, RunConfig};
+use cli::{Cli, Command, DemoArgs};
+use config::{Output, RunConfig};
 use embedded::EmbeddedAgent;
 use error::Error;
 use report::Report;
+use request::RunRequest;
 
-/// Runs a checked configuration and returns its global report. Without
-/// agents, one agent runs embedded in this process. `observer` sees the run as
-/// it goes; when `cancel` completes the agents are cancelled and the report
-/// covers what they did.
-pub async fn run(
+/// Runs a checked configuration on its agents and returns what they did.
+/// Without agents, one agent runs embedded in this process. `observer` sees
+/// the run as it goes; when `cancel` completes the agents are cancelled and
+/// the outcome covers what they did. [`Report::build`] makes the report.
+pub async fn run_on_agents(
     cfg: &RunConfig,
     observer: &mut dyn outcome::Observer,
     cancel: impl std::future::Future<Output = ()>,
-) -> Result<Report, Error> {
+) -> Result<outcome::Outcome, Error> {
     let (addresses, embedded) = if cfg.agents.is_empty() {
         let threads = cfg.threads.map_or_else(agent::default_threads, |t| t as usize);
         let a = EmbeddedAgent::start(threads).await?;
@@ -55,27 +61,7 @@ pub async fn run(
     if let Some(a) = embedded {
         a.stop().await;
     }
-    let mut report = Report::new(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, &outcome?);
-    report.scenario = cfg.scenario.as_ref().map(|sc| report::ScenarioInfo {
-        users: sc.users,
-        spawn_rate: sc.spawn_rate,
-        user_types: sc
-            .scenario
-            .users
-            .iter()
-            .zip(&sc.per_type)
-            .map(|(u, &n)| report::UserTypeRow { name: u.name.clone(), users: n })
-            .collect(),
-    });
-    Ok(report)
-}
-
-/// Adds what the run's observer gathered (the per-second series) and the
-/// verdicts of `thresholds` to its report.
-pub fn complete(mut report: Report, series: &series::Series, thresholds: &[threshold::Threshold]) -> Report {
-    report.series = series.rows();
-    report.thresholds = thresholds.iter().map(|t| t.check(&report)).collect();
-    report
+    outcome
 }
 
 /// What the demo did: the report, and what the target-server itself counted.
@@ -90,46 +76,26 @@ pub struct DemoOutcome {
 /// Starts a target-server and two agents in-process on free loopback ports and
 /// loads the target's `/hello` through them.
 pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Other(format!("cannot start the demo target-server: {e}")))?;
-    let server = target_server::start(listener, 1)
-        .map_err(|e| Error::Other(format!("cannot start the demo target-server: {e}")))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::start("the demo target-server", e))?;
+    let server = target_server::start(listener, 1).map_err(|e| Error::start("the demo target-server", e))?;
     let url = format!("http://{}/hello", server.local_addr());
     let a = EmbeddedAgent::start(1).await?;
     let b = EmbeddedAgent::start(1).await?;
-    let run_args = cli::RunArgs {
+    let request = RunRequest {
         agents: Some(format!("{},{}", a.address, b.address)),
         url: Some(url),
-        scenario: None,
-        scenario_text: None,
-        users: None,
-        spawn_rate: None,
-        tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        target_ca: None,
-        target_insecure: false,
         requests: Some(args.requests),
-        duration: None,
-        connections: args.connections,
+        connections: Some(args.connections),
         threads: Some(1),
-        method: "GET".into(),
-        headers: Vec::new(),
-        body: None,
-        timeout: std::time::Duration::from_secs(30),
-        success_status: Vec::new(),
         output: args.output,
-        rate: None,
-        ramp_up: None,
-        min_agents: None,
-        link: cli::AgentLink::default(),
-        fail_if: Vec::new(),
-        hdr_log: None,
-        html: None,
         quiet: true,
+        ..RunRequest::default()
     };
-    let result = match run_args.check() {
-        Ok(cfg) => run(&cfg, &mut outcome::NoObserver, std::future::pending()).await,
-        Err(e) => Err(e),
+    let result = match request.check() {
+        Ok(cfg) => run_on_agents(&cfg, &mut outcome::NoObserver, std::future::pending())
+            .await
+            .map(|outcome| Report::build(&cfg, &outcome, Vec::new())),
+        Err(e) => Err(e.into()),
     };
     a.stop().await;
     b.stop().await;
@@ -157,48 +123,48 @@ fn print(report: &Report, output: Output) {
 
 /// `controller run`: runs, writes the outputs, returns the exit code (0 done,
 /// 1 the work could not be done, 3 a `--fail-if` threshold failed).
-async fn run_command(cfg: RunConfig) -> Result<i32, Error> {
+async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     if cfg.target_insecure {
         eprintln!("controller: warning: -k/--target-insecure: the target's TLS certificates are not checked");
     }
     let mut series = series::Series::new(series::Progress::detect(cfg.quiet));
     let started = std::time::SystemTime::now();
-    let result = run(&cfg, &mut series, interrupted()).await;
+    let result = run_on_agents(&cfg, &mut series, interrupted()).await;
     series.finish();
-    let report = complete(result?, &series, &cfg.thresholds);
+    let report = Report::build(&cfg, &result?, series.rows());
     if let Some(path) = &cfg.hdr_log {
-        let bytes = output::hdr_log(series.seconds(), started).map_err(|e| Error::Other(format!("--hdr-log: {e}")))?;
-        std::fs::write(path, bytes)
-            .map_err(|e| Error::Other(format!("--hdr-log: cannot write {}: {e}", path.display())))?;
+        let bytes = output::hdr_log(series.seconds(), started)
+            .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
+        std::fs::write(path, bytes).map_err(|source| Error::Write { flag: "--hdr-log", path: path.clone(), source })?;
     }
     if let Some(path) = &cfg.html {
-        std::fs::write(path, html::page(&report))
-            .map_err(|e| Error::Other(format!("--html: cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, html::page(&report)).map_err(|source| Error::Write {
+            flag: "--html",
+            path: path.clone(),
+            source,
+        })?;
     }
     print(&report, cfg.output);
     Ok(report.exit_code())
 }
 
 /// The controller's entry: runs a parsed command line, prints, returns the
-/// process exit code (0 done, 1 run or agent error, 2 usage error, 3 a
-/// `--fail-if` threshold failed).
-pub fn main(cli: Cli) -> i32 {
+/// process exit code (0 done, 1 the demo's counts disagree, 3 a `--fail-if`
+/// threshold failed), or the error whose [`Error::exit_code`] the process
+/// exits with (1 run or agent error, 2 usage error).
+pub fn run_cli(cli: Cli) -> Result<i32, Error> {
     if cli.dry_run {
-        return dry_run::main(&cli.command);
+        print!("{}", dry_run::describe_command(&cli.command)?);
+        return Ok(0);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("controller: cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    let result: Result<i32, Error> = runtime.block_on(async {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::start("the async runtime", e))?;
+    runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => {
-                let cfg = args.check()?;
-                run_command(cfg).await
-            }
+            Command::Run(request) => run_and_report(request.check()?).await,
             Command::Demo(args) => {
                 let d = demo(&args).await?;
                 print(&d.report, args.output);
@@ -211,14 +177,7 @@ pub fn main(cli: Cli) -> i32 {
                 }
                 Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
             }
-            Command::Serve(args) => serve::main(args).await,
+            Command::Serve(args) => serve::serve(args).await,
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("controller: {e}");
-            e.exit_code()
-        }
-    }
+    })
 }

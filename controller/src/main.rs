@@ -31,5 +31,13 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    std::process::exit(controller::main(cli));
+    let code = match controller::run_cli(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // The whole chain of causes, on one line.
+            eprintln!("controller: {}", controller::error::chain(&e));
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

@@ -34,9 +34,26 @@ pub fn csv(rows: &[SecondRow]) -> String {
     out
 }
 
+/// Why the interval log could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum HdrLogError {
+    /// The log's header.
+    #[error("cannot begin the log")]
+    Begin(#[source] std::io::Error),
+    /// One second's histogram (the serializer's error has no `Display`, so
+    /// its `Debug` text is kept).
+    #[error("cannot encode second {second}: {detail}")]
+    Second {
+        /// Which second.
+        second: usize,
+        /// The serializer's account.
+        detail: String,
+    },
+}
+
 /// The per-second merged histograms (latency in microseconds) as an
 /// HdrHistogram interval log, V2 + DEFLATE encoded.
-pub fn hdr_log(seconds: &[Second], started: SystemTime) -> Result<Vec<u8>, String> {
+pub fn hdr_log(seconds: &[Second], started: SystemTime) -> Result<Vec<u8>, HdrLogError> {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     let mut log = IntervalLogWriterBuilder::new()
@@ -46,10 +63,10 @@ pub fn hdr_log(seconds: &[Second], started: SystemTime) -> Result<Vec<u8>, Strin
         // Microseconds in the histograms; the max column reads in milliseconds.
         .with_max_value_divisor(1000.0)
         .begin_log_with(&mut out, &mut serializer)
-        .map_err(|e| e.to_string())?;
+        .map_err(HdrLogError::Begin)?;
     for (i, s) in seconds.iter().enumerate() {
         log.write_histogram(&s.totals.histogram, Duration::from_secs(i as u64), Duration::from_secs(1), None)
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| HdrLogError::Second { second: i, detail: format!("{e:?}") })?;
     }
     Ok(out)
 }

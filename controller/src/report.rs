@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::Serialize;
 use volley_stats::Totals;
 
+use crate::config::RunConfig;
 use crate::outcome::{AgentState, Outcome};
+use crate::series::SecondRow;
 
 /// The percentiles of ApacheBench's "served within a certain time" table, plus p99.9.
 pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
@@ -266,7 +268,7 @@ pub struct Report {
     /// Count mode: requests no agent was left to send (every agent was lost).
     pub unassigned: u64,
     /// The merged per-second series.
-    pub series: Vec<crate::series::SecondRow>,
+    pub series: Vec<SecondRow>,
     /// The `--fail-if` verdicts.
     pub thresholds: Vec<crate::threshold::Verdict>,
     /// Scenario runs: users and user types (`null` otherwise).
@@ -282,8 +284,53 @@ fn per_second(n: u64, d: Duration) -> f64 {
 }
 
 impl Report {
-    /// Builds the report of a run.
-    pub fn new(
+    /// The whole report of the run `cfg` asked for: the merged figures of
+    /// `outcome`, the scenario's users, the per-second `series` (empty when
+    /// nothing watched the run), and the verdict on each of `cfg`'s thresholds.
+    pub fn build(cfg: &RunConfig, outcome: &Outcome, series: Vec<SecondRow>) -> Report {
+        let mut report = Report::of_outcome(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, outcome);
+        report.scenario = cfg.scenario.as_ref().map(|sc| ScenarioInfo {
+            users: sc.users,
+            spawn_rate: sc.spawn_rate,
+            user_types: sc
+                .scenario
+                .users
+                .iter()
+                .zip(&sc.per_type)
+                .map(|(u, &n)| UserTypeRow { name: u.name.clone(), users: n })
+                .collect(),
+        });
+        report.series = series;
+        report.thresholds = cfg.thresholds.iter().map(|t| t.verdict(report.measure(t.metric()))).collect();
+        report
+    }
+
+    /// The measured value of a `--fail-if` metric: latencies in ms, ratios as
+    /// fractions; `None` when there was nothing to measure.
+    fn measure(&self, metric: &str) -> Option<f64> {
+        let l = &self.latency_ms;
+        match metric {
+            "min" => l.min,
+            "mean" => l.mean,
+            "p50" => l.p50,
+            "p66" => l.p66,
+            "p75" => l.p75,
+            "p80" => l.p80,
+            "p90" => l.p90,
+            "p95" => l.p95,
+            "p98" => l.p98,
+            "p99" => l.p99,
+            "p999" => l.p999,
+            "max" => l.max,
+            "error_rate" => Some(self.error_rate),
+            "rps" => Some(self.requests_per_second),
+            "requests" => Some(self.total_requests as f64),
+            _ => Some(self.failed_requests as f64),
+        }
+    }
+
+    /// The merged figures of `outcome`, without the parts [`Report::build`] adds.
+    fn of_outcome(
         url: &str,
         method: &str,
         concurrency: u32,

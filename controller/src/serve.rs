@@ -5,8 +5,9 @@
 //! `controller/openapi.yaml`, also served at `/openapi.yaml`) and a web page at
 //! `/` where a person starts a run and watches it.
 //!
-//! A posted run is checked by the same [`RunArgs::check`] as `controller run`,
-//! its errors renamed to the JSON fields, then runs in the background with an
+//! A posted body is a [`RunRequest`], checked by the same
+//! [`RunRequest::check`] as `controller run` (its errors name the JSON
+//! field), then runs in the background with an
 //! observer that keeps the merged per-second series: `GET` shows live figures
 //! while it goes and, once it is over, the same report object as
 //! `--output json`.
@@ -15,7 +16,6 @@
 //! `@FILE` agent lists are refused, since callers of the API have no business
 //! reading the controller's disk.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,15 +27,16 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use volley_common::lock;
 
-use volley_common::{lock, parse_nonzero_duration};
-
-use crate::cli::{AgentLink, Output, RunArgs, RunConfig};
-use crate::error::Error;
+use crate::cli::ServeArgs;
+use crate::config::{Output, RunConfig};
+use crate::error::{Error, Field, UsageError};
 use crate::outcome::{AgentOutcome, AgentState, Observer};
 use crate::report::Report;
+use crate::request::RunRequest;
 use crate::series::{Progress, SecondRow, Series};
 
 /// The web page: a form, live charts, the report. Self-contained (inline
@@ -44,50 +45,24 @@ const PAGE: &str = include_str!("serve_page.html");
 /// The API's description.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
-/// Flags of `controller serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// Address to serve the API and the web page on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089")]
-    pub listen: SocketAddr,
-    /// Agents for runs that name none (same forms as `run --agents`);
-    /// default: an agent embedded in this process for each run.
-    #[arg(long, value_name = "LIST")]
-    pub agents: Option<String>,
-    /// Callers must send 'Authorization: Bearer TOKEN' (or set VOLLEY_API_TOKEN).
-    #[arg(long, env = "VOLLEY_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub api_token: Option<String>,
-    /// Allow serving on a non-loopback address without --api-token.
-    #[arg(long)]
-    pub insecure: bool,
-    /// Most runs going at once; more are refused with 429.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_runs: u32,
-    /// Finished runs kept for GET; the oldest are forgotten first.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub keep: usize,
-    /// How to reach the agents.
-    #[command(flatten)]
-    pub link: AgentLink,
-}
-
-impl ServeArgs {
-    /// Checks the flags: a non-loopback address needs a token (or
-    /// `--insecure`), since anyone who reaches the API can start load.
-    pub fn check(&self) -> Result<(), Error> {
-        if !self.listen.ip().is_loopback() && self.api_token.as_deref().is_none_or(str::is_empty) && !self.insecure {
-            return Err(Error::usage(format!(
-                "--listen {}: refusing to start load for anyone on a non-loopback address; set --api-token (or \
+/// Checks `controller serve`'s flags: a non-loopback address needs a token
+/// (or `--insecure`), since anyone who reaches the API can start load.
+pub fn check_serve_args(args: &ServeArgs) -> Result<(), UsageError> {
+    if !args.listen.ip().is_loopback() && args.api_token.as_deref().is_none_or(str::is_empty) && !args.insecure {
+        return Err(UsageError::new(
+            Field::Listen,
+            format!(
+                "{}: refusing to start load for anyone on a non-loopback address; set --api-token (or \
                  VOLLEY_API_TOKEN), or pass --insecure",
-                self.listen
-            )));
-        }
-        if let Some(list) = &self.agents {
-            crate::cli::parse_agents(list)?;
-        }
-        self.link.channel()?;
-        Ok(())
+                args.listen
+            ),
+        ));
     }
+    if let Some(list) = &args.agents {
+        crate::discovery::parse_agents(list)?;
+    }
+    args.link.channel()?;
+    Ok(())
 }
 
 /// Where a run is.
@@ -106,7 +81,7 @@ pub enum RunState {
 
 /// What the run's observer and its end leave behind.
 #[derive(Debug)]
-struct Live {
+struct RunProgress {
     state: RunState,
     series: Series,
     agents: Vec<String>,
@@ -116,18 +91,18 @@ struct Live {
     error: Option<String>,
 }
 
-/// One run: what was asked, and where it is.
+/// One run the API started: what was asked, and where it is.
 #[derive(Debug)]
-struct Run {
+struct ApiRun {
     id: String,
     created: SystemTime,
     request: Value,
-    live: Mutex<Live>,
+    live: Mutex<RunProgress>,
     cancel: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 /// Feeds the run's series as snapshots arrive; `GET` reads it meanwhile.
-struct Watch(Arc<Run>);
+struct Watch(Arc<ApiRun>);
 
 impl Observer for Watch {
     fn started(&mut self, agents: &[AgentOutcome]) {
@@ -150,7 +125,7 @@ impl Observer for Watch {
 struct Service {
     args: ServeArgs,
     token: Option<volley_proto::auth::Token>,
-    runs: Mutex<Vec<Arc<Run>>>,
+    runs: Mutex<Vec<Arc<ApiRun>>>,
     /// Seeds run ids so they cannot be guessed from one another.
     ids: std::hash::RandomState,
     next: std::sync::atomic::AtomicU64,
@@ -180,168 +155,57 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The fields a run request may have, and the `controller run` flag each
-/// stands for (so [`RunArgs::check`]'s messages can name the field instead).
-const FIELDS: &[(&str, &str)] = &[
-    ("url", "--url"),
-    ("requests", "-n/--requests"),
-    ("duration", "-z/--duration"),
-    ("concurrency", "-c/--connections"),
-    ("rate", "-q/--rate"),
-    ("ramp_up", "--ramp-up"),
-    ("method", "-m/--method"),
-    ("headers", "-H/--header"),
-    ("body", "-d/--body"),
-    ("agents", "--agents"),
-    ("min_agents", "--min-agents"),
-    ("threads", "--threads"),
-    ("timeout", "--timeout"),
-    ("success_status", "--success-status"),
-    ("fail_if", "--fail-if"),
-    ("scenario", "--scenario"),
-    ("users", "-u/--users"),
-    ("spawn_rate", "-r/--spawn-rate"),
-    ("tags", "--tags"),
-    ("exclude_tags", "--exclude-tags"),
-    ("target_insecure", "-k/--target-insecure"),
-];
-
-fn typed<T: serde::de::DeserializeOwned>(
-    obj: &Map<String, Value>,
-    name: &str,
-    what: &str,
-) -> Result<Option<T>, ApiError> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => T::deserialize(v).map(Some).map_err(|_| ApiError::field(name, format!("{name}: must be {what}"))),
+impl From<UsageError> for ApiError {
+    fn from(e: UsageError) -> ApiError {
+        let message = e.for_api();
+        match e.field.json() {
+            Some(field) => ApiError::field(field, message),
+            None => ApiError::new(StatusCode::BAD_REQUEST, message),
+        }
     }
 }
 
-fn duration(obj: &Map<String, Value>, name: &str) -> Result<Option<Duration>, ApiError> {
-    let bad = |why: String| ApiError::field(name, format!("{name}: {why}"));
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_nonzero_duration(s).map(Some).map_err(|e| bad(e.to_string())),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-            _ => Err(bad(format!("{n} is not a number of seconds above 0"))),
-        },
-        Some(_) => Err(bad("must be a duration such as \"10s\" or a number of seconds".into())),
+/// Reads a `POST /v1/runs` body into a [`RunRequest`]; a refusal names the
+/// field at fault.
+fn read_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let Value::Object(obj) = &value else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object"));
+    };
+    let whole = match RunRequest::deserialize(&value) {
+        Ok(request) => return Ok(request),
+        Err(e) => e,
+    };
+    // Every field is optional, so the first field refused on its own is the one at fault.
+    for (name, v) in obj {
+        let Err(e) = RunRequest::deserialize(&json!({ name: v })) else { continue };
+        return Err(match Field::from_json(name) {
+            Some(_) => ApiError::field(name, format!("{name}: {e}")),
+            None => {
+                let known: Vec<&str> = Field::ALL.iter().filter_map(|f| f.json()).collect();
+                ApiError::field(name, format!("unknown field {name:?} (known: {})", known.join(", ")))
+            }
+        });
     }
-}
-
-/// A JSON value that is either one comma-separated string or a list of strings.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    Err(ApiError::new(StatusCode::BAD_REQUEST, whole.to_string()))
 }
 
 /// Turns a `POST /v1/runs` body into a checked run.
 fn parse_run(body: &[u8], args: &ServeArgs) -> Result<RunConfig, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object"));
-    };
-    if let Some(unknown) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
-        let known: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
-        return Err(ApiError::field(unknown, format!("unknown field {unknown:?} (known: {})", known.join(", "))));
-    }
-    let scenario_text: Option<String> = typed(&obj, "scenario", "a scenario's TOML text")?;
-    let url: Option<String> = typed(&obj, "url", "a string")?;
-    if url.is_none() && scenario_text.is_none() {
-        return Err(ApiError::field("url", "url: is required (or give a scenario)"));
-    }
-    let list = |name: &str| -> Result<Vec<String>, ApiError> {
-        Ok(match typed::<OneOrMany>(&obj, name, "a string or a list of strings")? {
-            None => Vec::new(),
-            Some(OneOrMany::One(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
-            Some(OneOrMany::Many(v)) => v,
-        })
-    };
-    let headers = match obj.get("headers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(v) => Ok(format!("{k}: {v}")),
-                _ => Err(ApiError::field("headers", format!("headers: the value of {k:?} must be a string"))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            typed(&obj, "headers", "an object of name: value strings or a list of \"Name: value\"")?.unwrap_or_default()
+    let mut request = read_request(body)?;
+    match &request.agents {
+        // Callers of the API have no business reading the controller's disk.
+        Some(list) if list.split(',').any(|e| e.trim().starts_with('@')) => {
+            return Err(UsageError::new(Field::Agents, "@FILE lists are not accepted over the API").into());
         }
-    };
-    let agents = match typed::<OneOrMany>(&obj, "agents", "a string or a list of strings")? {
-        None => args.agents.clone(),
-        Some(OneOrMany::One(s)) => Some(s),
-        Some(OneOrMany::Many(list)) => Some(list.join(",")),
-    };
-    if let Some(list) = &agents
-        && obj.contains_key("agents")
-        && list.split(',').any(|e| e.trim().starts_with('@'))
-    {
-        return Err(ApiError::field("agents", "agents: @FILE lists are not accepted over the API"));
+        Some(_) => {}
+        None => request.agents.clone_from(&args.agents),
     }
-    let requests: Option<u64> = typed(&obj, "requests", "a whole number above 0")?;
-    let duration = duration(&obj, "duration")?;
-    if requests.is_some() == duration.is_some() {
-        let field = if requests.is_some() { "duration" } else { "requests" };
-        return Err(ApiError::field(field, "give exactly one of requests and duration"));
-    }
-    let run = RunArgs {
-        agents,
-        url,
-        scenario: None,
-        scenario_text,
-        users: typed(&obj, "users", "a whole number above 0")?,
-        spawn_rate: typed(&obj, "spawn_rate", "a number of users per second")?,
-        tags: list("tags")?,
-        exclude_tags: list("exclude_tags")?,
-        target_ca: None,
-        target_insecure: typed(&obj, "target_insecure", "true or false")?.unwrap_or(false),
-        requests,
-        duration,
-        rate: typed(&obj, "rate", "a number of requests per second")?,
-        ramp_up: crate::serve::duration(&obj, "ramp_up")?,
-        connections: typed(&obj, "concurrency", "a whole number above 0")?.unwrap_or(10),
-        min_agents: typed(&obj, "min_agents", "a whole number above 0")?,
-        threads: typed(&obj, "threads", "a whole number above 0")?,
-        method: typed(&obj, "method", "a string")?.unwrap_or_else(|| "GET".into()),
-        headers,
-        // Set after the check: `@` must not read a file here.
-        body: None,
-        timeout: crate::serve::duration(&obj, "timeout")?.unwrap_or(Duration::from_secs(30)),
-        success_status: typed(&obj, "success_status", "a list of status codes")?.unwrap_or_default(),
-        output: Output::Json,
-        fail_if: typed::<OneOrMany>(&obj, "fail_if", "a string or a list of strings")?
-            .map(|f| match f {
-                OneOrMany::One(s) => vec![s],
-                OneOrMany::Many(v) => v,
-            })
-            .unwrap_or_default(),
-        hdr_log: None,
-        html: None,
-        quiet: true,
-        link: args.link.clone(),
-    };
-    let mut cfg = run.check().map_err(|e| renamed(&e.to_string()))?;
-    if let Some(body) = typed::<String>(&obj, "body", "a string")? {
-        cfg.body = body.into_bytes();
-    }
-    Ok(cfg)
-}
-
-/// A `controller run` usage error, with the flag renamed to its JSON field.
-fn renamed(message: &str) -> ApiError {
-    for (field, flag) in FIELDS {
-        if let Some(rest) = message.strip_prefix(flag).and_then(|r| r.strip_prefix(':')) {
-            return ApiError::field(field, format!("{field}:{rest}"));
-        }
-    }
-    ApiError::new(StatusCode::BAD_REQUEST, message)
+    request.output = Output::Json;
+    request.quiet = true;
+    request.link = args.link.clone();
+    Ok(request.check()?)
 }
 
 /// Live figures of a run: totals so far and the last complete second.
@@ -362,7 +226,7 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-impl Run {
+impl ApiRun {
     /// The run as `GET /v1/runs/{id}` shows it; the series from second `since`.
     fn view(&self, since: usize) -> Value {
         let live = lock(&self.live);
@@ -412,7 +276,7 @@ impl Run {
 }
 
 impl Service {
-    fn find(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+    fn find(&self, id: &str) -> Result<Arc<ApiRun>, ApiError> {
         lock(&self.runs)
             .iter()
             .find(|r| r.id == id)
@@ -430,7 +294,7 @@ impl Service {
 
     /// Registers a run if there is room: at most `--max-runs` going, and
     /// the oldest finished ones forgotten beyond `--keep`.
-    fn admit(&self, run: Arc<Run>) -> Result<(), ApiError> {
+    fn admit(&self, run: Arc<ApiRun>) -> Result<(), ApiError> {
         let mut runs = lock(&self.runs);
         let running = runs.iter().filter(|r| lock(&r.live).state == RunState::Running).count();
         if running >= self.args.max_runs as usize {
@@ -453,12 +317,12 @@ impl Service {
 async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse_run(&body, &svc.args)?;
     let (tx, rx) = oneshot::channel();
-    let run = Arc::new(Run {
+    let run = Arc::new(ApiRun {
         id: svc.new_id(),
         created: SystemTime::now(),
         // Parsed already: it is an object.
         request: serde_json::from_slice(&body).unwrap_or_default(),
-        live: Mutex::new(Live {
+        live: Mutex::new(RunProgress {
             state: RunState::Running,
             series: Series::new(Progress::Off),
             agents: Vec::new(),
@@ -471,24 +335,24 @@ async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response
     });
     svc.admit(run.clone())?;
     let id = run.id.clone();
-    tokio::spawn(execute(run, cfg, rx));
+    tokio::spawn(run_in_background(run, cfg, rx));
     let location = format!("/v1/runs/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(json!({ "id": id }))).into_response())
 }
 
 /// Runs in the background and leaves the report (or the error) on the run.
-async fn execute(run: Arc<Run>, cfg: RunConfig, cancel: oneshot::Receiver<()>) {
+async fn run_in_background(run: Arc<ApiRun>, cfg: RunConfig, cancel: oneshot::Receiver<()>) {
     let mut watch = Watch(run.clone());
     let cancel = async {
         // A dropped sender (the server going away) cancels too.
         let _ = cancel.await;
     };
-    let result = crate::run(&cfg, &mut watch, cancel).await;
+    let result = crate::run_on_agents(&cfg, &mut watch, cancel).await;
     let mut live = lock(&run.live);
     live.elapsed = live.started.map(|t| t.elapsed()).unwrap_or_default();
     match result {
-        Ok(report) => {
-            let report = crate::complete(report, &live.series, &cfg.thresholds);
+        Ok(outcome) => {
+            let report = Report::build(&cfg, &outcome, live.series.rows());
             live.state = match report.exit_code() {
                 _ if report.cancelled => RunState::Cancelled,
                 1 => {
@@ -500,7 +364,7 @@ async fn execute(run: Arc<Run>, cfg: RunConfig, cancel: oneshot::Receiver<()>) {
             live.report = Some(report);
         }
         Err(e) => {
-            live.error = Some(e.to_string());
+            live.error = Some(crate::error::chain(&e));
             live.state = RunState::Failed;
         }
     }
@@ -587,12 +451,12 @@ fn router(svc: Arc<Service>) -> Router {
 
 /// `controller serve`: serves until Ctrl-C or SIGTERM, then cancels the runs
 /// still going and waits (a little) for their reports.
-pub async fn main(args: ServeArgs) -> Result<i32, Error> {
-    args.check()?;
+pub async fn serve(args: ServeArgs) -> Result<i32, Error> {
+    check_serve_args(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| Error::usage(format!("--listen {}: cannot listen: {e}", args.listen)))?;
-    let addr = listener.local_addr().map_err(|e| Error::Other(format!("--listen: {e}")))?;
+        .map_err(|e| UsageError::new(Field::Listen, format!("{}: cannot listen: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| Error::start("the API's listener", e))?;
     let svc = Arc::new(Service {
         token: args.api_token.as_deref().and_then(volley_proto::auth::Token::new),
         args,
@@ -602,15 +466,14 @@ pub async fn main(args: ServeArgs) -> Result<i32, Error> {
     });
     // Installed before the ready line, so a SIGTERM sent as soon as it is read
     // stops the server gracefully.
-    let shutdown = volley_common::shutdown_signal()
-        .map_err(|e| Error::Other(format!("cannot install the signal handlers: {e}")))?;
+    let shutdown = volley_common::shutdown_signal().map_err(|e| Error::start("the signal handlers", e))?;
     // Tests and scripts wait for this line.
     println!("controller: serving the API and the web page on http://{addr}");
     axum::serve(listener, router(svc.clone()))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::Other(format!("serving: {e}")))?;
-    let running: Vec<Arc<Run>> =
+        .map_err(|e| Error::start("serving", e))?;
+    let running: Vec<Arc<ApiRun>> =
         lock(&svc.runs).iter().filter(|r| lock(&r.live).state == RunState::Running).cloned().collect();
     for run in &running {
         if let Some(tx) = lock(&run.cancel).take() {
@@ -684,7 +547,7 @@ mod tests {
             &args(),
         )
         .unwrap();
-        assert_eq!(cfg.limit, crate::cli::Limit::Duration(Duration::from_millis(2500)));
+        assert_eq!(cfg.limit, crate::config::Limit::Duration(Duration::from_millis(2500)));
         assert_eq!((cfg.connections, cfg.method.as_str()), (3, "POST"));
         assert_eq!(cfg.headers, [("X-A".to_owned(), b"1".to_vec())]);
         // Taken as given, never read from this host's disk.
@@ -696,10 +559,13 @@ mod tests {
     fn the_openapi_file_lists_every_field() {
         let doc: serde_json::Value = serde_yaml_ng::from_str(OPENAPI).expect("openapi.yaml parses");
         let props = &doc["components"]["schemas"]["RunRequest"]["properties"];
-        for (field, _) in FIELDS {
+        // The request's fields by their JSON names (crate::request's test
+        // checks these are exactly the fields serde takes).
+        let fields: Vec<&str> = Field::ALL.iter().filter_map(|f| f.json()).collect();
+        for field in &fields {
             assert!(props.get(field).is_some(), "openapi.yaml lacks {field}");
         }
-        assert_eq!(props.as_object().unwrap().len(), FIELDS.len(), "openapi.yaml lists fields the API does not take");
+        assert_eq!(props.as_object().unwrap().len(), fields.len(), "openapi.yaml lists fields the API does not take");
         for path in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report.html", "/", "/openapi.yaml"] {
             assert!(doc["paths"].get(path).is_some(), "openapi.yaml lacks {path}");
         }
@@ -709,8 +575,8 @@ mod tests {
     fn open_listen_needs_a_token() {
         let mut a = args();
         a.listen = "0.0.0.0:8089".parse().unwrap();
-        assert!(a.check().unwrap_err().to_string().contains("--api-token"));
+        assert!(check_serve_args(&a).unwrap_err().to_string().contains("--api-token"));
         a.api_token = Some("s3cret".into());
-        a.check().unwrap();
+        check_serve_args(&a).unwrap();
     }
 }

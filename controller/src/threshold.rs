@@ -6,12 +6,13 @@
 //! p999 max`) take `us`, `ms` or `s`; `error_rate` takes `%` or a fraction;
 //! `rps`, `requests` and `failures` take plain numbers. The condition is what
 //! must hold: when it does not, the threshold fails.
+//!
+//! The report measures each metric (`report::Report::build`);
+//! this module only parses conditions and judges a measured value.
 
 use std::fmt;
 
 use serde::Serialize;
-
-use crate::report::Report;
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,54 @@ impl fmt::Display for Threshold {
     }
 }
 
-impl std::str::FromStr for Threshold {
-    type Err = String;
+/// Why an expression was refused; each names the expression as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    /// No `<`, `<=`, `>`, `>=`.
+    #[error("{0:?} has no comparison; write e.g. 'p99 < 200ms'")]
+    NoComparison(String),
+    /// A metric this module does not know.
+    #[error("{text:?}: unknown metric {name:?}; use one of {}", METRICS.map(|(m, _)| m).join(", "))]
+    UnknownMetric {
+        /// The expression.
+        text: String,
+        /// The metric as written.
+        name: String,
+    },
+    /// The bound is not a number.
+    #[error("{text:?}: {value:?} is not a number")]
+    NotANumber {
+        /// The expression.
+        text: String,
+        /// The bound as written.
+        value: String,
+    },
+    /// A latency bound without a unit.
+    #[error("{text:?}: give {metric} a unit: us, ms or s")]
+    NoUnit {
+        /// The expression.
+        text: String,
+        /// The metric.
+        metric: &'static str,
+    },
+    /// A unit that does not fit the metric.
+    #[error("{text:?}: {unit:?} is not a unit for {metric}")]
+    WrongUnit {
+        /// The expression.
+        text: String,
+        /// The unit as written.
+        unit: String,
+        /// The metric.
+        metric: &'static str,
+    },
+}
 
-    fn from_str(text: &str) -> Result<Threshold, String> {
+impl std::str::FromStr for Threshold {
+    type Err = ThresholdError;
+
+    fn from_str(text: &str) -> Result<Threshold, ThresholdError> {
         let t = text.trim();
-        let at = t.find(['<', '>']).ok_or_else(|| format!("{text:?} has no comparison; write e.g. 'p99 < 200ms'"))?;
+        let at = t.find(['<', '>']).ok_or_else(|| ThresholdError::NoComparison(text.to_owned()))?;
         let (name, rest) = (t[..at].trim(), &t[at..]);
         let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
             (Op::Le, v)
@@ -92,23 +135,28 @@ impl std::str::FromStr for Threshold {
         } else {
             (Op::Gt, &rest[1..])
         };
-        let (metric, kind) = METRICS.iter().find(|(m, _)| *m == name).copied().ok_or_else(|| {
-            let known: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
-            format!("{text:?}: unknown metric {name:?}; use one of {}", known.join(", "))
-        })?;
+        let (metric, kind) = METRICS
+            .iter()
+            .find(|(m, _)| *m == name)
+            .copied()
+            .ok_or_else(|| ThresholdError::UnknownMetric { text: text.to_owned(), name: name.to_owned() })?;
         let value = value.trim();
         let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
         let (number, unit) = (&value[..split], value[split..].trim());
-        let n: f64 = number.parse().map_err(|_| format!("{text:?}: {value:?} is not a number"))?;
+        let n: f64 = number
+            .parse()
+            .map_err(|_| ThresholdError::NotANumber { text: text.to_owned(), value: value.to_owned() })?;
         let bound = match (kind, unit) {
             (Kind::LatencyMs, "us" | "µs") => n / 1000.0,
             (Kind::LatencyMs, "ms") => n,
             (Kind::LatencyMs, "s") => n * 1000.0,
-            (Kind::LatencyMs, _) => return Err(format!("{text:?}: give {metric} a unit: us, ms or s")),
+            (Kind::LatencyMs, _) => return Err(ThresholdError::NoUnit { text: text.to_owned(), metric }),
             (Kind::Ratio, "%") => n / 100.0,
             (Kind::Ratio, "") => n,
             (Kind::Count, "") | (Kind::Count, "/s") => n,
-            (_, unit) => return Err(format!("{text:?}: {unit:?} is not a unit for {metric}")),
+            (_, unit) => {
+                return Err(ThresholdError::WrongUnit { text: text.to_owned(), unit: unit.to_owned(), metric });
+            }
         };
         Ok(Threshold { text: t.to_owned(), metric, op, bound })
     }
@@ -127,28 +175,15 @@ pub struct Verdict {
 }
 
 impl Threshold {
-    /// Checks this threshold against a report. A latency condition with no
-    /// responses to measure fails.
-    pub fn check(&self, r: &Report) -> Verdict {
-        let l = &r.latency_ms;
-        let actual = match self.metric {
-            "min" => l.min,
-            "mean" => l.mean,
-            "p50" => l.p50,
-            "p66" => l.p66,
-            "p75" => l.p75,
-            "p80" => l.p80,
-            "p90" => l.p90,
-            "p95" => l.p95,
-            "p98" => l.p98,
-            "p99" => l.p99,
-            "p999" => l.p999,
-            "max" => l.max,
-            "error_rate" => Some(r.error_rate),
-            "rps" => Some(r.requests_per_second),
-            "requests" => Some(r.total_requests as f64),
-            _ => Some(r.failed_requests as f64),
-        };
+    /// The metric the condition is on: a name of [`METRICS`]; the report
+    /// measures it (latencies in ms, ratios as fractions).
+    pub fn metric(&self) -> &'static str {
+        self.metric
+    }
+
+    /// The verdict given the measured value of [`Threshold::metric`]; a
+    /// condition with nothing to measure (no responses) fails.
+    pub fn verdict(&self, actual: Option<f64>) -> Verdict {
         Verdict { expr: self.text.clone(), actual, passed: actual.is_some_and(|a| self.op.holds(a, self.bound)) }
     }
 }
@@ -175,7 +210,7 @@ mod tests {
             ("rps > 5ms", "not a unit"),
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
-            assert!(err.contains(needle), "{bad:?}: {err}");
+            assert!(err.to_string().contains(needle), "{bad:?}: {err}");
         }
     }
 }

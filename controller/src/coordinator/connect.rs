@@ -8,7 +8,7 @@ use tonic::transport::{Channel, Endpoint};
 use volley_proto::agent_client::AgentClient;
 use volley_proto::{AgentInfo, DescribeRequest, PROTOCOL_VERSION};
 
-use crate::cli::ChannelConfig;
+use crate::config::ChannelConfig;
 
 /// How long connecting to and describing one agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -145,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_that_cannot_be_a_header_is_refused_before_connecting() {
-        let channel = ChannelConfig { token: agent::security::Token::new("bad\ntoken"), ..ChannelConfig::default() };
+        let channel = ChannelConfig { token: volley_proto::auth::Token::new("bad\ntoken"), ..ChannelConfig::default() };
         let e = connect("127.0.0.1:1".into(), channel).await.err().unwrap();
         assert_eq!(e.one_line(), "--token: not a valid header value");
     }

@@ -45,7 +45,7 @@ use ledger::Ledger;
 use merge::Merge;
 use volley_proto::run_plan;
 
-use crate::cli::{Limit, RunConfig};
+use crate::config::{Limit, RunConfig};
 use crate::error::Error;
 use crate::outcome::{AgentOutcome, Observer, Outcome};
 

@@ -8,7 +8,7 @@ use volley_proto::{Header, PROTOCOL_VERSION, RunPlan, run_plan};
 
 use super::LEASE;
 use super::connect::Connected;
-use crate::cli::{Limit, RunConfig};
+use crate::config::{Limit, RunConfig};
 use crate::outcome::{AgentOutcome, AgentState};
 use crate::split::split;
 

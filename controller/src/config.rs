@@ -1,0 +1,153 @@
+//! A checked run: what `controller run` and `POST /v1/runs` become once every
+//! value has passed `request::RunRequest::check`,
+//! and what the coordinator, the report and the outputs read.
+
+use std::time::Duration;
+
+use crate::discovery::AgentSource;
+use crate::error::{Field, UsageError};
+
+/// Output formats of the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Human-readable, ApacheBench-style.
+    #[default]
+    Text,
+    /// One JSON object (schema in the README).
+    Json,
+    /// The per-second series as CSV (one row per second).
+    Csv,
+}
+
+/// How much work a run does, globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Exactly this many requests.
+    Requests(u64),
+    /// For this long.
+    Duration(Duration),
+}
+
+/// A checked `controller run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Where the agents are (resolved just before the run); empty means one embedded agent.
+    pub agents: Vec<AgentSource>,
+    /// The target URL, checked.
+    pub url: String,
+    /// The method, checked.
+    pub method: String,
+    /// Headers as (name, value), checked.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How much work.
+    pub limit: Limit,
+    /// Connections in total.
+    pub connections: u32,
+    /// Worker threads per agent, if given.
+    pub threads: Option<u32>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Success statuses; empty means any 2xx.
+    pub success_status: Vec<u16>,
+    /// Report format.
+    pub output: Output,
+    /// Open model: requests per second in total.
+    pub rate: Option<f64>,
+    /// Ramp-up time (zero for none).
+    pub ramp_up: Duration,
+    /// Agents that must answer at the start (default: all).
+    pub min_agents: Option<usize>,
+    /// How to reach the agents: token and TLS.
+    pub channel: ChannelConfig,
+    /// Conditions the run must meet.
+    pub thresholds: Vec<crate::threshold::Threshold>,
+    /// Where to write the HdrHistogram interval log.
+    pub hdr_log: Option<std::path::PathBuf>,
+    /// Where to write the HTML report.
+    pub html: Option<std::path::PathBuf>,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Scenario runs: the scenario and its users.
+    pub scenario: Option<ScenarioRun>,
+    /// HTTPS targets: extra CA certificates (PEM).
+    pub target_ca_pem: Vec<u8>,
+    /// HTTPS targets: accept any certificate.
+    pub target_insecure: bool,
+}
+
+/// A checked scenario run.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    /// The scenario, with `--url` and the tags applied.
+    pub scenario: volley_scenario::Scenario,
+    /// It as JSON, for the plans.
+    pub json: String,
+    /// Virtual users in total.
+    pub users: u64,
+    /// Users of each user type, in total.
+    pub per_type: Vec<u64>,
+    /// Users started per second in total.
+    pub spawn_rate: Option<f64>,
+}
+
+/// How the controller reaches its agents.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelConfig {
+    /// Sent on every call (its `Debug` is redacted).
+    pub token: Option<volley_proto::auth::Token>,
+    /// TLS settings; `None` for plain gRPC.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Whether a client certificate is presented (for messages).
+    pub mutual: bool,
+}
+
+/// How the controller reaches its agents: the shared token and TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentLink {
+    /// The agents' shared secret (or set VOLLEY_TOKEN).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Talk to the agents over TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for agents that require mutual TLS.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the agents' certificates carry, when it is not the host in --agents.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+}
+
+impl AgentLink {
+    /// The token and TLS settings, with unreadable files named.
+    pub fn channel(&self) -> Result<ChannelConfig, UsageError> {
+        let link = self;
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |field: Field, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| UsageError::new(field, format!("cannot read {}: {e}", p.display())))
+        };
+        let tls = match &link.tls_ca {
+            None => None,
+            Some(ca) => {
+                let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(Field::TlsCa, ca)?));
+                if let (Some(cert), Some(key)) = (&link.tls_cert, &link.tls_key) {
+                    tls = tls.identity(Identity::from_pem(read(Field::TlsCert, cert)?, read(Field::TlsKey, key)?));
+                }
+                if let Some(d) = &link.tls_domain {
+                    tls = tls.domain_name(d.clone());
+                }
+                Some(tls)
+            }
+        };
+        Ok(ChannelConfig {
+            token: link.token.as_deref().and_then(volley_proto::auth::Token::new),
+            tls,
+            mutual: link.tls_cert.is_some(),
+        })
+    }
+}

@@ -1,0 +1,488 @@
+//! One run request, whichever way it arrives: `controller run`'s flags and
+//! `controller serve`'s `POST /v1/runs` body both become a [`RunRequest`],
+//! and one [`RunRequest::check`] turns it into a [`RunConfig`], refusing a
+//! wrong value with a [`UsageError`] that names its [`Field`].
+//!
+//! Adding a value means: a field here (its flag from clap, its JSON name
+//! from serde), a [`Field`] variant, its check below, and its line in
+//! `openapi.yaml` (a test holds the three names together).
+//!
+//! What only the command line may do is skipped by serde, so JSON cannot set
+//! it: reading files on this host (`--scenario FILE`, `-d @FILE`,
+//! `--target-ca`), writing outputs, and the agents' TLS files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Deserializer};
+
+use volley_common::parse_nonzero_duration as parse_duration;
+use volley_proto::limits;
+
+use crate::config::{AgentLink, Limit, Output, RunConfig, ScenarioRun};
+use crate::discovery::parse_agents;
+use crate::error::{Field, UsageError};
+
+/// Connections when a request names none.
+const DEFAULT_CONNECTIONS: u32 = 10;
+/// Per-request timeout when a request names none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A run, as asked for: the flags of `controller run` (clap) and the body of
+/// `POST /v1/runs` (serde), every value unchecked. Fields the JSON must not
+/// set (files on this host, outputs) are skipped by serde, so a body naming
+/// them is refused as an unknown field.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["requests", "duration"])))]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Agents, comma-separated: HOST:PORT, dns:NAME:PORT (one agent per address of NAME, e.g. a
+    /// Kubernetes headless Service), @FILE (one entry per line); without it, one agent runs embedded
+    /// in this process.
+    #[arg(long, value_name = "LIST")]
+    #[serde(default, deserialize_with = "joined")]
+    pub agents: Option<String>,
+    /// Target URL (http://host:port/path); with --scenario, the base URL replacing the file's.
+    #[arg(long, required_unless_present = "scenario")]
+    pub url: Option<String>,
+    /// Run a scenario file (TOML: user types, weighted requests, setup,
+    /// captures, assertions, think times; see the README) instead of one URL.
+    #[arg(id = "scenario", long = "scenario", value_name = "FILE")]
+    #[serde(skip)]
+    pub scenario_file: Option<PathBuf>,
+    /// A scenario's TOML text instead of a file (the HTTP API's `scenario`);
+    /// `body_file` is then refused.
+    #[arg(skip)]
+    pub scenario: Option<String>,
+    /// Scenario runs: virtual users in total, split across agents (default: -c).
+    #[arg(short = 'u', long, value_name = "N")]
+    pub users: Option<u64>,
+    /// Scenario runs: virtual users started per second in total (default: all at once).
+    #[arg(short = 'r', long, value_name = "R")]
+    pub spawn_rate: Option<f64>,
+    /// Scenario runs: send only requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "comma_list")]
+    pub tags: Vec<String>,
+    /// Scenario runs: never send requests with any of these tags.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "comma_list")]
+    pub exclude_tags: Vec<String>,
+    /// HTTPS targets: trust these CA certificates (PEM) besides the web's roots;
+    /// read here and sent to the agents.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub target_ca: Option<PathBuf>,
+    /// HTTPS targets: accept any certificate (for test targets only).
+    #[arg(short = 'k', long)]
+    #[serde(default, deserialize_with = "or_default")]
+    pub target_insecure: bool,
+    /// Total requests, split across agents; exactly this many are sent.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Run for this long instead of a request count (e.g. 10s, 1m30s).
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub duration: Option<Duration>,
+    /// Open model: send R requests per second in total on a fixed schedule,
+    /// whatever the latency; latency counts from each request's intended send
+    /// time (coordinated omission corrected). Split across agents.
+    #[arg(short = 'q', long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Grow the rate (or, without --rate, the active connections) linearly
+    /// from zero over this time (e.g. 5s); the ramp is part of the run.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub ramp_up: Option<Duration>,
+    /// Concurrent connections in total, split across agents.
+    #[arg(short = 'c', long, value_name = "N", default_value = "10")]
+    #[serde(rename = "concurrency")]
+    pub connections: Option<u32>,
+    /// Go on when at least K of the listed agents answer at the start
+    /// (default: all must answer).
+    #[arg(long, value_name = "K")]
+    pub min_agents: Option<usize>,
+    /// Worker threads per agent (default: each agent's own default, its core count).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: Option<String>,
+    /// Request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    #[serde(default, deserialize_with = "headers")]
+    pub headers: Vec<String>,
+    /// Request body; @FILE reads it from a file.
+    #[arg(short = 'd', long = "body", value_name = "BODY")]
+    pub body: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Statuses that count as success, e.g. 200,204 (default: any 2xx).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "or_default")]
+    pub success_status: Vec<u16>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[serde(skip)]
+    pub output: Output,
+    /// Fail (exit code 3) unless this holds, e.g. 'p99 < 200ms',
+    /// 'error_rate < 1%', 'rps > 5000' (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    #[serde(default, deserialize_with = "expressions")]
+    pub fail_if: Vec<String>,
+    /// Also write the merged per-second latency histograms to FILE as an
+    /// HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub hdr_log: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub html: Option<PathBuf>,
+    /// No progress lines while the run goes.
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+    /// How to reach the agents.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub link: AgentLink,
+    /// Whether `-d @FILE` may read this host's files: on the command line,
+    /// never over the API.
+    #[arg(skip = true)]
+    #[serde(skip)]
+    pub read_files: bool,
+}
+
+fn usage(field: Field, reason: impl Into<String>) -> UsageError {
+    UsageError::new(field, reason)
+}
+
+impl RunRequest {
+    /// Checks every value and gathers them into a [`RunConfig`].
+    ///
+    /// Longer than most functions: one check per value, in the order a user
+    /// reads `--help`, reads best as one list.
+    pub fn check(&self) -> Result<RunConfig, UsageError> {
+        let scenario = self.scenario_run()?;
+        let url = match (&scenario, &self.url) {
+            (Some(sc), _) => sc.scenario.base_url.clone().unwrap_or_default(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => return Err(usage(Field::Url, "required (or give a scenario)")),
+        };
+        let target = volley_proto::target::parse_url(&url).map_err(|e| usage(Field::Url, e.to_string()))?;
+        let target_ca_pem = match &self.target_ca {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| usage(Field::TargetCa, format!("cannot read {}: {e}", p.display())))?;
+                // The same check the agents make, so a bad file stops the run here.
+                volley_proto::tls::server_name(&target.host)
+                    .and_then(|_| volley_proto::tls::ca_roots(&pem))
+                    .map_err(|e| usage(Field::TargetCa, format!("{}: {e}", p.display())))?;
+                pem
+            }
+        };
+        let limit = self.limit()?;
+        let asked = self.connections.unwrap_or(DEFAULT_CONNECTIONS);
+        if asked == 0 {
+            return Err(usage(Field::Connections, "must be at least 1"));
+        }
+        // A scenario's virtual users take the place of connections.
+        let connections = match &scenario {
+            Some(sc) => u32::try_from(sc.users).unwrap_or(u32::MAX),
+            None => asked,
+        };
+        if asked > limits::MAX_CONNECTIONS {
+            return Err(usage(Field::Connections, format!("{asked} is more than {}", limits::MAX_CONNECTIONS)));
+        }
+        if let Some(t) = self.threads.filter(|&t| t == 0 || t > limits::MAX_THREADS) {
+            return Err(usage(Field::Threads, format!("{t} is not in 1..={}", limits::MAX_THREADS)));
+        }
+        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= limits::MAX_RATE * 100.0)) {
+            return Err(usage(Field::Rate, format!("{r} is not a rate above 0 requests per second")));
+        }
+        let ramp_up = self.ramp_up.unwrap_or_default();
+        if let Limit::Duration(d) = limit
+            && !ramp_up.is_zero()
+            && ramp_up >= d
+        {
+            return Err(usage(
+                Field::RampUp,
+                format!(
+                    "{} is not shorter than the run's -z {}",
+                    humantime::format_duration(ramp_up),
+                    humantime::format_duration(d)
+                ),
+            ));
+        }
+        let given_method = self.method.as_deref().unwrap_or("GET");
+        let method = given_method.to_ascii_uppercase();
+        if http_method_invalid(&method) {
+            return Err(usage(Field::Method, format!("{given_method:?} is not an HTTP method")));
+        }
+        let headers = self.header_pairs()?;
+        let body = match &self.body {
+            None => Vec::new(),
+            Some(b) => match b.strip_prefix('@').filter(|_| self.read_files) {
+                Some(path) => {
+                    std::fs::read(path).map_err(|e| usage(Field::Body, format!("cannot read {path:?}: {e}")))?
+                }
+                // Over the API a body is taken as given, never read from this host's disk.
+                None => b.as_bytes().to_vec(),
+            },
+        };
+        if let Some(bad) = self.success_status.iter().find(|s| !(100..1000).contains(*s)) {
+            return Err(usage(Field::SuccessStatus, format!("{bad} is not an HTTP status")));
+        }
+        let agents = match &self.agents {
+            None => Vec::new(),
+            Some(list) => parse_agents(list)?,
+        };
+        if let Some(k) = self.min_agents
+            && (k == 0 || k > agents.len().max(1))
+        {
+            return Err(usage(
+                Field::MinAgents,
+                format!("{k} is not between 1 and the {} agents listed", agents.len().max(1)),
+            ));
+        }
+        if self.min_agents.is_none() && !agents.is_empty() && (connections as usize) < agents.len() {
+            let field = if scenario.is_some() { Field::Users } else { Field::Connections };
+            return Err(usage(
+                field,
+                format!("{connections} is fewer than the {} agents; each agent needs at least one", agents.len()),
+            ));
+        }
+        Ok(RunConfig {
+            agents,
+            url,
+            method,
+            headers,
+            body,
+            limit,
+            connections,
+            threads: self.threads,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            success_status: self.success_status.clone(),
+            output: self.output,
+            rate: self.rate,
+            ramp_up,
+            min_agents: self.min_agents,
+            channel: self.link.channel()?,
+            thresholds: self
+                .fail_if
+                .iter()
+                .map(|e| {
+                    e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            hdr_log: self.hdr_log.clone(),
+            html: self.html.clone(),
+            quiet: self.quiet,
+            scenario,
+            target_ca_pem,
+            target_insecure: self.target_insecure,
+        })
+    }
+
+    /// Exactly one of a request count and a run time.
+    fn limit(&self) -> Result<Limit, UsageError> {
+        match (self.requests, self.duration) {
+            (Some(0), _) => Err(usage(Field::Requests, "must be at least 1")),
+            (Some(n), None) => Ok(Limit::Requests(n)),
+            (None, Some(d)) => Ok(Limit::Duration(d)),
+            (Some(_), Some(_)) => Err(usage(Field::Duration, "give exactly one of requests and duration")),
+            (None, None) => Err(usage(Field::Requests, "give exactly one of requests and duration")),
+        }
+    }
+
+    /// The headers as (name, value), each checked.
+    fn header_pairs(&self) -> Result<Vec<(String, Vec<u8>)>, UsageError> {
+        let mut headers = Vec::new();
+        for h in &self.headers {
+            let (name, value) =
+                h.split_once(':').ok_or_else(|| usage(Field::Headers, format!("{h:?} is not 'Name: value'")))?;
+            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(usage(Field::Headers, format!("{name:?} is not a header name")));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(usage(Field::Headers, format!("the value of {name:?} contains a line break")));
+            }
+            headers.push((name.to_owned(), value.as_bytes().to_vec()));
+        }
+        Ok(headers)
+    }
+
+    /// Loads and checks the scenario with its values; values that only
+    /// scenario runs take are refused without it.
+    fn scenario_run(&self) -> Result<Option<ScenarioRun>, UsageError> {
+        let loaded = match (&self.scenario_file, &self.scenario) {
+            (Some(path), _) => Some(volley_scenario::Scenario::load(path)),
+            (None, Some(text)) => Some(volley_scenario::file::parse_untrusted(text, "scenario")),
+            (None, None) => None,
+        };
+        let Some(loaded) = loaded else {
+            let stray = [
+                (self.users.is_some(), Field::Users),
+                (self.spawn_rate.is_some(), Field::SpawnRate),
+                (!self.tags.is_empty(), Field::Tags),
+                (!self.exclude_tags.is_empty(), Field::ExcludeTags),
+            ];
+            if let Some((_, field)) = stray.iter().find(|(given, _)| *given) {
+                return Err(usage(*field, "only for --scenario runs"));
+            }
+            return Ok(None);
+        };
+        let bad_scenario = |e: volley_scenario::ScenarioError| usage(Field::Scenario, e.to_string());
+        let mut scenario = loaded.map_err(bad_scenario)?;
+        if let Some(url) = &self.url {
+            scenario = scenario.with_base_url(url);
+        }
+        let scenario = scenario.select_tags(&self.tags, &self.exclude_tags).map_err(bad_scenario)?;
+        // Again with the URL and the tags applied.
+        scenario.compile().map_err(bad_scenario)?;
+        if self.rate.is_some() {
+            return Err(usage(
+                Field::Rate,
+                "scenarios pace themselves with think times (e.g. think = \"constant_throughput 2\")",
+            ));
+        }
+        if !self.headers.is_empty()
+            || self.body.is_some()
+            || self.method.as_deref().is_some_and(|m| m != "GET")
+            || !self.success_status.is_empty()
+        {
+            return Err(usage(
+                Field::Scenario,
+                "-m, -H, -d and --success-status are set per request in the scenario file",
+            ));
+        }
+        let users = self.users.unwrap_or(u64::from(self.connections.unwrap_or(DEFAULT_CONNECTIONS)));
+        if users == 0 || users > u64::from(limits::MAX_CONNECTIONS) {
+            return Err(usage(Field::Users, format!("{users} is not in 1..={}", limits::MAX_CONNECTIONS)));
+        }
+        let per_type = scenario.split_users(users).map_err(|e| usage(Field::Users, e.to_string()))?;
+        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(usage(Field::SpawnRate, format!("{r} is not a number of users per second above 0")));
+        }
+        Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn http_method_invalid(m: &str) -> bool {
+    m.is_empty() || !m.bytes().all(is_tchar)
+}
+
+/// A JSON value that is either one string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `null` as the default, anything else as `T`.
+fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Agents: `"a:1,b:2"` or `["a:1", "b:2"]`, kept as the command line's list.
+fn joined<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(list) => list.join(","),
+    }))
+}
+
+/// Tags: `"a, b"` or `["a", "b"]`.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// Expressions, which may hold commas: one string is one expression.
+fn expressions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// Headers: `{"Name": "value"}` or `["Name: value"]`.
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Map(std::collections::BTreeMap<String, String>),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Headers>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Headers::Map(map)) => map.into_iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+        Some(Headers::List(list)) => list,
+    })
+}
+
+/// A duration: `"10s"` or a number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Seconds(f64),
+    }
+    match Option::<Given>::deserialize(d)? {
+        None => Ok(None),
+        Some(Given::Text(s)) => parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}"))),
+        Some(Given::Seconds(s)) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds above 0"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field the API names deserializes alone, and nothing else does:
+    /// [`Field::json`] and the serde-derived fields agree.
+    #[test]
+    fn fields_and_json_names_agree() {
+        for f in Field::ALL {
+            if let Some(name) = f.json() {
+                let one = serde_json::json!({ name: null });
+                RunRequest::deserialize(&one).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        assert!(RunRequest::deserialize(&serde_json::json!({ "connections": 3 })).is_err());
+        for cli_only in ["scenario_file", "target_ca", "output", "hdr_log", "html", "quiet", "link", "read_files"] {
+            assert!(RunRequest::deserialize(&serde_json::json!({ cli_only: null })).is_err(), "{cli_only}");
+        }
+    }
+
+    #[test]
+    fn one_check_two_spellings() {
+        let req = RunRequest {
+            url: Some("http://127.0.0.1:1/".into()),
+            requests: Some(1),
+            connections: Some(0),
+            ..RunRequest::default()
+        };
+        let e = req.check().unwrap_err();
+        assert_eq!(e.to_string(), "-c/--connections: must be at least 1");
+        assert_eq!(e.for_api(), "concurrency: must be at least 1");
+    }
+}
