@@ -1,12 +1,11 @@
 //! Bad input gets one clear line naming the problem and a non-zero exit
 //! (2 for usage errors), never a panic.
 
-mod util;
 
 use std::pin::Pin;
 
 use tonic::{Request, Response, Status};
-use util::*;
+use volley_testkit::*;
 use volley_proto::agent_server::{Agent, AgentServer};
 use volley_proto::{
     AgentInfo, CancelReply, CancelRequest, DescribeRequest, RenewReply, RenewRequest, RunEvent, RunPlan,

@@ -3,13 +3,12 @@
 //! with --target-ca, missing (every request fails as `tls`), or skipped
 //! with -k. Counts are checked against the target's own.
 
-mod util;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-use util::{controller, json_report, run_json, spawn_agent, stderr, stdout};
+use volley_testkit::{controller, json_report, run_json, spawn_agent, stderr, stdout};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory.
 struct Pki {
@@ -92,7 +91,7 @@ fn scenario_runs_over_https() {
     let pki = Pki::new("scenario");
     let server = pki.server(1);
     let base = format!("https://127.0.0.1:{}", server.local_addr().port());
-    let example = util::example_scenario();
+    let example = volley_testkit::example_scenario();
     let r = run_json(&["--scenario", &example, "--url", &base, "-u", "8", "-n", "300", "--target-ca", &pki.ca()]);
     assert_eq!(r["total_requests"], 300);
     assert_eq!(server.stats().total, 300);
@@ -126,7 +125,7 @@ fn bad_certificate_files_are_one_line_errors() {
         }
     }
 
-    let out = std::process::Command::new(util::target_server_bin())
+    let out = std::process::Command::new(volley_testkit::target_server_bin())
         .args(["--listen", "127.0.0.1:0", "--tls-cert", junk.to_str().unwrap(), "--tls-key", junk.to_str().unwrap()])
         .output()
         .unwrap();
@@ -158,12 +157,12 @@ fn dry_runs_say_which_target_certificates_they_trust() {
 
 #[test]
 fn an_https_url_at_a_plain_http_server_fails_as_tls() {
-    let server = util::target(1);
+    let server = volley_testkit::target(1);
     let url = format!("https://{}/hello", server.local_addr());
     let r = run_json(&["-n", "10", "-c", "2", "--url", &url]);
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
 
-    let example = util::example_scenario();
+    let example = volley_testkit::example_scenario();
     let base = format!("https://{}", server.local_addr());
     let r = run_json(&["--scenario", &example, "--url", &base, "-u", "2", "-n", "10"]);
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);

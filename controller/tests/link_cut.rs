@@ -3,12 +3,11 @@
 //! namespace of its own, joined to this one by a veth pair; needs root and
 //! iproute2, and skips itself (saying so) where those are missing.
 
-mod util;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::*;
+use volley_testkit::*;
 
 fn ip(args: &[&str]) -> bool {
     Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())

@@ -1,11 +1,10 @@
 //! Runs that survive lost agents, and agents that stop when their controller
 //! is gone: real processes, killed and frozen with signals.
 
-mod util;
 
 use std::time::{Duration, Instant};
 
-use util::*;
+use volley_testkit::*;
 
 #[test]
 fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {

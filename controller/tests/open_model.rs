@@ -12,11 +12,10 @@
 //! (at most one per connection) see the stall from their actual send, so the
 //! uncorrected p99 stays at normal latency.
 
-mod util;
 
 use std::time::Duration;
 
-use util::*;
+use volley_testkit::*;
 
 const RATE: u64 = 1000;
 const SECS: u64 = 4;

@@ -3,12 +3,11 @@
 //! weights, think times and constant throughput; bad files refused before
 //! any load.
 
-mod util;
 
 use std::path::PathBuf;
 
 use serde_json::Value;
-use util::{controller, example_scenario as example, run_json, spawn_agent, stderr, target};
+use volley_testkit::{controller, example_scenario as example, run_json, spawn_agent, stderr, target};
 
 fn name_row<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["names"]

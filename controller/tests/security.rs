@@ -2,12 +2,11 @@
 //! the refusal to listen openly, and limits a controller cannot override.
 //! Real agent and controller processes; certificates made for the test.
 
-mod util;
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use util::*;
+use volley_testkit::*;
 
 const TOKEN: &str = "t0ken-under-test-9f2c";
 

@@ -1,9 +1,8 @@
 //! The whole path with real processes: agent binaries, the controller binary,
 //! a real target-server; every count checked against the target's own count.
 
-mod util;
 
-use util::*;
+use volley_testkit::*;
 
 #[test]
 fn two_agents_send_exactly_n_requests_and_the_target_agrees() {

@@ -2,7 +2,9 @@
 //! `env!("CARGO_BIN_EXE_...")` only for X's own binaries; for the others the
 //! kit looks in `target/<profile>/`, next to the test executable's `deps/`,
 //! after asking cargo to bring that binary up to date (a no-op when it is),
-//! so `cargo test -p controller` never runs a stale `agent`.
+//! so `cargo test -p controller` never runs a stale `agent`. The binaries
+//! of the package under test (`CARGO_PKG_NAME`, set by `cargo test` when it
+//! runs a test) were just built by cargo for that run and are used as they are.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,6 +36,10 @@ fn profile_dir() -> PathBuf {
 fn build(name: &str) -> PathBuf {
     let dir = profile_dir();
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if std::env::var("CARGO_PKG_NAME").is_ok_and(|package| package == name) {
+        assert!(path.exists(), "no {name} binary at {}", path.display());
+        return path;
+    }
     let release = dir.ends_with("release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
