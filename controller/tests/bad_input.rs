@@ -1,15 +1,14 @@
 //! Bad input gets one clear line naming the problem and a non-zero exit
 //! (2 for usage errors), never a panic.
 
-
 use std::pin::Pin;
 
 use tonic::{Request, Response, Status};
-use volley_testkit::*;
 use volley_proto::agent_server::{Agent, AgentServer};
 use volley_proto::{
     AgentInfo, CancelReply, CancelRequest, DescribeRequest, RenewReply, RenewRequest, RunEvent, RunPlan,
 };
+use volley_testkit::*;
 
 fn fails_with(args: &[&str], code: i32, needle: &str) {
     let out = controller(args);

@@ -7,7 +7,6 @@
 //! Without Chromium or `npm ci --prefix controller/tests/browser` the tests
 //! say so and pass, unless `VOLLEY_REQUIRE_BROWSER=1` (CI sets it).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

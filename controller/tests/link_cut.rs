@@ -3,7 +3,6 @@
 //! namespace of its own, joined to this one by a veth pair; needs root and
 //! iproute2, and skips itself (saying so) where those are missing.
 
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! Runs that survive lost agents, and agents that stop when their controller
 //! is gone: real processes, killed and frozen with signals.
 
-
 use std::time::{Duration, Instant};
 
 use volley_testkit::*;

@@ -7,7 +7,6 @@
 //! Without `kubectl` on the PATH the Kubernetes files are read as written
 //! (the base only, no overlay patches); `.ci/run` makes sure kubectl is there.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -169,7 +169,8 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
     let url = format!("http://{}/hello", target.addr);
     let spec = format!("dns:{NAME}:{AGENT_PORT}");
 
-    let run = Run::new(&url).agents(&[&spec]).requests(2001).connections(4).args(&["--output", "json", "--token", TOKEN]);
+    let run =
+        Run::new(&url).agents(&[&spec]).requests(2001).connections(4).args(&["--output", "json", "--token", TOKEN]);
     let r = json_report(&controller_with_hosts(&net, &hosts, &run.argv()));
     let stats = target.target_stats();
     assert_eq!(stats.count("/hello", 200), 2001, "target-server's count: {stats:?}");

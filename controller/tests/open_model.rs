@@ -12,7 +12,6 @@
 //! (at most one per connection) see the stall from their actual send, so the
 //! uncorrected p99 stays at normal latency.
 
-
 use std::time::Duration;
 
 use volley_testkit::*;

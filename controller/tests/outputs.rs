@@ -3,7 +3,6 @@
 //! back to the same totals, progress lines, and `--fail-if` thresholds with
 //! their exit codes.
 
-
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use volley_testkit::*;

@@ -3,7 +3,6 @@
 //! weights, think times and constant throughput; bad files refused before
 //! any load.
 
-
 use std::path::PathBuf;
 
 use serde_json::Value;

@@ -2,7 +2,6 @@
 //! the refusal to listen openly, and limits a controller cannot override.
 //! Real agent and controller processes; certificates made for the test.
 
-
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};

@@ -2,7 +2,6 @@
 //! paths against real agents and a real target-server, checked against the
 //! target's own counts.
 
-
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -1,7 +1,6 @@
 //! The whole path with real processes: agent binaries, the controller binary,
 //! a real target-server; every count checked against the target's own count.
 
-
 use volley_testkit::*;
 
 #[test]
