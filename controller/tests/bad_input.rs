@@ -57,18 +57,12 @@ fn usage_errors_exit_2_with_one_line() {
 #[test]
 fn a_dry_run_says_what_it_would_do_and_contacts_nothing() {
     // The name would not resolve and the port is closed: a dry run must not care.
-    let out = controller(&[
-        "run",
-        "--dry-run",
-        "--agents",
-        "dns:agents.volley.svc.cluster.local:7070,127.0.0.1:9",
-        "--url",
-        URL,
-        "-z",
-        "1m30s",
-        "-c",
-        "8",
-    ]);
+    let out = Run::new(URL)
+        .agents(&["dns:agents.volley.svc.cluster.local:7070,127.0.0.1:9"])
+        .duration("1m30s")
+        .connections(8)
+        .arg("--dry-run")
+        .output();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for line in [

@@ -83,20 +83,12 @@ fn the_html_report_renders_its_charts_offline() {
     let dir = artefacts();
     let html = dir.join("report.html");
     let url = format!("http://{}/hello", server.local_addr());
-    let out = volley_testkit::controller(&[
-        "run",
-        "--quiet",
-        "-z",
-        "3s",
-        "-q",
-        "400",
-        "-c",
-        "4",
-        "--url",
-        &url,
-        "--html",
-        html.to_str().unwrap(),
-    ]);
+    let out = volley_testkit::Run::new(&url)
+        .duration("3s")
+        .connections(4)
+        .args(&["-q", "400", "--html", html.to_str().unwrap()])
+        .quiet()
+        .output();
     assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
     let shot = dir.join("report.png");
     let seen = check(&["report", html.to_str().unwrap(), shot.to_str().unwrap()]);
@@ -146,20 +138,13 @@ fn a_scenario_report_shows_its_per_name_table() {
     let dir = artefacts();
     let html = dir.join("scenario.html");
     let example = volley_testkit::example_scenario();
-    let out = volley_testkit::controller(&[
-        "run",
-        "--quiet",
-        "--scenario",
-        &example,
-        "--url",
-        &format!("http://{}", server.local_addr()),
-        "-u",
-        "8",
-        "-z",
-        "2s",
-        "--html",
-        html.to_str().unwrap(),
-    ]);
+    let out = volley_testkit::Run::new(format!("http://{}", server.local_addr()))
+        .scenario(&example)
+        .users(8)
+        .duration("2s")
+        .args(&["--html", html.to_str().unwrap()])
+        .quiet()
+        .output();
     assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
     let seen = check(&["report", html.to_str().unwrap(), dir.join("scenario.png").to_str().unwrap()]);
     let rows = seen["names"].as_array().unwrap();

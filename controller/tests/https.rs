@@ -49,13 +49,13 @@ fn plain_runs_over_https_count_exactly() {
     // Without the CA every handshake fails, counted as `tls`, with no request
     // bytes sent and nothing served. The run still ends with a report and
     // exit 0, as one against a refused target does (tests/whole_path.rs).
-    let out = run(20, 2).arg("--quiet").json_output();
+    let out = run(20, 2).quiet().json_output();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = json_report(&out);
     assert_eq!((r["total_requests"].as_u64(), r["failed_requests"].as_u64()), (Some(20), Some(20)));
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(r["bytes_sent"], 0);
-    let text = run(10, 2).arg("--quiet").output();
+    let text = run(10, 2).quiet().output();
     assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
     assert!(stdout(&text).contains("tls: 10"), "{}", stdout(&text));
     assert_eq!(server.stats().total, 3001);
@@ -132,7 +132,7 @@ fn dry_runs_say_which_target_certificates_they_trust() {
     assert!(trust(&["--target-ca", &pki.ca()]).contains("--target-ca"));
     assert!(trust(&["-k"]).contains("not checked"));
     // A plain http:// target has no TLS line.
-    let out = controller(&["run", "--dry-run", "-n", "5", "--url", "http://127.0.0.1:9/"]);
+    let out = Run::new("http://127.0.0.1:9/").requests(5).arg("--dry-run").output();
     assert!(!stdout(&out).contains("target TLS"), "{}", stdout(&out));
 }
 

@@ -47,9 +47,7 @@ fn a_run_is_created_watched_and_reported_like_controller_run() {
     assert_eq!(per_second, served);
 
     // The same object as `controller run --output json`: the same fields.
-    let cli = volley_testkit::json_report(&volley_testkit::controller(&[
-        "run", "--quiet", "--output", "json", "--agents", &a.addr, "-n", "10", "-c", "1", "--url", &url,
-    ]));
+    let cli = volley_testkit::Run::new(&url).agents(&[&a]).requests(10).connections(1).json();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(report), keys(&cli));
 

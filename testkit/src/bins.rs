@@ -8,21 +8,30 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The path of the workspace binary `name` (of the package of the same
 /// name), in the profile of the running test, built if needed.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    static FOUND: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
-    let found = FOUND.get_or_init(Mutex::default);
-    // Held while building, so two tests of one run do not build it twice.
-    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = found.iter().find(|(n, _)| n == name) {
-        return path.clone();
+    if std::env::var("CARGO_PKG_NAME").is_ok_and(|package| package == name) {
+        let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        assert!(path.exists(), "no {name} binary at {}", path.display());
+        return path;
     }
-    let path = build(name);
-    found.push((name.to_owned(), path.clone()));
-    path
+    // One cell per binary: building one does not hold up a test that wants another.
+    static CELLS: Mutex<Vec<(String, Arc<OnceLock<PathBuf>>)>> = Mutex::new(Vec::new());
+    let cell = {
+        let mut cells = CELLS.lock().unwrap_or_else(|e| e.into_inner());
+        match cells.iter().find(|(n, _)| n == name) {
+            Some((_, cell)) => cell.clone(),
+            None => {
+                let cell = Arc::new(OnceLock::new());
+                cells.push((name.to_owned(), cell.clone()));
+                cell
+            }
+        }
+    };
+    cell.get_or_init(|| build(name)).clone()
 }
 
 /// `target/<profile>/` of the running test executable.
@@ -36,10 +45,6 @@ fn profile_dir() -> PathBuf {
 fn build(name: &str) -> PathBuf {
     let dir = profile_dir();
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if std::env::var("CARGO_PKG_NAME").is_ok_and(|package| package == name) {
-        assert!(path.exists(), "no {name} binary at {}", path.display());
-        return path;
-    }
     let release = dir.ends_with("release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)

@@ -28,14 +28,6 @@ pub fn controller(args: &[&str]) -> Output {
     command(args).output().expect("run controller")
 }
 
-/// `controller run --quiet --output json ARGS`: its JSON report, after
-/// checking it exited 0.
-pub fn run_json(args: &[&str]) -> serde_json::Value {
-    let mut full = vec!["run", "--quiet", "--output", "json"];
-    full.extend_from_slice(args);
-    json_report(&controller(&full))
-}
-
 /// The example scenario shipped with the project (`scenarios/shop.toml`).
 pub fn example_scenario() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/shop.toml").to_owned()
@@ -175,6 +167,17 @@ impl Run {
     /// `-u`: this many virtual users (scenario runs).
     pub fn users(self, u: u32) -> Run {
         self.flag("-u", u)
+    }
+
+    /// `--quiet`: no progress lines.
+    pub fn quiet(self) -> Run {
+        self.arg("--quiet")
+    }
+
+    /// `--output json`, for a run that is [spawned](Run::spawn) or whose
+    /// [output](Run::output) is judged by the test.
+    pub fn with_json_report(self) -> Run {
+        self.flag("--output", "json")
     }
 
     /// One more flag or value, as given.

@@ -24,8 +24,8 @@ pub mod wait;
 pub use agents::{InProcessAgent, agent_bin, in_process_agent, spawn_agent, spawn_agent_on};
 pub use ca::{Leaf, PemDir, TestCa};
 pub use controller::{
-    Run, Running, agent_row, controller, controller_bin, example_scenario, json_report, run_json, spawn_controller,
-    spawn_serve, stderr, stdout,
+    Run, Running, agent_row, controller, controller_bin, example_scenario, json_report, spawn_controller, spawn_serve,
+    stderr, stdout,
 };
 pub use http::{Client, Response, http, http_json};
 pub use process::{Address, Proc, ready_address, signal, spawn_ready};
