@@ -35,7 +35,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
     let server = target(2);
     let (a, b) = (spawn_agent(&["--threads", "1"]), spawn_agent(&["--threads", "1"]));
     let base = format!("http://{}", server.local_addr());
-    let r = Run::new(&base).scenario(&example()).users(40).duration("4s").agents(&[&a, &b]).args(&["-r", "200"]).json();
+    let r = Run::new(&base).scenario(example()).users(40).duration("4s").agents(&[&a, &b]).args(&["-r", "200"]).json();
     let stats = server.stats();
 
     // Users: 3:1 by weight, exactly; each shopper logged in once.
@@ -93,7 +93,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
 fn count_mode_sends_exactly_n_including_setup() {
     let server = target(1);
     let base = format!("http://{}", server.local_addr());
-    let r = Run::new(&base).scenario(&example()).users(8).requests(501).args(&["--exclude-tags", "write"]).json();
+    let r = Run::new(&base).scenario(example()).users(8).requests(501).args(&["--exclude-tags", "write"]).json();
     assert_eq!(r["total_requests"], 501);
     assert_eq!(server.stats().total, 501);
     // Excluded by tag: never sent.
