@@ -1,9 +1,10 @@
-//! The agent binary over its real gRPC interface: describe, run, progress
-//! deltas that add up to what the target served, busy refusal, bad plans,
-//! cancel, and a controller that goes away.
+//! The agent over its real gRPC interface: describe, run, progress deltas
+//! that add up to what the target served, busy refusal, bad plans, cancel,
+//! and a controller that goes away. The binary's own flags and ready line
+//! are tested on the binary; the rest on an agent served in-process
+//! through `agent::serve`, the same service the binary serves.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,34 +12,16 @@ use tonic::Code;
 use volley_proto::agent_client::AgentClient;
 use volley_proto::{CancelRequest, DescribeRequest, PROTOCOL_VERSION, RunPlan, run_event, run_plan};
 use volley_stats::Totals;
+use volley_testkit::agents::spawn_agent_bin;
+use volley_testkit::{InProcessAgent, in_process_agent, target as server_with};
 
-struct AgentProc {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_agent() -> AgentProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["--listen", "127.0.0.1:0", "--threads", "2"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().nth(3).expect("address in ready line").to_owned();
-    AgentProc { child, addr }
+/// An agent with two worker threads, served in this process.
+fn spawn_agent() -> InProcessAgent {
+    in_process_agent(2)
 }
 
 fn target() -> target_server::ServerHandle {
-    target_server::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 1).unwrap()
+    server_with(1)
 }
 
 fn plan(url: String, limit: run_plan::Limit, connections: u32) -> RunPlan {
@@ -77,12 +60,17 @@ async fn drain(stream: &mut tonic::Streaming<volley_proto::RunEvent>) -> (usize,
 
 #[tokio::test]
 async fn describes_itself() {
-    let agent = spawn_agent();
-    let info = client(&agent.addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();
-    assert_eq!(info.protocol_version, PROTOCOL_VERSION);
-    assert_eq!(info.worker_threads, 2);
-    assert!(info.cores >= 1);
-    assert!(!info.busy);
+    // The binary, with --threads, and the in-process agent say the same.
+    let binary = spawn_agent_bin(env!("CARGO_BIN_EXE_agent"), "127.0.0.1:0", &["--threads", "2"]);
+    assert_eq!(binary.ready_line, format!("agent listening on {} with 2 worker threads", binary.addr));
+    let in_process = spawn_agent();
+    for addr in [&binary.addr, &in_process.addr] {
+        let info = client(addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+        assert_eq!(info.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(info.worker_threads, 2);
+        assert!(info.cores >= 1);
+        assert!(!info.busy);
+    }
 }
 
 #[tokio::test]

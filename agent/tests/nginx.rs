@@ -4,7 +4,6 @@
 //! requests and says so). nginx counts what it served (`stub_status`), and
 //! the engine's counts must match. Skips itself, saying so, without nginx.
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use agent::engine;
@@ -80,11 +79,8 @@ http {{
 
 /// Requests nginx has served, from stub_status (this request included).
 fn served(n: &Nginx) -> u64 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", n.status_port)).unwrap();
-    write!(s, "GET /status HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    let (status, _, body) = volley_testkit::http(&format!("127.0.0.1:{}", n.status_port), "GET", "/status", &[], "");
+    assert_eq!(status, 200, "{body}");
     body.lines().nth(2).unwrap().split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 

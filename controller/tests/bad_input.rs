@@ -1,16 +1,14 @@
 //! Bad input gets one clear line naming the problem and a non-zero exit
 //! (2 for usage errors), never a panic.
 
-mod util;
-
 use std::pin::Pin;
 
 use tonic::{Request, Response, Status};
-use util::*;
 use volley_proto::agent_server::{Agent, AgentServer};
 use volley_proto::{
     AgentInfo, CancelReply, CancelRequest, DescribeRequest, RenewReply, RenewRequest, RunEvent, RunPlan,
 };
+use volley_testkit::*;
 
 fn fails_with(args: &[&str], code: i32, needle: &str) {
     let out = controller(args);
@@ -59,18 +57,12 @@ fn usage_errors_exit_2_with_one_line() {
 #[test]
 fn a_dry_run_says_what_it_would_do_and_contacts_nothing() {
     // The name would not resolve and the port is closed: a dry run must not care.
-    let out = controller(&[
-        "run",
-        "--dry-run",
-        "--agents",
-        "dns:agents.volley.svc.cluster.local:7070,127.0.0.1:9",
-        "--url",
-        URL,
-        "-z",
-        "1m30s",
-        "-c",
-        "8",
-    ]);
+    let out = Run::new(URL)
+        .agents(&["dns:agents.volley.svc.cluster.local:7070,127.0.0.1:9"])
+        .duration("1m30s")
+        .connections(8)
+        .arg("--dry-run")
+        .output();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for line in [

@@ -7,8 +7,6 @@
 //! Without Chromium or `npm ci --prefix controller/tests/browser` the tests
 //! say so and pass, unless `VOLLEY_REQUIRE_BROWSER=1` (CI sets it).
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,25 +79,17 @@ fn the_html_report_renders_its_charts_offline() {
     if !available() {
         return;
     }
-    let server = util::target(1);
+    let server = volley_testkit::target(1);
     let dir = artefacts();
     let html = dir.join("report.html");
     let url = format!("http://{}/hello", server.local_addr());
-    let out = util::controller(&[
-        "run",
-        "--quiet",
-        "-z",
-        "3s",
-        "-q",
-        "400",
-        "-c",
-        "4",
-        "--url",
-        &url,
-        "--html",
-        html.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", util::stderr(&out));
+    let out = volley_testkit::Run::new(&url)
+        .duration("3s")
+        .connections(4)
+        .args(&["-q", "400", "--html", html.to_str().unwrap()])
+        .quiet()
+        .output();
+    assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
     let shot = dir.join("report.png");
     let seen = check(&["report", html.to_str().unwrap(), shot.to_str().unwrap()]);
     // Nothing but the file itself is loaded.
@@ -119,8 +109,8 @@ fn the_web_page_starts_a_run_and_charts_it_live() {
     if !available() {
         return;
     }
-    let server = util::target(1);
-    let api = util::spawn_serve(&[]);
+    let server = volley_testkit::target(1);
+    let api = volley_testkit::spawn_serve(&[]);
     let url = format!("http://{}/delay/2", server.local_addr());
     let shot = artefacts().join("page.png");
     let seen = check(&["page", &format!("http://{}", api.addr), &url, "4", shot.to_str().unwrap()]);
@@ -144,25 +134,18 @@ fn a_scenario_report_shows_its_per_name_table() {
     if !available() {
         return;
     }
-    let server = util::target(1);
+    let server = volley_testkit::target(1);
     let dir = artefacts();
     let html = dir.join("scenario.html");
-    let example = util::example_scenario();
-    let out = util::controller(&[
-        "run",
-        "--quiet",
-        "--scenario",
-        &example,
-        "--url",
-        &format!("http://{}", server.local_addr()),
-        "-u",
-        "8",
-        "-z",
-        "2s",
-        "--html",
-        html.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", util::stderr(&out));
+    let example = volley_testkit::example_scenario();
+    let out = volley_testkit::Run::new(format!("http://{}", server.local_addr()))
+        .scenario(&example)
+        .users(8)
+        .duration("2s")
+        .args(&["--html", html.to_str().unwrap()])
+        .quiet()
+        .output();
+    assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
     let seen = check(&["report", html.to_str().unwrap(), dir.join("scenario.png").to_str().unwrap()]);
     let rows = seen["names"].as_array().unwrap();
     let stats = server.stats();
@@ -191,9 +174,9 @@ fn the_web_page_runs_a_scenario() {
     if !available() {
         return;
     }
-    let server = util::target(1);
-    let api = util::spawn_serve(&[]);
-    let example = util::example_scenario();
+    let server = volley_testkit::target(1);
+    let api = volley_testkit::spawn_serve(&[]);
+    let example = volley_testkit::example_scenario();
     let shot = artefacts().join("page-scenario.png");
     let seen = check(&[
         "page",

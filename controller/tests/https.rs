@@ -3,49 +3,31 @@
 //! with --target-ca, missing (every request fails as `tls`), or skipped
 //! with -k. Counts are checked against the target's own.
 
-mod util;
+use std::net::Ipv4Addr;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use volley_testkit::{PemDir, Run, TestCa, controller, example_scenario, json_report, spawn_agent, stderr, stdout};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-use util::{controller, json_report, run_json, spawn_agent, stderr, stdout};
-
-/// A CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory.
+/// A CA (its PEM in a temporary directory) and a server certificate it
+/// signed for 127.0.0.1 and localhost.
 struct Pki {
-    dir: PathBuf,
-    cert: String,
-    key: String,
+    dir: PemDir,
+    leaf: volley_testkit::Leaf,
 }
 
 impl Pki {
     fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("volley-https-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        let cert = params.signed_by(&key, &ca).unwrap();
-        Pki { dir, cert: cert.pem(), key: key.serialize_pem() }
+        let dir = PemDir::new(&format!("https-{tag}"));
+        let ca = TestCa::new();
+        dir.write("ca.pem", ca.pem());
+        Pki { dir, leaf: ca.leaf(&["localhost"]).ip(Ipv4Addr::LOCALHOST).sign() }
     }
 
     fn ca(&self) -> String {
-        self.dir.join("ca.pem").display().to_string()
+        self.dir.path("ca.pem")
     }
 
     fn server(&self, threads: usize) -> target_server::ServerHandle {
-        let tls = target_server::tls_config(self.cert.as_bytes(), self.key.as_bytes()).unwrap();
-        target_server::start_tls(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), threads, tls).unwrap()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        volley_testkit::target_tls(threads, &self.leaf)
     }
 }
 
@@ -55,9 +37,9 @@ fn plain_runs_over_https_count_exactly() {
     let server = pki.server(2);
     let url = format!("https://127.0.0.1:{}/hello", server.local_addr().port());
     let (a, b) = (spawn_agent(&[]), spawn_agent(&[]));
-    let agents = format!("{},{}", a.addr, b.addr);
+    let run = |n: u64, c: u32| Run::new(&url).agents(&[&a, &b]).requests(n).connections(c);
 
-    let r = run_json(&["--agents", &agents, "-n", "3001", "-c", "4", "--target-ca", &pki.ca(), "--url", &url]);
+    let r = run(3001, 4).args(&["--target-ca", &pki.ca()]).json();
     assert_eq!(r["total_requests"], 3001);
     assert_eq!(r["successful_requests"], 3001);
     assert_eq!(server.stats().count("/hello", 200), 3001);
@@ -67,20 +49,19 @@ fn plain_runs_over_https_count_exactly() {
     // Without the CA every handshake fails, counted as `tls`, with no request
     // bytes sent and nothing served. The run still ends with a report and
     // exit 0, as one against a refused target does (tests/whole_path.rs).
-    let out =
-        controller(&["run", "--quiet", "--output", "json", "--agents", &agents, "-n", "20", "-c", "2", "--url", &url]);
+    let out = run(20, 2).quiet().json_output();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = json_report(&out);
     assert_eq!((r["total_requests"].as_u64(), r["failed_requests"].as_u64()), (Some(20), Some(20)));
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(r["bytes_sent"], 0);
-    let text = controller(&["run", "--quiet", "--agents", &agents, "-n", "10", "-c", "2", "--url", &url]);
+    let text = run(10, 2).quiet().output();
     assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
     assert!(stdout(&text).contains("tls: 10"), "{}", stdout(&text));
     assert_eq!(server.stats().total, 3001);
 
     // -k: any certificate.
-    let out = controller(&["run", "--quiet", "--output", "json", "-n", "50", "-c", "2", "-k", "--url", &url]);
+    let out = Run::new(&url).requests(50).connections(2).args(&["--quiet", "-k"]).json_output();
     assert_eq!(json_report(&out)["successful_requests"], 50);
     assert!(stderr(&out).contains("certificates are not checked"), "{}", stderr(&out));
     assert_eq!(server.stats().count("/hello", 200), 3051);
@@ -92,8 +73,8 @@ fn scenario_runs_over_https() {
     let pki = Pki::new("scenario");
     let server = pki.server(1);
     let base = format!("https://127.0.0.1:{}", server.local_addr().port());
-    let example = util::example_scenario();
-    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "8", "-n", "300", "--target-ca", &pki.ca()]);
+    let scenario = |users: u32, n: u64| Run::new(&base).scenario(example_scenario()).users(users).requests(n);
+    let r = scenario(8, 300).args(&["--target-ca", &pki.ca()]).json();
     assert_eq!(r["total_requests"], 300);
     assert_eq!(server.stats().total, 300);
     let login = r["names"].as_array().unwrap().iter().find(|n| n["name"] == "login").unwrap();
@@ -101,7 +82,7 @@ fn scenario_runs_over_https() {
     assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
 
     // Without the CA: every request fails its handshake, counted as `tls`.
-    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "2", "-n", "20"]);
+    let r = scenario(2, 20).json();
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(server.stats().total, 300);
     server.shutdown();
@@ -110,13 +91,12 @@ fn scenario_runs_over_https() {
 #[test]
 fn bad_certificate_files_are_one_line_errors() {
     let pki = Pki::new("bad");
-    let junk = pki.dir.join("junk.pem");
-    std::fs::write(&junk, "not a certificate").unwrap();
-    let missing = pki.dir.join("missing.pem");
+    let junk = pki.dir.write("junk.pem", "not a certificate");
+    let missing = pki.dir.path("missing.pem");
     for ca in [&junk, &missing] {
         // --dry-run checks the file just as a run does.
         for dry in [&[][..], &["--dry-run"][..]] {
-            let mut args = vec!["run", "-n", "5", "--url", "https://127.0.0.1:9/", "--target-ca", ca.to_str().unwrap()];
+            let mut args = vec!["run", "-n", "5", "--url", "https://127.0.0.1:9/", "--target-ca", ca];
             args.extend_from_slice(dry);
             let out = controller(&args);
             assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -126,8 +106,8 @@ fn bad_certificate_files_are_one_line_errors() {
         }
     }
 
-    let out = std::process::Command::new(util::target_server_bin())
-        .args(["--listen", "127.0.0.1:0", "--tls-cert", junk.to_str().unwrap(), "--tls-key", junk.to_str().unwrap()])
+    let out = std::process::Command::new(volley_testkit::target_server_bin())
+        .args(["--listen", "127.0.0.1:0", "--tls-cert", &junk, "--tls-key", &junk])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -152,20 +132,19 @@ fn dry_runs_say_which_target_certificates_they_trust() {
     assert!(trust(&["--target-ca", &pki.ca()]).contains("--target-ca"));
     assert!(trust(&["-k"]).contains("not checked"));
     // A plain http:// target has no TLS line.
-    let out = controller(&["run", "--dry-run", "-n", "5", "--url", "http://127.0.0.1:9/"]);
+    let out = Run::new("http://127.0.0.1:9/").requests(5).arg("--dry-run").output();
     assert!(!stdout(&out).contains("target TLS"), "{}", stdout(&out));
 }
 
 #[test]
 fn an_https_url_at_a_plain_http_server_fails_as_tls() {
-    let server = util::target(1);
+    let server = volley_testkit::target(1);
     let url = format!("https://{}/hello", server.local_addr());
-    let r = run_json(&["-n", "10", "-c", "2", "--url", &url]);
+    let r = Run::new(&url).requests(10).connections(2).json();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
 
-    let example = util::example_scenario();
     let base = format!("https://{}", server.local_addr());
-    let r = run_json(&["--scenario", &example, "--url", &base, "-u", "2", "-n", "10"]);
+    let r = Run::new(&base).scenario(example_scenario()).users(2).requests(10).json();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
     assert_eq!(server.stats().total, 0, "the server answered a TLS hello as HTTP");
 }

@@ -3,12 +3,10 @@
 //! namespace of its own, joined to this one by a veth pair; needs root and
 //! iproute2, and skips itself (saying so) where those are missing.
 
-mod util;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::*;
+use volley_testkit::*;
 
 fn ip(args: &[&str]) -> bool {
     Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
@@ -62,36 +60,26 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     // namespaced agent and a local one reach it.
     let listener = std::net::TcpListener::bind(format!("{}:0", ns.host_ip)).unwrap();
     let server = target_server::start(listener, 2).unwrap();
-    let mut cut = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(agent_bin())
-        // Agents on a non-loopback address take orders only with a token.
-        .args(["--listen", &format!("{}:0", ns.ns_ip), "--threads", "1", "--token", TOKEN])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let cut_addr = ready_address(&mut cut);
+    let cut = spawn_ready(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(agent_bin())
+            // Agents on a non-loopback address take orders only with a token.
+            .args(["--listen", &format!("{}:0", ns.ns_ip), "--threads", "1", "--token", TOKEN])
+            .env("RUST_LOG", "warn"),
+    );
+    let cut_addr = cut.addr.clone();
     let local = spawn_agent(&["--threads", "1", "--token", TOKEN]);
 
     let url = format!("http://{}/delay/2", server.local_addr());
     let n = 10_000u64;
-    let agents = format!("{cut_addr},{}", local.addr);
-    let ctl = spawn_controller(&[
-        "run",
-        "--agents",
-        &agents,
-        "--url",
-        &url,
-        "-n",
-        &n.to_string(),
-        "-c",
-        "8",
-        "--output",
-        "json",
-        "--token",
-        TOKEN,
-    ]);
+    let ctl = Run::new(&url)
+        .agents(&[&cut, &local])
+        .connections(8)
+        .requests(n)
+        .args(&["--token", TOKEN])
+        .with_json_report()
+        .spawn();
     served_at_least(&server, "/delay/2", 2500);
     let cut_at = Instant::now();
     assert!(ip(&["link", "set", &ns.host_if, "down"]), "taking the link down");
@@ -110,7 +98,6 @@ fn a_cut_off_agent_is_detected_within_3s_and_its_share_moves() {
     eprintln!("n {n}, served {served}, unaccounted bound {bound}");
     assert!(served >= n && served <= n + bound, "served {served}, bound {bound}");
     assert_eq!(agent_row(&r, &cut_addr)["state"], "lost");
-    let _ = cut.kill();
-    let _ = cut.wait();
+    drop(cut);
     server.shutdown();
 }

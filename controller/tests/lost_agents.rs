@@ -1,11 +1,9 @@
 //! Runs that survive lost agents, and agents that stop when their controller
 //! is gone: real processes, killed and frozen with signals.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
-use util::*;
+use volley_testkit::*;
 
 #[test]
 fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
@@ -16,19 +14,7 @@ fn a_killed_agent_in_count_mode_loses_nothing_and_its_share_moves() {
     let url = format!("http://{}/delay/2", server.local_addr());
     let n = 12_000u64;
     let agents = format!("{},{}", a.addr, b.addr);
-    let ctl = spawn_controller(&[
-        "run",
-        "--agents",
-        &agents,
-        "--url",
-        &url,
-        "-n",
-        &n.to_string(),
-        "-c",
-        "8",
-        "--output",
-        "json",
-    ]);
+    let ctl = Run::new(&url).agents(&[&agents]).connections(8).requests(n).with_json_report().spawn();
     served_at_least(&server, "/delay/2", 3000);
     let killed_at = Instant::now();
     signal(b.child.id(), "KILL");
@@ -67,7 +53,7 @@ fn survivors_take_over_connections_in_duration_mode() {
     let mut b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/delay/2", server.local_addr());
     let agents = format!("{},{}", a.addr, b.addr);
-    let ctl = spawn_controller(&["run", "--agents", &agents, "--url", &url, "-z", "4s", "-c", "6", "--output", "json"]);
+    let ctl = Run::new(&url).agents(&[&agents]).duration("4s").connections(6).with_json_report().spawn();
     served_at_least(&server, "/delay/2", 500);
     signal(b.child.id(), "KILL");
     let _ = b.child.wait();
@@ -88,7 +74,7 @@ fn agents_stop_on_their_own_when_the_controller_dies_or_freezes() {
     let a = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/hello", server.local_addr());
     for sig in ["KILL", "STOP"] {
-        let mut ctl = spawn_controller(&["run", "--agents", &a.addr, "--url", &url, "-z", "60s", "-c", "2"]);
+        let mut ctl = Run::new(&url).agents(&[&a]).duration("60s").connections(2).spawn();
         let before = server.stats().count("/hello", 200);
         served_at_least(&server, "/hello", before + 1000);
         let t0 = Instant::now();
@@ -111,8 +97,7 @@ fn agents_stop_on_their_own_when_the_controller_dies_or_freezes() {
         let _ = ctl.child.wait();
         // And the agent is ready for the next run.
         let ready = within(Duration::from_secs(5), || {
-            let out =
-                controller(&["run", "--agents", &a.addr, "--url", &url, "-n", "100", "-c", "2", "--output", "json"]);
+            let out = Run::new(&url).agents(&[&a]).requests(100).connections(2).json_output();
             out.status.success()
         });
         assert!(ready.is_some(), "the agent did not take a new run after SIG{sig}");
@@ -128,27 +113,13 @@ fn min_agents_lets_a_run_go_on_without_unreachable_agents() {
         format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let url = format!("http://{}/hello", server.local_addr());
     let agents = format!("{},{dead}", a.addr);
-    let out = controller(&[
-        "run",
-        "--agents",
-        &agents,
-        "--url",
-        &url,
-        "-n",
-        "500",
-        "-c",
-        "2",
-        "--min-agents",
-        "1",
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url).agents(&[&agents]).requests(500).connections(2).args(&["--min-agents", "1"]).json_output();
     assert!(stderr(&out).contains(&dead), "the unreachable agent is named: {}", stderr(&out));
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 500);
     assert_eq!(server.stats().count("/hello", 200), 500);
     assert_eq!(agent_row(&r, &dead)["state"], "unreachable");
-    let out = controller(&["run", "--agents", &agents, "--url", &url, "-n", "5", "--min-agents", "3"]);
+    let out = Run::new(&url).agents(&[&agents]).requests(5).args(&["--min-agents", "3"]).output();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     server.shutdown();
 }

@@ -7,13 +7,11 @@
 //! Without `kubectl` on the PATH the Kubernetes files are read as written
 //! (the base only, no overlay patches); `.ci/run` makes sure kubectl is there.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml_ng::Value;
-use util::*;
+use volley_testkit::*;
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")

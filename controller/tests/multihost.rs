@@ -14,13 +14,10 @@
 //! and passes, unless `VOLLEY_REQUIRE_NETNS=1` (set by `.ci/run` when it runs
 //! as root) makes a skip a failure.
 
-mod util;
-
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use util::*;
+use volley_testkit::*;
 
 /// The port every agent listens on inside its own namespace. Fixed on purpose:
 /// each namespace is new and empty, and a `dns:` entry names one port for
@@ -117,17 +114,7 @@ fn network(hosts: usize) -> Result<Net, String> {
 
 /// Starts `bin ARGS` inside namespace `ns` and reads its ready line.
 fn spawn_in(ns: &str, bin: PathBuf, args: &[&str]) -> Proc {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start a process in a namespace");
-    let addr = ready_address(&mut child);
-    Proc { child, addr }
+    spawn_ready(Command::new("ip").args(["netns", "exec", ns]).arg(bin).args(args).env("RUST_LOG", "warn"))
 }
 
 /// Runs the controller with `args` in a private mount namespace where
@@ -147,17 +134,6 @@ fn controller_with_hosts(net: &Net, hosts: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the controller under unshare")
-}
-
-/// GET `path` from `addr` with a plain HTTP/1.1 request; returns the body.
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the target-server");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
 }
 
 #[test]
@@ -193,14 +169,11 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
     let url = format!("http://{}/hello", target.addr);
     let spec = format!("dns:{NAME}:{AGENT_PORT}");
 
-    let out = controller_with_hosts(
-        &net,
-        &hosts,
-        &["run", "--agents", &spec, "--url", &url, "-n", "2001", "-c", "4", "--output", "json", "--token", TOKEN],
-    );
-    let r = json_report(&out);
-    let stats: serde_json::Value = serde_json::from_str(&http_get(&target.addr, "/stats")).unwrap();
-    assert_eq!(stats["by_path"]["/hello"]["200"], 2001, "target-server's count: {stats}");
+    let run =
+        Run::new(&url).agents(&[&spec]).requests(2001).connections(4).args(&["--output", "json", "--token", TOKEN]);
+    let r = json_report(&controller_with_hosts(&net, &hosts, &run.argv()));
+    let stats = target.target_stats();
+    assert_eq!(stats.count("/hello", 200), 2001, "target-server's count: {stats:?}");
     assert_eq!(r["total_requests"], 2001);
     assert_eq!(r["successful_requests"], 2001);
     let rows = r["agents"].as_array().unwrap();
@@ -218,7 +191,7 @@ fn agents_on_two_hosts_found_by_one_name_send_exactly_n() {
     let out = controller_with_hosts(
         &net,
         &hosts,
-        &["run", "--agents", "dns:nobody.volley.test:7070", "--url", &url, "-n", "1"],
+        &Run::new(&url).agents(&["dns:nobody.volley.test:7070"]).requests(1).argv(),
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

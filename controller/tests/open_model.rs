@@ -12,11 +12,9 @@
 //! (at most one per connection) see the stall from their actual send, so the
 //! uncorrected p99 stays at normal latency.
 
-mod util;
-
 use std::time::Duration;
 
-use util::*;
+use volley_testkit::*;
 
 const RATE: u64 = 1000;
 const SECS: u64 = 4;
@@ -70,21 +68,7 @@ fn a_stall_shows_in_corrected_latency_on_one_agent() {
     let url = format!("http://{}/hello", server.local_addr());
     let stall = stall_later(server.local_addr(), Duration::from_millis(1500));
     let (rate, secs) = (RATE.to_string(), format!("{SECS}s"));
-    let out = controller(&[
-        "run",
-        "--url",
-        &url,
-        "--rate",
-        &rate,
-        "-z",
-        &secs,
-        "-c",
-        "20",
-        "--threads",
-        "1",
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url).connections(20).args(&["--rate", &rate, "-z", &secs, "--threads", "1"]).json_output();
     stall.join().unwrap();
     let r = json_report(&out);
     check_stall_report(&r, server.stats().count("/hello", 200));
@@ -99,9 +83,7 @@ fn a_stall_shows_the_same_across_two_agents() {
     let url = format!("http://{}/hello", server.local_addr());
     let stall = stall_later(server.local_addr(), Duration::from_millis(1500));
     let (rate, secs, agents) = (RATE.to_string(), format!("{SECS}s"), format!("{},{}", a.addr, b.addr));
-    let out = controller(&[
-        "run", "--agents", &agents, "--url", &url, "--rate", &rate, "-z", &secs, "-c", "20", "--output", "json",
-    ]);
+    let out = Run::new(&url).agents(&[&agents]).connections(20).args(&["--rate", &rate, "-z", &secs]).json_output();
     stall.join().unwrap();
     let r = json_report(&out);
     check_stall_report(&r, server.stats().count("/hello", 200));
@@ -118,7 +100,7 @@ fn a_stall_shows_the_same_across_two_agents() {
 fn count_mode_at_a_rate_takes_the_scheduled_time() {
     let server = target(1);
     let url = format!("http://{}/hello", server.local_addr());
-    let out = controller(&["run", "--url", &url, "--rate", "500", "-n", "600", "-c", "4", "--output", "json"]);
+    let out = Run::new(&url).rate(500).requests(600).connections(4).json_output();
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 600);
     assert_eq!(server.stats().count("/hello", 200), 600);
@@ -134,23 +116,12 @@ fn count_mode_at_a_rate_takes_the_scheduled_time() {
 fn a_ramp_up_sends_half_its_share() {
     let server = target(1);
     let url = format!("http://{}/hello", server.local_addr());
-    let out = controller(&[
-        "run",
-        "--url",
-        &url,
-        "--rate",
-        "1000",
-        "-z",
-        "2s",
-        "--ramp-up",
-        "1s",
-        "-c",
-        "8",
-        "--threads",
-        "1",
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url)
+        .rate(1000)
+        .duration("2s")
+        .connections(8)
+        .args(&["--ramp-up", "1s", "--threads", "1"])
+        .json_output();
     let r = json_report(&out);
     // Scheduled: 1000/s · (2 s − 1 s / 2) = 1500.
     let total = r["total_requests"].as_u64().unwrap();
@@ -166,12 +137,12 @@ fn too_few_connections_for_the_rate_are_reported() {
     let server = target(1);
     // One connection to a 20 ms endpoint carries at most 50 requests per second.
     let url = format!("http://{}/delay/20", server.local_addr());
-    let out = controller(&["run", "--url", &url, "--rate", "200", "-z", "1s", "-c", "1", "--output", "json"]);
+    let out = Run::new(&url).rate(200).duration("1s").connections(1).json_output();
     let r = json_report(&out);
     let rate = &r["rate"];
     assert!(rate["shortfall_percent"].as_f64().unwrap() > 50.0, "{rate}");
     assert!(rate["warning"].as_str().unwrap().contains("fell behind"), "{rate}");
-    let text = controller(&["run", "--url", &url, "--rate", "200", "-z", "1s", "-c", "1"]);
+    let text = Run::new(&url).rate(200).duration("1s").connections(1).output();
     assert!(stdout(&text).contains("WARNING: the generator fell behind"), "{}", stdout(&text));
     server.shutdown();
 }

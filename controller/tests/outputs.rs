@@ -3,11 +3,9 @@
 //! back to the same totals, progress lines, and `--fail-if` thresholds with
 //! their exit codes.
 
-mod util;
-
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use util::*;
+use volley_testkit::*;
 
 #[test]
 fn json_text_series_csv_and_hdr_log_agree() {

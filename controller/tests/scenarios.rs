@@ -3,12 +3,10 @@
 //! weights, think times and constant throughput; bad files refused before
 //! any load.
 
-mod util;
-
 use std::path::PathBuf;
 
 use serde_json::Value;
-use util::{controller, example_scenario as example, run_json, spawn_agent, stderr, target};
+use volley_testkit::{Run, controller, example_scenario as example, spawn_agent, stderr, target};
 
 fn name_row<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["names"]
@@ -37,20 +35,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
     let server = target(2);
     let (a, b) = (spawn_agent(&["--threads", "1"]), spawn_agent(&["--threads", "1"]));
     let base = format!("http://{}", server.local_addr());
-    let r = run_json(&[
-        "--scenario",
-        &example(),
-        "--url",
-        &base,
-        "-u",
-        "40",
-        "-r",
-        "200",
-        "-z",
-        "4s",
-        "--agents",
-        &format!("{},{}", a.addr, b.addr),
-    ]);
+    let r = Run::new(&base).scenario(example()).users(40).duration("4s").agents(&[&a, &b]).args(&["-r", "200"]).json();
     let stats = server.stats();
 
     // Users: 3:1 by weight, exactly; each shopper logged in once.
@@ -108,7 +93,7 @@ fn the_example_across_two_agents_counts_what_the_target_served() {
 fn count_mode_sends_exactly_n_including_setup() {
     let server = target(1);
     let base = format!("http://{}", server.local_addr());
-    let r = run_json(&["--scenario", &example(), "--url", &base, "-u", "8", "-n", "501", "--exclude-tags", "write"]);
+    let r = Run::new(&base).scenario(example()).users(8).requests(501).args(&["--exclude-tags", "write"]).json();
     assert_eq!(r["total_requests"], 501);
     assert_eq!(server.stats().total, 501);
     // Excluded by tag: never sent.
@@ -126,7 +111,7 @@ fn think_time_and_constant_throughput_set_the_rate() {
         "ct",
         "[[user]]\nname = \"paced\"\nthink = \"constant_throughput 5\"\n[[user.request]]\npath = \"/hello\"\n",
     );
-    let r = run_json(&["--scenario", ct.to_str().unwrap(), "--url", &base, "-u", "10", "-z", "4s"]);
+    let r = Run::new(&base).scenario(ct.to_str().unwrap()).users(10).duration("4s").json();
     let n = r["total_requests"].as_u64().unwrap();
     assert!((185..=215).contains(&n), "constant_throughput 5 x 10 users x 4 s gave {n}");
     assert_eq!(server.stats().count("/hello", 200), n);
@@ -137,7 +122,7 @@ fn think_time_and_constant_throughput_set_the_rate() {
         "constant",
         "[[user]]\nname = \"slow\"\nthink = \"constant 0.25s\"\n[[user.request]]\npath = \"/hello\"\n",
     );
-    let r = run_json(&["--scenario", constant.to_str().unwrap(), "--url", &base, "-u", "10", "-z", "3s"]);
+    let r = Run::new(&base).scenario(constant.to_str().unwrap()).users(10).duration("3s").json();
     let m = r["total_requests"].as_u64().unwrap();
     assert!((100..=120).contains(&m), "constant 0.25s x 10 users x 3 s gave {m}");
     assert_eq!(server.stats().count("/hello", 200), n + m);
@@ -171,7 +156,7 @@ fn bad_scenarios_are_refused_before_any_load() {
     ];
     for (tag, text, want) in &cases {
         let path = scenario_file(tag, text);
-        let out = controller(&["run", "--scenario", path.to_str().unwrap(), "--url", &base, "-u", "2", "-n", "10"]);
+        let out = Run::new(&base).scenario(&path).users(2).requests(10).output();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{tag}: {err}");
         assert_eq!(err.lines().count(), 1, "{tag}: {err}");

@@ -2,20 +2,13 @@
 //! the refusal to listen openly, and limits a controller cannot override.
 //! Real agent and controller processes; certificates made for the test.
 
-mod util;
-
-use std::path::{Path, PathBuf};
-
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use util::*;
+use volley_testkit::*;
 
 const TOKEN: &str = "t0ken-under-test-9f2c";
 
 /// Runs the controller against one agent and a target; returns the output.
 fn run_against(agent: &str, url: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["run", "--agents", agent, "--url", url, "-n", "50", "-c", "2"];
-    args.extend_from_slice(extra);
-    controller(&args)
+    Run::new(url).agents(&[agent]).requests(50).connections(2).args(extra).output()
 }
 
 /// Checks a refusal: exit code, one line, the needles, and no token leaked.
@@ -96,38 +89,15 @@ fn limits_the_controller_cannot_override() {
     let server = target(1);
     let url = format!("http://{}/hello", server.local_addr());
     let a = spawn_agent(&["--threads", "1", "--max-connections", "2", "--max-rate", "100", "--max-duration", "1s"]);
-    refused(
-        &controller(&["run", "--agents", &a.addr, "--url", &url, "-n", "5", "-c", "3", "--rate", "10"]),
-        1,
-        &["--max-connections"],
-    );
-    refused(
-        &controller(&["run", "--agents", &a.addr, "--url", &url, "-n", "5", "-c", "2"]),
-        1,
-        &["--max-rate", "unbounded"],
-    );
-    refused(
-        &controller(&["run", "--agents", &a.addr, "--url", &url, "-n", "5", "-c", "2", "--rate", "500"]),
-        1,
-        &["--max-rate"],
-    );
-    refused(
-        &controller(&["run", "--agents", &a.addr, "--url", &url, "-z", "3s", "-c", "2", "--rate", "50"]),
-        1,
-        &["--max-duration"],
-    );
+    refused(&Run::new(&url).agents(&[&a]).requests(5).connections(3).rate(10).output(), 1, &["--max-connections"]);
+    refused(&Run::new(&url).agents(&[&a]).requests(5).connections(2).output(), 1, &["--max-rate", "unbounded"]);
+    refused(&Run::new(&url).agents(&[&a]).requests(5).connections(2).rate(500).output(), 1, &["--max-rate"]);
+    refused(&Run::new(&url).agents(&[&a]).duration("3s").connections(2).rate(50).output(), 1, &["--max-duration"]);
     let big = "x".repeat(64);
     let b = spawn_agent(&["--threads", "1", "--max-body", "16"]);
-    refused(
-        &controller(&["run", "--agents", &b.addr, "--url", &url, "-n", "5", "-m", "POST", "-d", &big]),
-        1,
-        &["--max-body"],
-    );
+    refused(&Run::new(&url).agents(&[&b]).requests(5).args(&["-m", "POST", "-d", &big]).output(), 1, &["--max-body"]);
     // Within the limits it runs; a count-mode run is cut at --max-duration.
-    let out = controller(&[
-        "run", "--agents", &a.addr, "--url", &url, "-n", "1000", "-c", "2", "--rate", "100", "--output", "json",
-    ]);
-    let r = json_report(&out);
+    let r = json_report(&Run::new(&url).agents(&[&a]).requests(1000).connections(2).rate(100).json_output());
     let total = r["total_requests"].as_u64().unwrap();
     assert!((80..=120).contains(&total), "{total} requests in the 1 s --max-duration at 100/s");
     assert_eq!(server.stats().count("/hello", 200), total);
@@ -139,7 +109,7 @@ fn a_busy_agent_refuses_a_second_controller() {
     let server = target(1);
     let url = format!("http://{}/hello", server.local_addr());
     let a = spawn_agent(&["--threads", "1"]);
-    let first = spawn_controller(&["run", "--agents", &a.addr, "--url", &url, "-z", "20s", "-c", "1", "--rate", "200"]);
+    let first = Run::new(&url).agents(&[&a]).duration("20s").connections(1).rate(200).spawn();
     served_at_least(&server, "/hello", 10);
     refused(&run_against(&a.addr, &url, &[]), 1, &[&a.addr, "busy"]);
     let mut first = first;
@@ -150,43 +120,27 @@ fn a_busy_agent_refuses_a_second_controller() {
 
 /// A CA, a server certificate for localhost and a client certificate, as PEM files.
 struct Pki {
-    dir: PathBuf,
+    dir: PemDir,
 }
 
 impl Pki {
     fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!("volley-pki-{}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        for (name, purpose) in
-            [("server", ExtendedKeyUsagePurpose::ServerAuth), ("client", ExtendedKeyUsagePurpose::ClientAuth)]
+        let dir = PemDir::new("pki");
+        let ca = TestCa::new();
+        dir.write("ca.pem", ca.pem());
+        for (name, leaf) in
+            [("server", ca.leaf(&["localhost"]).server_auth()), ("client", ca.leaf(&["localhost"]).client_auth())]
         {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-            params.extended_key_usages = vec![purpose];
-            let cert = params.signed_by(&key, &ca).unwrap();
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+            let leaf = leaf.sign();
+            dir.write(&format!("{name}.pem"), leaf.cert_pem);
+            dir.write(&format!("{name}.key"), leaf.key_pem);
         }
         Pki { dir }
     }
 
     fn path(&self, name: &str) -> String {
-        Path::new(&self.dir).join(name).display().to_string()
+        self.dir.path(name)
     }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 #[test]

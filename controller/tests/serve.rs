@@ -2,12 +2,10 @@
 //! paths against real agents and a real target-server, checked against the
 //! target's own counts.
 
-mod util;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use util::{http, http_json, spawn_agent, spawn_serve, target, within};
+use volley_testkit::{http, http_json, spawn_agent, spawn_serve, target, within};
 
 /// Polls a run until it is no longer running; returns its last view.
 fn wait_over(api: &str, id: &str, limit: Duration) -> Value {
@@ -49,9 +47,7 @@ fn a_run_is_created_watched_and_reported_like_controller_run() {
     assert_eq!(per_second, served);
 
     // The same object as `controller run --output json`: the same fields.
-    let cli = util::json_report(&util::controller(&[
-        "run", "--quiet", "--output", "json", "--agents", &a.addr, "-n", "10", "-c", "1", "--url", &url,
-    ]));
+    let cli = volley_testkit::Run::new(&url).agents(&[&a]).requests(10).connections(1).json();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(report), keys(&cli));
 
@@ -165,9 +161,9 @@ fn bad_requests_get_400_naming_the_field_and_no_load() {
 
 #[test]
 fn serving_beyond_loopback_needs_a_token() {
-    let out = util::controller(&["serve", "--listen", "0.0.0.0:0"]);
+    let out = volley_testkit::controller(&["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = util::stderr(&out);
+    let err = volley_testkit::stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--api-token"), "{err}");
 }
@@ -177,7 +173,7 @@ fn scenarios_run_through_the_api_too() {
     let server = target(1);
     let api = spawn_serve(&[]);
     let base = format!("http://{}", server.local_addr());
-    let text = std::fs::read_to_string(util::example_scenario()).unwrap();
+    let text = std::fs::read_to_string(volley_testkit::example_scenario()).unwrap();
     let body = json!({ "scenario": text, "url": base, "users": 10, "spawn_rate": 100, "requests": 300 });
     let (status, c) = http_json(&api.addr, "POST", "/v1/runs", &[], &body.to_string());
     assert_eq!(status, 201, "{c}");

@@ -1,9 +1,7 @@
 //! The whole path with real processes: agent binaries, the controller binary,
 //! a real target-server; every count checked against the target's own count.
 
-mod util;
-
-use util::*;
+use volley_testkit::*;
 
 #[test]
 fn two_agents_send_exactly_n_requests_and_the_target_agrees() {
@@ -12,7 +10,7 @@ fn two_agents_send_exactly_n_requests_and_the_target_agrees() {
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/hello", server.local_addr());
     let agents = format!("{},{}", a.addr, b.addr);
-    let out = controller(&["run", "--agents", &agents, "--url", &url, "-n", "5003", "-c", "7", "--output", "json"]);
+    let out = Run::new(&url).agents(&[&agents]).requests(5003).connections(7).json_output();
     let r = json_report(&out);
     let served = server.stats().count("/hello", 200);
     assert_eq!(served, 5003, "target-server served");
@@ -50,8 +48,7 @@ fn text_report_has_the_required_labels_and_agent_rows() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/hello", server.local_addr());
-    let out =
-        controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "300", "-c", "4"]);
+    let out = Run::new(&url).agents(&[&a, &b]).requests(300).connections(4).output();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for line in [
@@ -82,19 +79,7 @@ fn server_errors_count_as_failures_with_their_status() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/status/500", server.local_addr());
-    let out = controller(&[
-        "run",
-        "--agents",
-        &format!("{},{}", a.addr, b.addr),
-        "--url",
-        &url,
-        "-n",
-        "400",
-        "-c",
-        "4",
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url).agents(&[&a, &b]).requests(400).connections(4).json_output();
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 400);
     assert_eq!(r["successful_requests"], 0);
@@ -109,7 +94,7 @@ fn server_errors_count_as_failures_with_their_status() {
 fn success_status_narrows_success() {
     let server = target(1);
     let url = format!("http://{}/status/204", server.local_addr());
-    let out = controller(&["run", "--url", &url, "-n", "50", "-c", "2", "--success-status", "200", "--output", "json"]);
+    let out = Run::new(&url).requests(50).connections(2).args(&["--success-status", "200"]).json_output();
     let r = json_report(&out);
     assert_eq!(r["failed_requests"], 50);
     assert_eq!(r["status_codes"]["204"], 50);
@@ -124,27 +109,14 @@ fn a_refused_target_gives_failed_requests_with_their_class_and_a_report() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://127.0.0.1:{port}/hello");
-    let out = controller(&[
-        "run",
-        "--agents",
-        &format!("{},{}", a.addr, b.addr),
-        "--url",
-        &url,
-        "-n",
-        "100",
-        "-c",
-        "2",
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url).agents(&[&a, &b]).requests(100).connections(2).json_output();
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 100);
     assert_eq!(r["failed_requests"], 100);
     assert_eq!(r["errors"]["connect_refused"], 100);
     assert!(r["average_response_time_ms"].is_null());
     assert!(r["latency_ms"]["p50"].is_null());
-    let text =
-        controller(&["run", "--agents", &format!("{},{}", a.addr, b.addr), "--url", &url, "-n", "10", "-c", "2"]);
+    let text = Run::new(&url).agents(&[&a, &b]).requests(10).connections(2).output();
     assert!(text.status.success());
     assert!(stdout(&text).contains("connect_refused: 10"), "{}", stdout(&text));
 }
@@ -153,7 +125,7 @@ fn a_refused_target_gives_failed_requests_with_their_class_and_a_report() {
 fn embedded_agent_duration_mode_counts_match_the_target() {
     let server = target(1);
     let url = format!("http://{}/hello", server.local_addr());
-    let out = controller(&["run", "--url", &url, "-z", "1s", "-c", "3", "--threads", "1", "--output", "json"]);
+    let out = Run::new(&url).duration("1s").connections(3).args(&["--threads", "1"]).json_output();
     let r = json_report(&out);
     let total = r["total_requests"].as_u64().unwrap();
     assert!(total > 100, "only {total} requests in a second");
@@ -168,23 +140,11 @@ fn embedded_agent_duration_mode_counts_match_the_target() {
 fn post_bodies_and_headers_reach_the_target() {
     let server = target(1);
     let url = format!("http://{}/echo", server.local_addr());
-    let out = controller(&[
-        "run",
-        "--url",
-        &url,
-        "-n",
-        "20",
-        "-c",
-        "2",
-        "-m",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"a":1}"#,
-        "--output",
-        "json",
-    ]);
+    let out = Run::new(&url)
+        .requests(20)
+        .connections(2)
+        .args(&["-m", "POST", "-H", "Content-Type: application/json", "-d", r#"{"a":1}"#])
+        .json_output();
     let r = json_report(&out);
     assert_eq!(r["successful_requests"], 20);
     assert_eq!(server.stats().count("/echo", 200), 20);

@@ -5,10 +5,15 @@
 //! owns a `Shard`: `/hello` answers bump a relaxed atomic, everything else
 //! goes into a map behind a mutex that only its own thread and the occasional
 //! `Counters::snapshot` ever take, so it is never contended under load.
+//!
+//! Each shard also keeps the wall-clock instants of the first and last
+//! response it counted (atomics: set once, and `fetch_max`), so a test can
+//! compare when load reached the server with when a load tester says it ran.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use volley_common::lock;
@@ -34,6 +39,14 @@ pub struct Stats {
     /// apart by method (`GET /items` and `POST /items` share a path).
     #[serde(default)]
     pub by_method_path: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// When the first counted request was answered, in microseconds since
+    /// the Unix epoch; `None` before any.
+    #[serde(default)]
+    pub first_request_unix_us: Option<u64>,
+    /// When the last counted request was answered, in microseconds since
+    /// the Unix epoch; `None` before any.
+    #[serde(default)]
+    pub last_request_unix_us: Option<u64>,
 }
 
 impl Stats {
@@ -63,6 +76,10 @@ impl Stats {
 struct Shard {
     /// `GET /hello` answered 200: the route a load test hammers, so it skips the map.
     hello_ok: AtomicU64,
+    /// Microseconds since the epoch of this thread's first counted response; 0 before any.
+    first_us: AtomicU64,
+    /// Microseconds since the epoch of this thread's latest counted response; 0 before any.
+    last_us: AtomicU64,
     /// Every other counted response: path -> method -> status -> count.
     paths: Mutex<HashMap<Box<str>, ByMethod>>,
 }
@@ -87,12 +104,15 @@ impl Counters {
     pub(crate) fn hello_ok(&self, shard: usize) {
         // Relaxed: nothing is ordered against this count; a snapshot only needs
         // every increment that happened before the response was written.
-        self.shards[shard].hello_ok.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.shards[shard];
+        shard.hello_ok.fetch_add(1, Ordering::Relaxed);
+        shard.stamp();
     }
 
     /// Counts one response with `status` to a `method` request for `path`
     /// on thread `shard`.
     pub(crate) fn record(&self, shard: usize, method: &str, path: &str, status: u16) {
+        self.shards[shard].stamp();
         let mut paths = lock(&self.shards[shard].paths);
         // The common case, a path and method this thread has seen, neither
         // allocates nor touches the shared set.
@@ -123,6 +143,13 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let mut stats = Stats::default();
         for shard in self.shards.iter() {
+            let (first, last) = (shard.first_us.load(Ordering::Relaxed), shard.last_us.load(Ordering::Relaxed));
+            if first != 0 {
+                stats.first_request_unix_us = Some(stats.first_request_unix_us.map_or(first, |f| f.min(first)));
+            }
+            if last != 0 {
+                stats.last_request_unix_us = Some(stats.last_request_unix_us.map_or(last, |l| l.max(last)));
+            }
             let hello = shard.hello_ok.load(Ordering::Relaxed);
             if hello > 0 {
                 add(&mut stats, "GET", "/hello", 200, hello);
@@ -137,6 +164,27 @@ impl Counters {
         }
         stats
     }
+}
+
+impl Shard {
+    /// Notes that this thread counted a response now. The atomics are this
+    /// thread's own (no lock, no cache line shared with other threads'
+    /// writes); the first instant is set once, the last only moves forward.
+    #[inline]
+    fn stamp(&self) {
+        let now = unix_us();
+        if self.first_us.load(Ordering::Relaxed) == 0 {
+            let _ = self.first_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        self.last_us.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Microseconds since the Unix epoch, at least 1 so that 0 can mean "never".
+fn unix_us() -> u64 {
+    // A clock set before 1970 reads as 1 µs rather than failing a request.
+    let us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    u64::try_from(us).unwrap_or(u64::MAX).max(1)
 }
 
 fn add(stats: &mut Stats, method: &str, path: &str, status: u16, n: u64) {
@@ -190,6 +238,32 @@ mod tests {
         assert_eq!(stats.count(OTHER, 404), 3);
         assert_eq!(stats.count("/p/0", 404), 2);
         assert_eq!(stats.total, MAX_PATHS as u64 + 4);
+    }
+
+    #[test]
+    fn first_and_last_request_instants_span_the_requests() {
+        let counters = Counters::new(2);
+        let empty = counters.snapshot();
+        assert_eq!((empty.first_request_unix_us, empty.last_request_unix_us), (None, None));
+        let json = serde_json::to_value(&empty).unwrap();
+        assert!(json["first_request_unix_us"].is_null() && json["last_request_unix_us"].is_null(), "{json}");
+
+        let before = unix_us();
+        counters.hello_ok(1);
+        let first = counters.snapshot().first_request_unix_us.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        counters.record(0, "GET", "/status/500", 500);
+        counters.hello_ok(1);
+        let after = unix_us();
+
+        let stats = counters.snapshot();
+        // The first instant is set once: later requests on any thread keep it.
+        assert_eq!(stats.first_request_unix_us, Some(first));
+        let last = stats.last_request_unix_us.unwrap();
+        assert!(before <= first && first + 5_000 <= last && last <= after, "{before} {first} {last} {after}");
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["first_request_unix_us"], first);
+        assert_eq!(json["last_request_unix_us"], last);
     }
 
     #[test]

@@ -1,39 +1,24 @@
 //! The real `target-server` binary: it reports its port, serves, and exits 0
 //! on SIGTERM; bad flags give one clear line, not a panic.
 
-mod util;
-
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use util::Client;
+use volley_testkit::{Client, signal, spawn_target};
 
 const BIN: &str = env!("CARGO_BIN_EXE_target-server");
 
 #[test]
 fn serves_on_the_port_it_reports_and_exits_cleanly_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--threads", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn target-server");
+    let mut target = spawn_target(BIN, &["--threads", "2"]);
+    let line = &target.ready_line;
+    assert_eq!(line.strip_prefix("listening on http://"), Some(target.addr.as_str()), "unexpected first line {line:?}");
 
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("an address");
-
-    let response = Client::connect(addr).get("/hello");
+    let response = Client::connect(target.socket_addr()).get("/hello");
     assert_eq!((response.status, response.text()), (200, "Hello World!"));
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
-    assert!(killed.success());
+    signal(target.child.id(), "TERM");
+    let child = &mut target.child;
 
     // Polls for exit only, to fail rather than hang if the signal is ignored.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -48,6 +33,36 @@ fn serves_on_the_port_it_reports_and_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+#[test]
+fn stats_say_when_the_first_and_last_requests_were_served() {
+    let target = spawn_target(BIN, &["--threads", "2"]);
+    let idle = target.target_stats();
+    assert_eq!((idle.first_request_unix_us, idle.last_request_unix_us), (None, None));
+    // Null, not absent, before any request.
+    let raw = Client::connect(target.socket_addr()).get("/stats");
+    let json: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+    assert!(json["first_request_unix_us"].is_null() && json["last_request_unix_us"].is_null(), "{json}");
+
+    let before = unix_us();
+    let mut client = Client::connect(target.socket_addr());
+    assert_eq!(client.get("/hello").status, 200);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(client.get("/status/503").status, 503);
+    let after = unix_us();
+
+    let stats = target.target_stats();
+    assert_eq!(stats.total, 2);
+    let (first, last) = (stats.first_request_unix_us.unwrap(), stats.last_request_unix_us.unwrap());
+    assert!(before <= first && first + 20_000 <= last && last <= after, "{before} {first} {last} {after}");
+    // Reading /stats is not a request served: the instants stay put.
+    let again = target.target_stats();
+    assert_eq!((again.first_request_unix_us, again.last_request_unix_us), (Some(first), Some(last)));
 }
 
 #[test]

@@ -1,11 +1,9 @@
 //! The demo API for scenarios: login, then items with the token; every
 //! answer counted by method, path and status.
 
-mod util;
+use volley_testkit::{Client, target as server};
 
-use util::{Client, server};
-
-fn json(r: &util::Response) -> serde_json::Value {
+fn json(r: &volley_testkit::Response) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", r.text()))
 }
 

@@ -1,11 +1,9 @@
 //! Each route against a real in-process server, and the counts it keeps.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
 use target_server::Stats;
-use util::{Client, server};
+use volley_testkit::{Client, target as server};
 
 #[test]
 fn hello_says_hello() {

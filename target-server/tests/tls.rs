@@ -2,46 +2,39 @@
 //! over TLS to a client that trusts only the test CA; bad certificate or key
 //! files are one clear line and a failed exit, never a panic.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
+use volley_testkit::{PemDir, TestCa, spawn_target};
 
 const BIN: &str = env!("CARGO_BIN_EXE_target-server");
 
 /// A CA, and in a temporary directory its PEM plus a certificate it signed
 /// for localhost and 127.0.0.1 with that certificate's key.
 struct Pki {
-    dir: PathBuf,
+    dir: PemDir,
     ca_pem: String,
 }
 
 impl Pki {
     fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("volley-target-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        let cert = params.signed_by(&key, &ca).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        // A key that belongs to no certificate here.
-        std::fs::write(dir.join("other-key.pem"), KeyPair::generate().unwrap().serialize_pem()).unwrap();
-        std::fs::write(dir.join("junk.pem"), "not PEM at all").unwrap();
+        let dir = PemDir::new(&format!("target-tls-{tag}"));
+        let ca = TestCa::new();
+        let leaf = ca.leaf(&["localhost"]).ip(Ipv4Addr::LOCALHOST).sign();
+        dir.write("cert.pem", &leaf.cert_pem);
+        dir.write("key.pem", &leaf.key_pem);
+        // A key that does not fit cert.pem (it belongs to a certificate thrown away).
+        dir.write("other-key.pem", ca.leaf(&["localhost"]).sign().key_pem);
+        dir.write("junk.pem", "not PEM at all");
         Pki { dir, ca_pem: ca.pem() }
     }
 
     fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
+        self.dir.path(name)
     }
 
     /// One `GET` over a fresh TLS connection that trusts only the test CA.
@@ -63,12 +56,6 @@ impl Pki {
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).stdout(Stdio::null()).output().expect("run target-server")
 }
@@ -76,21 +63,15 @@ fn run(args: &[&str]) -> Output {
 #[test]
 fn the_binary_serves_https_with_the_given_certificate() {
     let pki = Pki::new("serve");
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--tls-cert", &pki.path("cert.pem")])
-        .args(["--tls-key", &pki.path("key.pem")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn target-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on https://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("an address");
+    let target =
+        spawn_target(BIN, &["--threads", "1", "--tls-cert", &pki.path("cert.pem"), "--tls-key", &pki.path("key.pem")]);
+    let line = &target.ready_line;
+    assert_eq!(
+        line.strip_prefix("listening on https://"),
+        Some(target.addr.as_str()),
+        "unexpected first line {line:?}"
+    );
+    let addr = target.socket_addr();
 
     let hello = pki.get(addr, "/hello");
     assert!(hello.starts_with("HTTP/1.1 200 "), "{hello}");
@@ -100,9 +81,6 @@ fn the_binary_serves_https_with_the_given_certificate() {
     // The same counters as over plain HTTP.
     let stats = pki.get(addr, "/stats");
     assert!(stats.contains("\"total\":2"), "{stats}");
-
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
