@@ -271,35 +271,27 @@ fn run_segment(script: &str, dir: &Path, path: &str, origin: &str) -> (i32, Stri
 }
 
 /// Runs one runnable block: background lines started by the test, the rest
-/// in segments.
+/// in segments; the last segment must exit `expected`, the others 0.
 fn run_block(block: &Block, expected: i32, dir: &Path, path: &str) {
     // A stand-in for the examples' target on 127.0.0.1:8080.
     let stand_in = start_background(&["target-server".into()], &Addresses::default(), dir, path, &block.origin);
     let mut addrs = Addresses::default();
     addrs.map("127.0.0.1:8080", &stand_in.addr);
     let mut procs = vec![stand_in];
-    let mut segment = String::new();
-    let mut lines: Vec<(Option<(Vec<String>, String)>, &str)> = Vec::new();
-    for line in block.body.lines() {
-        lines.push((background(line), line));
-    }
-    let mut last_code = 0;
-    let mut flush = |segment: &mut String, addrs: &Addresses, is_last: bool| {
+    let run = |segment: &str, addrs: &Addresses, want: i32| {
         if segment.trim().is_empty() {
             return;
         }
         let script = addrs.apply(segment);
         let (code, output) = run_segment(&script, dir, path, &block.origin);
-        let want = if is_last { expected } else { 0 };
         assert_eq!(code, want, "{}: exited {code}, expected {want}:\n{script}\n--- output:\n{output}", block.origin);
-        last_code = code;
-        segment.clear();
     };
-    let total = lines.len();
-    for (i, (bg, line)) in lines.into_iter().enumerate() {
-        match bg {
+    let mut segment = String::new();
+    for line in block.body.lines() {
+        match background(line) {
             Some((words, example)) => {
-                flush(&mut segment, &addrs, false);
+                run(&segment, &addrs, 0);
+                segment.clear();
                 let p = start_background(&words, &addrs, dir, path, &block.origin);
                 addrs.map(&example, &p.addr);
                 procs.push(p);
@@ -307,18 +299,15 @@ fn run_block(block: &Block, expected: i32, dir: &Path, path: &str) {
             None => {
                 segment.push_str(line);
                 segment.push('\n');
-                if i + 1 == total {
-                    flush(&mut segment, &addrs, true);
-                }
             }
         }
     }
-    // A block that ends with a background line has nothing to exit with.
     assert!(
-        expected == 0 || last_code == expected,
-        "{}: expected exit {expected}, but its last line was not a command",
+        expected == 0 || !segment.trim().is_empty(),
+        "{}: expects exit {expected}, but ends with a background line",
         block.origin
     );
+    run(&segment, &addrs, expected);
     drop(procs);
 }
 
@@ -491,4 +480,48 @@ fn the_address_rewrite_leaves_longer_ports_alone() {
     assert_eq!(background("controller serve &  # comment").map(|b| b.1), Some("127.0.0.1:8089".into()));
     assert_eq!(background("controller run -n 1 && true"), None);
     assert_eq!(background("curl x &"), None);
+}
+
+/// The long flags a `--help` text names (`--help` and `--version` aside).
+fn long_flags(help: &str) -> Vec<String> {
+    let mut flags: Vec<String> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2 && w.as_bytes()[2].is_ascii_lowercase())
+        .filter(|w| *w != "--help" && *w != "--version")
+        .map(str::to_owned)
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn the_flags_chapter_names_every_flag_the_binaries_take() {
+    let chapter = std::fs::read_to_string(repo().join("docs/src/flags.md")).unwrap();
+    let section = |heading: &str| -> String {
+        let start =
+            chapter.find(&format!("## `{heading}`")).unwrap_or_else(|| panic!("flags.md: no section {heading}"));
+        let rest = &chapter[start + 3..];
+        rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
+    };
+    let cases: [(&str, PathBuf, &[&str]); 5] = [
+        ("controller run", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["run", "--help"]),
+        ("controller serve", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["serve", "--help"]),
+        ("controller demo", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["demo", "--help"]),
+        ("agent", agent_bin(), &["--help"]),
+        ("target-server", target_server_bin(), &["--help"]),
+    ];
+    for (heading, bin, args) in cases {
+        let out = Command::new(bin).args(args).output().expect("run --help");
+        assert!(out.status.success(), "{heading} --help failed");
+        let flags = long_flags(&String::from_utf8_lossy(&out.stdout));
+        assert!(flags.len() >= 4, "{heading}: only {flags:?} found in --help");
+        let text = section(heading);
+        for flag in flags {
+            let named = text
+                .match_indices(&flag)
+                .any(|(i, _)| !text[i + flag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'));
+            assert!(named, "flags.md, section `{heading}`: {flag} (from --help) is not described");
+        }
+    }
 }
