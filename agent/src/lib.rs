@@ -51,8 +51,9 @@ pub fn default_threads() -> usize {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "agent", version, about = "Volley agent: runs load plans from a Volley controller over gRPC.")]
 pub struct Args {
-    /// Address to serve gRPC on (port 7070 by default; use port 0 for any free port).
-    #[arg(long, default_value = "0.0.0.0:7070", value_name = "ADDR")]
+    /// Address to serve gRPC on; loopback by default, so other hosts need e.g.
+    /// `--listen 0.0.0.0:7070 --token SECRET` (use port 0 for any free port).
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Worker threads for runs whose plan does not say (default: available cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
