@@ -23,15 +23,13 @@
 //! with `bash -e` in segments between such background lines, each bounded in
 //! time.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::*;
+use volley_testkit::*;
 
 /// Longest a segment of a block may take: examples are short runs.
 const SEGMENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -232,7 +230,7 @@ fn start_background(words: &[String], addrs: &Addresses, dir: &Path, path: &str,
             let _ = child.kill();
             panic!("{origin}: `{}` printed no address when ready: {line:?}", words.join(" "))
         });
-    Proc { child, addr: addr.to_string() }
+    Proc { child, addr: addr.to_string(), ready_line: line.trim_end().to_owned() }
 }
 
 /// Runs one foreground segment with `bash -e`, bounded in time; returns its
