@@ -32,6 +32,36 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve an HTTP API and a web page that start runs and show them live.
     Serve(ServeArgs),
+    /// Compare two saved JSON reports: is the candidate slower than the baseline?
+    Compare(CompareArgs),
+}
+
+/// Flags of `controller compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The baseline run: a JSON report (--output json, or GET /v1/runs/{id}).
+    #[arg(value_name = "BASELINE")]
+    pub baseline: std::path::PathBuf,
+    /// The candidate run, compared with the baseline.
+    #[arg(value_name = "CANDIDATE")]
+    pub candidate: std::path::PathBuf,
+    /// Comparison format (text or json).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Also write the comparison as one self-contained HTML page with the two
+    /// latency distributions overlaid.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
+    /// Fail (exit code 3) unless this holds for the candidate, e.g.
+    /// 'p99 < baseline * 1.10', 'rps > baseline * 0.95', 'p99 < 200ms' (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    pub fail_if: Vec<String>,
+    /// Confidence of the latency verdict, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
+    pub confidence: f64,
+    /// Latency changes smaller than this, in percent, count as no difference.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub min_change: f64,
 }
 
 /// Flags of `controller demo`.

@@ -63,6 +63,8 @@ pub struct RunConfig {
     pub channel: ChannelConfig,
     /// Conditions the run must meet.
     pub thresholds: Vec<crate::threshold::Threshold>,
+    /// `--baseline FILE`: the saved run relative thresholds compare with.
+    pub baseline: Option<std::sync::Arc<crate::compare::Saved>>,
     /// Where to write the HdrHistogram interval log.
     pub hdr_log: Option<std::path::PathBuf>,
     /// Where to write the HTML report.

@@ -21,6 +21,14 @@ pub fn describe_command(command: &Command) -> Result<String, Error> {
              requests over {} connections\n",
             args.requests, args.connections
         ),
+        Command::Compare(args) => {
+            crate::compare::Settings::new(args.confidence, args.min_change, &args.fail_if)?;
+            format!(
+                "controller dry run: would compare {} (candidate) with {} (baseline)\n",
+                args.candidate.display(),
+                args.baseline.display()
+            )
+        }
         Command::Serve(args) => {
             crate::serve::check_serve_args(args)?;
             format!(

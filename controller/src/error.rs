@@ -63,11 +63,13 @@ pub enum Field {
     TlsKey,
     /// `controller serve --listen` (command line only).
     Listen,
+    /// `--baseline` (command line only: the API compares stored runs).
+    Baseline,
 }
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 26] = [
+    pub const ALL: [Field; 27] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -94,6 +96,7 @@ impl Field {
         Field::TlsCert,
         Field::TlsKey,
         Field::Listen,
+        Field::Baseline,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -125,6 +128,7 @@ impl Field {
             Field::TlsCert => "--tls-cert",
             Field::TlsKey => "--tls-key",
             Field::Listen => "--listen",
+            Field::Baseline => "--baseline",
         }
     }
 
@@ -153,7 +157,9 @@ impl Field {
             Field::Tags => "tags",
             Field::ExcludeTags => "exclude_tags",
             Field::TargetInsecure => "target_insecure",
-            Field::TargetCa | Field::TlsCa | Field::TlsCert | Field::TlsKey | Field::Listen => return None,
+            Field::TargetCa | Field::TlsCa | Field::TlsCert | Field::TlsKey | Field::Listen | Field::Baseline => {
+                return None;
+            }
         })
     }
 
@@ -244,6 +250,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// `controller compare`: a saved report or a setting is unusable: exit code 2.
+    #[error(transparent)]
+    Compare(#[from] crate::compare::CompareError),
     /// A piece the controller starts itself (the embedded agent, the demo's
     /// target-server, the async runtime, the API's listener) failed: exit code 1.
     #[error("cannot start {what}")]
@@ -275,7 +284,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Unservable(_) => 2,
+            Error::Usage(_) | Error::Unservable(_) | Error::Compare(_) => 2,
             Error::Agent(_)
             | Error::Resolve { .. }
             | Error::Write { .. }

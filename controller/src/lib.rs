@@ -13,11 +13,13 @@
 //! - [`report`]: the global report as text and JSON.
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
 //!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
+//! - [`compare`]: `controller compare`, `--baseline`: is a run slower than another?
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
 //! - [`error`]: errors, the fields they name, and their exit codes.
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod coordinator;
 pub mod discovery;
@@ -132,6 +134,11 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     let result = run_on_agents(&cfg, &mut series, interrupted()).await;
     series.finish();
     let report = Report::build(&cfg, &result?, series.rows());
+    if let Some(baseline) = &cfg.baseline {
+        for w in compare::warnings(baseline, &compare::Saved::of(&report)) {
+            eprintln!("controller: warning: --baseline: not comparable: {w}");
+        }
+    }
     if let Some(path) = &cfg.hdr_log {
         let bytes = output::hdr_log(series.seconds(), started)
             .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
@@ -146,6 +153,30 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     }
     print(&report, cfg.output);
     Ok(report.exit_code())
+}
+
+/// `controller compare`: reads both reports, prints the comparison, writes
+/// the page; 3 when a `--fail-if` failed.
+fn compare_files(args: &cli::CompareArgs) -> Result<i32, Error> {
+    if args.output == Output::Csv {
+        return Err(compare::CompareError::NoCsv.into());
+    }
+    let settings = compare::Settings::new(args.confidence, args.min_change, &args.fail_if)?;
+    let baseline = compare::Saved::load(&args.baseline)?;
+    let candidate = compare::Saved::load(&args.candidate)?;
+    let c = compare::compare(&baseline, &candidate, &settings);
+    if let Some(path) = &args.html {
+        std::fs::write(path, compare::page::page(&baseline, &candidate, &c)).map_err(|source| Error::Write {
+            flag: "--html",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    match args.output {
+        Output::Json => println!("{}", c.to_json()),
+        _ => print!("{}", c.to_text()),
+    }
+    Ok(c.exit_code())
 }
 
 /// The controller's entry: runs a parsed command line, prints, returns the
@@ -178,6 +209,7 @@ pub fn run_cli(cli: Cli) -> Result<i32, Error> {
                 Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
             }
             Command::Serve(args) => serve::serve(args).await,
+            Command::Compare(args) => compare_files(&args),
         }
     })
 }

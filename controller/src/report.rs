@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use volley_stats::Totals;
 
 use crate::config::RunConfig;
@@ -20,7 +20,7 @@ use crate::series::SecondRow;
 pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
 
 /// Latency figures in milliseconds; all `null` in JSON when nothing answered.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     /// Fastest response.
     pub min: Option<f64>,
@@ -277,6 +277,68 @@ pub struct Report {
     pub names: Vec<NameRow>,
     /// Scenario runs: failures by name and message, most frequent first.
     pub failures: Vec<FailureRow>,
+    /// The merged latency histograms themselves, so a saved report is a
+    /// complete record (`controller compare` reads them).
+    pub histograms: Histograms,
+}
+
+/// The merged latency histograms in microseconds, each in HdrHistogram's
+/// standard compressed V2 encoding (V2 + DEFLATE), base64: what
+/// HdrHistogram's `decodeFromCompressedByteBuffer` and the `hdrhistogram`
+/// crate's `Deserializer` read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Histograms {
+    /// Every response's latency (with a rate, from its intended send time).
+    pub latency: String,
+    /// With a rate: latencies from the actual send; `null` without a rate.
+    pub latency_uncorrected: Option<String>,
+    /// Scenario runs: one per request name, in the order of `names`.
+    pub names: Vec<NamedHistogram>,
+}
+
+/// One request name's merged latency histogram.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamedHistogram {
+    /// The request's name.
+    pub name: String,
+    /// Its method.
+    pub method: String,
+    /// Its responses' latencies, encoded as [`Histograms::latency`].
+    pub latency: String,
+}
+
+/// `h` in the standard compressed encoding, base64.
+pub fn encode_histogram(h: &hdrhistogram::Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Serializer as _;
+    let mut bytes = Vec::new();
+    // Serialising into memory fails only on a histogram too large to
+    // describe, which a u64 histogram of latencies is not.
+    hdrhistogram::serialization::V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("a histogram serialises into memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Why [`decode_histogram`] refused a text.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramDecodeError {
+    /// Not base64.
+    #[error("not base64")]
+    Base64(#[source] base64::DecodeError),
+    /// Not a V2 (+ DEFLATE) histogram (the decoder's error has no `Display`,
+    /// so its `Debug` text is kept).
+    #[error("not an HdrHistogram V2 encoding: {0}")]
+    Histogram(String),
+}
+
+/// A histogram from [`encode_histogram`]'s text.
+pub fn decode_histogram(text: &str) -> Result<hdrhistogram::Histogram<u64>, HistogramDecodeError> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(HistogramDecodeError::Base64)?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| HistogramDecodeError::Histogram(format!("{e:?}")))
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -301,7 +363,12 @@ impl Report {
                 .collect(),
         });
         report.series = series;
-        report.thresholds = cfg.thresholds.iter().map(|t| t.verdict(report.measure(t.metric()))).collect();
+        let baseline = |m: &str| cfg.baseline.as_ref().and_then(|b| b.measure(m));
+        report.thresholds = cfg
+            .thresholds
+            .iter()
+            .map(|t| t.verdict_against(report.measure(t.metric()), baseline(t.metric())))
+            .collect();
         report
     }
 
@@ -355,6 +422,7 @@ impl Report {
             });
             RateReport { requested, achieved, shortfall_percent, max_schedule_lag_ms, warning }
         });
+        let uncorrected_histogram = rate.as_ref().map(|_| encode_histogram(&t.uncorrected));
         let per_req_all = if t.requests > 0 { secs * 1000.0 / t.requests as f64 } else { 0.0 };
         Report {
             url: url.to_owned(),
@@ -406,6 +474,19 @@ impl Report {
             series: Vec::new(),
             thresholds: Vec::new(),
             scenario: None,
+            histograms: Histograms {
+                latency: encode_histogram(&t.histogram),
+                latency_uncorrected: uncorrected_histogram,
+                names: t
+                    .names
+                    .iter()
+                    .map(|n| NamedHistogram {
+                        name: n.name.clone(),
+                        method: n.method.clone(),
+                        latency: encode_histogram(&n.histogram),
+                    })
+                    .collect(),
+            },
             names: t
                 .names
                 .iter()

@@ -133,6 +133,11 @@ pub struct RunRequest {
     #[arg(long = "fail-if", value_name = "EXPR")]
     #[serde(default, deserialize_with = "expressions")]
     pub fail_if: Vec<String>,
+    /// A saved JSON report (--output json) to compare with: --fail-if may then say
+    /// 'p99 < baseline * 1.10' or 'rps > baseline * 0.95'.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub baseline: Option<PathBuf>,
     /// Also write the merged per-second latency histograms to FILE as an
     /// HdrHistogram interval log.
     #[arg(long, value_name = "FILE")]
@@ -257,6 +262,25 @@ impl RunRequest {
                 format!("{connections} is fewer than the {} agents; each agent needs at least one", agents.len()),
             ));
         }
+        let thresholds: Vec<crate::threshold::Threshold> = self
+            .fail_if
+            .iter()
+            .map(|e| e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string())))
+            .collect::<Result<_, _>>()?;
+        let baseline = match &self.baseline {
+            None => None,
+            Some(path) => Some(std::sync::Arc::new(
+                crate::compare::Saved::load(path).map_err(|e| usage(Field::Baseline, crate::error::chain(&e)))?,
+            )),
+        };
+        if baseline.is_none()
+            && let Some(t) = thresholds.iter().find(|t| t.is_relative())
+        {
+            return Err(usage(
+                Field::FailIf,
+                format!("{:?} compares with a baseline; give --baseline FILE", t.to_string()),
+            ));
+        }
         Ok(RunConfig {
             agents,
             url,
@@ -273,13 +297,8 @@ impl RunRequest {
             ramp_up,
             min_agents: self.min_agents,
             channel: self.link.channel()?,
-            thresholds: self
-                .fail_if
-                .iter()
-                .map(|e| {
-                    e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string()))
-                })
-                .collect::<Result<_, _>>()?,
+            thresholds,
+            baseline,
             hdr_log: self.hdr_log.clone(),
             html: self.html.clone(),
             quiet: self.quiet,
@@ -468,7 +487,9 @@ mod tests {
             }
         }
         assert!(RunRequest::deserialize(&serde_json::json!({ "connections": 3 })).is_err());
-        for cli_only in ["scenario_file", "target_ca", "output", "hdr_log", "html", "quiet", "link", "read_files"] {
+        for cli_only in
+            ["scenario_file", "target_ca", "output", "hdr_log", "html", "quiet", "link", "read_files", "baseline"]
+        {
             assert!(RunRequest::deserialize(&serde_json::json!({ cli_only: null })).is_err(), "{cli_only}");
         }
     }

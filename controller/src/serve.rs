@@ -1,7 +1,8 @@
 //! `controller serve`: load tests as a service.
 //!
 //! An HTTP API (`POST /v1/runs`, `GET /v1/runs`, `GET /v1/runs/{id}`,
-//! `DELETE /v1/runs/{id}`, `GET /v1/runs/{id}/report.html`; described in
+//! `DELETE /v1/runs/{id}`, `GET /v1/runs/{id}/report.html`,
+//! `GET /v1/runs/{a}/compare/{b}` (run b against run a as its baseline); described in
 //! `controller/openapi.yaml`, also served at `/openapi.yaml`) and a web page at
 //! `/` where a person starts a run and watches it.
 //!
@@ -410,6 +411,25 @@ async fn report_html(State(svc): State<Arc<Service>>, Path(id): Path<String>) ->
     }
 }
 
+/// Run `b` compared with run `a` as its baseline, as `controller compare
+/// --output json` gives it.
+async fn compare_runs(
+    State(svc): State<Arc<Service>>,
+    Path((a, b)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let saved = |id: &str| -> Result<crate::compare::Saved, ApiError> {
+        let run = svc.find(id)?;
+        let live = lock(&run.live);
+        match &live.report {
+            Some(report) => Ok(crate::compare::Saved::of(report)),
+            None => Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} has no report yet"))),
+        }
+    };
+    let (baseline, candidate) = (saved(&a)?, saved(&b)?);
+    let comparison = crate::compare::compare(&baseline, &candidate, &crate::compare::Settings::default());
+    Ok(axum::Json(comparison).into_response())
+}
+
 /// Lets `/v1` calls through only with the API token, when one is set.
 async fn authorize(State(svc): State<Arc<Service>>, headers: HeaderMap, request: Request, next: Next) -> Response {
     if let Some(token) = &svc.token {
@@ -440,6 +460,7 @@ fn router(svc: Arc<Service>) -> Router {
         .route("/v1/runs", get(list).post(create))
         .route("/v1/runs/{id}", get(show).delete(cancel))
         .route("/v1/runs/{id}/report.html", get(report_html))
+        .route("/v1/runs/{a}/compare/{b}", get(compare_runs))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authorize));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -566,7 +587,9 @@ mod tests {
             assert!(props.get(field).is_some(), "openapi.yaml lacks {field}");
         }
         assert_eq!(props.as_object().unwrap().len(), fields.len(), "openapi.yaml lists fields the API does not take");
-        for path in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report.html", "/", "/openapi.yaml"] {
+        for path in
+            ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report.html", "/v1/runs/{a}/compare/{b}", "/", "/openapi.yaml"]
+        {
             assert!(doc["paths"].get(path).is_some(), "openapi.yaml lacks {path}");
         }
     }

@@ -7,6 +7,11 @@
 //! `rps`, `requests` and `failures` take plain numbers. The condition is what
 //! must hold: when it does not, the threshold fails.
 //!
+//! Against a baseline run (`--baseline FILE`, `controller compare`), the
+//! bound may be the baseline's own figure times a factor: `p99 < baseline *
+//! 1.10` (at most 10 % slower), `rps > baseline * 0.95`; `baseline` alone is
+//! `baseline * 1`.
+//!
 //! The report measures each metric (`report::Report::build`);
 //! this module only parses conditions and judges a measured value.
 
@@ -67,8 +72,11 @@ pub struct Threshold {
     text: String,
     metric: &'static str,
     op: Op,
-    /// In the metric's unit: ms for latencies, a fraction for ratios.
+    /// In the metric's unit: ms for latencies, a fraction for ratios; for a
+    /// relative bound, the factor on the baseline's figure.
     bound: f64,
+    /// Whether the bound is `baseline * bound`.
+    relative: bool,
 }
 
 impl fmt::Display for Threshold {
@@ -141,6 +149,19 @@ impl std::str::FromStr for Threshold {
             .copied()
             .ok_or_else(|| ThresholdError::UnknownMetric { text: text.to_owned(), name: name.to_owned() })?;
         let value = value.trim();
+        if let Some(rest) = value.strip_prefix("baseline") {
+            let rest = rest.trim();
+            let factor = match rest.strip_prefix('*') {
+                None if rest.is_empty() => 1.0,
+                None => return Err(ThresholdError::NotANumber { text: text.to_owned(), value: value.to_owned() }),
+                Some(f) => {
+                    f.trim().parse::<f64>().ok().filter(|f| f.is_finite() && *f >= 0.0).ok_or_else(|| {
+                        ThresholdError::NotANumber { text: text.to_owned(), value: f.trim().to_owned() }
+                    })?
+                }
+            };
+            return Ok(Threshold { text: t.to_owned(), metric, op, bound: factor, relative: true });
+        }
         let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
         let (number, unit) = (&value[..split], value[split..].trim());
         let n: f64 = number
@@ -158,7 +179,7 @@ impl std::str::FromStr for Threshold {
                 return Err(ThresholdError::WrongUnit { text: text.to_owned(), unit: unit.to_owned(), metric });
             }
         };
-        Ok(Threshold { text: t.to_owned(), metric, op, bound })
+        Ok(Threshold { text: t.to_owned(), metric, op, bound, relative: false })
     }
 }
 
@@ -172,6 +193,10 @@ pub struct Verdict {
     pub actual: Option<f64>,
     /// Whether the condition held.
     pub passed: bool,
+    /// For a `baseline * F` bound: the baseline's figure (same unit as
+    /// `actual`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
 }
 
 impl Threshold {
@@ -184,7 +209,22 @@ impl Threshold {
     /// The verdict given the measured value of [`Threshold::metric`]; a
     /// condition with nothing to measure (no responses) fails.
     pub fn verdict(&self, actual: Option<f64>) -> Verdict {
-        Verdict { expr: self.text.clone(), actual, passed: actual.is_some_and(|a| self.op.holds(a, self.bound)) }
+        self.verdict_against(actual, None)
+    }
+
+    /// Whether the bound is relative to a baseline run (`baseline * F`).
+    pub fn is_relative(&self) -> bool {
+        self.relative
+    }
+
+    /// The verdict given the measured value and, for a relative bound, the
+    /// baseline's value of the same metric; a relative condition without a
+    /// baseline figure fails, as one with nothing to measure does.
+    pub fn verdict_against(&self, actual: Option<f64>, baseline: Option<f64>) -> Verdict {
+        let (bound, baseline) =
+            if self.relative { (baseline.map(|b| b * self.bound), baseline) } else { (Some(self.bound), None) };
+        let passed = matches!((actual, bound), (Some(a), Some(b)) if self.op.holds(a, b));
+        Verdict { expr: self.text.clone(), actual, passed, baseline }
     }
 }
 
@@ -211,6 +251,29 @@ mod tests {
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
             assert!(err.to_string().contains(needle), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn relative_bounds_scale_the_baseline() {
+        let t: Threshold = "p99 < baseline * 1.10".parse().unwrap();
+        assert!(t.is_relative());
+        assert!(t.verdict_against(Some(10.9), Some(10.0)).passed);
+        assert!(!t.verdict_against(Some(11.1), Some(10.0)).passed);
+        assert_eq!(t.verdict_against(Some(11.1), Some(10.0)).baseline, Some(10.0));
+        // No baseline figure: nothing to judge against, so it fails.
+        assert!(!t.verdict_against(Some(1.0), None).passed);
+        let t: Threshold = "rps >= baseline*0.95".parse().unwrap();
+        assert!(t.verdict_against(Some(950.0), Some(1000.0)).passed);
+        assert!(!t.verdict_against(Some(949.0), Some(1000.0)).passed);
+        let t: Threshold = "error_rate <= baseline".parse().unwrap();
+        assert!(t.verdict_against(Some(0.01), Some(0.01)).passed);
+        // Absolute bounds ignore a baseline.
+        let t: Threshold = "p99 < 5ms".parse().unwrap();
+        assert!(t.verdict_against(Some(4.0), Some(1.0)).passed);
+        for bad in ["p99 < baseline * fast", "p99 < baseline + 1", "p99 < baseline * -1"] {
+            let err = bad.parse::<Threshold>().unwrap_err();
+            assert!(err.to_string().contains("not a number"), "{bad:?}: {err}");
         }
     }
 }

@@ -502,10 +502,11 @@ fn the_flags_chapter_names_every_flag_the_binaries_take() {
         let rest = &chapter[start + 3..];
         rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
     };
-    let cases: [(&str, PathBuf, &[&str]); 5] = [
+    let cases: [(&str, PathBuf, &[&str]); 6] = [
         ("controller run", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["run", "--help"]),
         ("controller serve", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["serve", "--help"]),
         ("controller demo", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["demo", "--help"]),
+        ("controller compare", PathBuf::from(env!("CARGO_BIN_EXE_controller")), &["compare", "--help"]),
         ("agent", agent_bin(), &["--help"]),
         ("target-server", target_server_bin(), &["--help"]),
     ];

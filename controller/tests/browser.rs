@@ -202,3 +202,40 @@ fn the_web_page_runs_a_scenario() {
     assert_eq!(failures, requests, "every unauthorized request failed");
     server.shutdown();
 }
+
+#[test]
+fn the_comparison_page_overlays_two_distinct_curves() {
+    if !available() {
+        return;
+    }
+    let server = volley_testkit::target(1);
+    let dir = artefacts();
+    let save = |path: &str, file: &str| {
+        let url = format!("http://{}{path}", server.local_addr());
+        let out =
+            volley_testkit::Run::new(&url).duration("3s").connections(4).args(&["--output", "json"]).quiet().output();
+        assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
+        let file = dir.join(file);
+        std::fs::write(&file, &out.stdout).unwrap();
+        file.display().to_string()
+    };
+    let (five, ten) = (save("/delay/5", "five.json"), save("/delay/10", "ten.json"));
+    let html = dir.join("comparison.html").display().to_string();
+    let out = volley_testkit::controller(&["compare", &five, &ten, "--html", &html]);
+    assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
+    let shot = dir.join("comparison.png");
+    let seen = check(&["compare", &html, shot.to_str().unwrap()]);
+    // Nothing but the file itself is loaded.
+    assert_eq!(seen["requests"].as_array().unwrap().len(), 1, "{}", seen["requests"]);
+    assert!(seen["verdict"].as_str().unwrap().contains("slower"), "{seen}");
+    let curves = seen["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 2, "{seen}");
+    assert_eq!((curves[0]["name"].as_str(), curves[1]["name"].as_str()), (Some("baseline"), Some("candidate")));
+    assert_ne!(curves[0]["colour"], curves[1]["colour"], "{seen}");
+    for c in curves {
+        assert!(c["points"].as_u64().unwrap() >= 50, "{c}");
+        assert!(c["width"].as_f64().unwrap() > 100.0, "{c}");
+    }
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "empty screenshot");
+    server.shutdown();
+}

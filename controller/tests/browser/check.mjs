@@ -3,6 +3,7 @@
 //
 //   node check.mjs report FILE.html SHOT.png
 //   node check.mjs page API_URL TARGET_URL SECONDS SHOT.png [SCENARIO.toml]
+//   node check.mjs compare FILE.html SHOT.png
 //
 // CHROMIUM names the browser (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
@@ -67,6 +68,20 @@ try {
     await page.click("#full-report");
     await page.waitForLoadState("load");
     out.fullReportCharts = await page.$$eval("svg.chart", s => s.length);
+  } else if (mode === "compare") {
+    const [file, shot] = args;
+    await page.goto("file://" + file);
+    out.title = await page.title();
+    out.verdict = await page.textContent("#verdict");
+    // The overlaid percentile curves: name, colour as rendered, points, and
+    // the drawn length (a curve with points but no extent is not drawn).
+    out.curves = await page.$$eval("svg#distribution polyline.curve", ls => ls.map(l => ({
+      name: l.dataset.name,
+      colour: getComputedStyle(l).stroke,
+      points: (l.getAttribute("points") || "").trim().split(/\s+/).filter(Boolean).length,
+      width: l.getBBox().width,
+    })));
+    await page.screenshot({ path: shot, fullPage: true });
   } else {
     throw new Error("unknown mode " + mode);
   }
