@@ -659,7 +659,9 @@ impl Report {
             let _ = writeln!(s, "Thresholds (--fail-if):");
             for v in &self.thresholds {
                 let actual = v.actual.map_or_else(|| "n/a".to_owned(), |a| format!("{a:.3}"));
-                let _ = writeln!(s, "  {:<4}  {}  (measured {actual})", if v.passed { "ok" } else { "FAIL" }, v.expr);
+                let base = v.baseline.map_or_else(String::new, |b| format!(", baseline {b:.3}"));
+                let _ =
+                    writeln!(s, "  {:<4}  {}  (measured {actual}{base})", if v.passed { "ok" } else { "FAIL" }, v.expr);
             }
         }
         let _ = writeln!(s);
