@@ -215,7 +215,7 @@ impl Saved {
     /// The seconds whose quantile `pick` is known and that ran at least half
     /// the typical second's requests: the partial first and last seconds and
     /// a ramp would otherwise pass for noise.
-    fn seconds(&self, pick: fn(&SavedSecond) -> Option<f64>) -> Vec<f64> {
+    fn seconds(&self, pick: Pick) -> Vec<f64> {
         let mut counts: Vec<u64> = self.series.iter().filter(|s| pick(s).is_some()).map(|s| s.requests).collect();
         if counts.is_empty() {
             return Vec::new();
@@ -476,9 +476,11 @@ fn overall(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
     }
 }
 
+/// Picks one quantile of a second.
+type Pick = fn(&SavedSecond) -> Option<f64>;
+
 /// The quantiles the series carries, tested one by one.
-const TESTED: [(&str, fn(&SavedSecond) -> Option<f64>); 3] =
-    [("p50", |s| s.p50_ms), ("p90", |s| s.p90_ms), ("p99", |s| s.p99_ms)];
+const TESTED: [(&str, Pick); 3] = [("p50", |s| s.p50_ms), ("p90", |s| s.p90_ms), ("p99", |s| s.p99_ms)];
 
 /// Compares `candidate` with `baseline`.
 pub fn compare(baseline: &Saved, candidate: &Saved, settings: &Settings) -> Comparison {
