@@ -688,3 +688,88 @@ fn figures_text(s: &mut String, figures: &[Figure]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A saved run of `seconds` seconds whose quantiles are `level` ms
+    /// (p90 and p99 a fixed step above), with small deterministic noise.
+    fn run(level: f64, seconds: usize, extra: serde_json::Value) -> Saved {
+        let mut rng = fastrand::Rng::with_seed(level.to_bits());
+        let series: Vec<serde_json::Value> = (0..seconds)
+            .map(|_| {
+                let n = 1.0 + 0.04 * (2.0 * rng.f64() - 1.0);
+                serde_json::json!({ "requests": 1000, "p50_ms": level * n, "p90_ms": level * n + 1.0, "p99_ms": level * n + 3.0 })
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "url": "http://127.0.0.1:1/", "method": "GET", "total_requests": 1000 * seconds,
+            "requests_per_second": 1000.0, "error_rate": 0.0, "concurrency": 10,
+            "latency_ms": { "p50": level, "p99": level + 3.0 },
+            "agents": [{ "threads": 2 }], "series": series,
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn known_differences_get_their_verdicts() {
+        let s = Settings::default();
+        let base = run(10.0, 10, serde_json::json!({}));
+        assert_eq!(compare(&base, &base, &s).latency.verdict, Verdict::NoSignificantDifference);
+        assert_eq!(compare(&base, &run(20.0, 10, serde_json::json!({})), &s).latency.verdict, Verdict::Slower);
+        assert_eq!(compare(&base, &run(5.0, 10, serde_json::json!({})), &s).latency.verdict, Verdict::Faster);
+        assert_eq!(
+            compare(&base, &run(10.3, 10, serde_json::json!({})), &s).latency.verdict,
+            Verdict::NoSignificantDifference
+        );
+        assert_eq!(compare(&base, &run(20.0, 2, serde_json::json!({})), &s).latency.verdict, Verdict::Inconclusive);
+        let c = compare(&base, &run(20.0, 10, serde_json::json!({})), &s);
+        let p50 = c.figures.iter().find(|f| f.metric == "p50").unwrap();
+        assert_eq!(
+            (p50.baseline, p50.candidate, p50.change, p50.relative_change),
+            (Some(10.0), Some(20.0), Some(10.0), Some(1.0))
+        );
+    }
+
+    #[test]
+    fn partial_seconds_are_left_out() {
+        // A last second with a tenth of the requests and a wild p50 is not a second of the run.
+        let mut r = run(10.0, 5, serde_json::json!({}));
+        r.series.push(SavedSecond { requests: 100, p50_ms: Some(500.0), p90_ms: None, p99_ms: None });
+        assert_eq!(r.seconds(|s| s.p50_ms).len(), 5);
+    }
+
+    #[test]
+    fn settings_that_differ_are_named() {
+        let base = run(10.0, 5, serde_json::json!({}));
+        let other = run(
+            10.0,
+            5,
+            serde_json::json!({ "url": "http://127.0.0.1:2/", "concurrency": 20, "rate": { "requested": 50.0 },
+                                "agents": [{ "threads": 1 }, { "threads": 1 }] }),
+        );
+        let w = warnings(&base, &other).join("; ");
+        for needle in
+            ["different URL", "different model", "different connections: 10 vs 20", "different agents: 1 vs 2"]
+        {
+            assert!(w.contains(needle), "{needle}: {w}");
+        }
+        let threads = run(10.0, 5, serde_json::json!({ "agents": [{ "threads": 4 }] }));
+        assert_eq!(warnings(&base, &threads), ["different agents' threads: 2 vs 4 in total"]);
+        assert!(warnings(&base, &base).is_empty());
+    }
+
+    #[test]
+    fn the_api_view_of_a_run_reads_as_its_report() {
+        let view = serde_json::json!({ "id": "x", "state": "done", "report": {
+            "url": "http://127.0.0.1:1/", "total_requests": 1, "requests_per_second": 1.0, "error_rate": 0.0,
+            "latency_ms": {} } });
+        assert_eq!(Saved::parse(&view.to_string(), "view").unwrap().total_requests, 1);
+        let err = Saved::parse("{\"hello\": 1}", "f.json").unwrap_err().to_string();
+        assert!(err.contains("f.json: not a Volley JSON report"), "{err}");
+    }
+}
