@@ -36,6 +36,15 @@ pub enum Command {
     Compare(CompareArgs),
 }
 
+/// What `controller compare` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareOutput {
+    /// The side-by-side table and the verdict.
+    Text,
+    /// One JSON object (described in the book's "Comparing runs").
+    Json,
+}
+
 /// Flags of `controller compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
@@ -45,9 +54,9 @@ pub struct CompareArgs {
     /// The candidate run, compared with the baseline.
     #[arg(value_name = "CANDIDATE")]
     pub candidate: std::path::PathBuf,
-    /// Comparison format (text or json).
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Comparison format.
+    #[arg(long, value_enum, default_value_t = CompareOutput::Text)]
+    pub output: CompareOutput,
     /// Also write the comparison as one self-contained HTML page with the two
     /// latency distributions overlaid.
     #[arg(long, value_name = "FILE")]

@@ -158,9 +158,6 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
 /// `controller compare`: reads both reports, prints the comparison, writes
 /// the page; 3 when a `--fail-if` failed.
 fn compare_files(args: &cli::CompareArgs) -> Result<i32, Error> {
-    if args.output == Output::Csv {
-        return Err(compare::CompareError::NoCsv.into());
-    }
     let settings = compare::Settings::new(args.confidence, args.min_change, &args.fail_if)?;
     let baseline = compare::Saved::load(&args.baseline)?;
     let candidate = compare::Saved::load(&args.candidate)?;
@@ -173,8 +170,8 @@ fn compare_files(args: &cli::CompareArgs) -> Result<i32, Error> {
         })?;
     }
     match args.output {
-        Output::Json => println!("{}", c.to_json()),
-        _ => print!("{}", c.to_text()),
+        cli::CompareOutput::Json => println!("{}", c.to_json()),
+        cli::CompareOutput::Text => print!("{}", c.to_text()),
     }
     Ok(c.exit_code())
 }

@@ -211,6 +211,7 @@ fn bad_input_is_one_line_and_exit_2() {
         (vec![junk.as_str(), junk.as_str(), "--fail-if", "p99 < baseline * x"], "--fail-if"),
         (vec![junk.as_str(), junk.as_str(), "--confidence", "100"], "--confidence"),
         (vec![junk.as_str(), junk.as_str(), "--output", "csv"], "--output"),
+        (vec![junk.as_str()], "CANDIDATE"),
     ] {
         let out = compare(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

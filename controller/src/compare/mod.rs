@@ -58,9 +58,6 @@ pub enum CompareError {
         /// What it must be.
         range: &'static str,
     },
-    /// `--output csv`.
-    #[error("--output: csv is not a comparison format; use text or json")]
-    NoCsv,
     /// A `--fail-if` expression.
     #[error("--fail-if: {0}")]
     Threshold(#[from] threshold::ThresholdError),
