@@ -732,6 +732,41 @@ mod tests {
         );
     }
 
+    /// `run` with one request name "home" whose latencies are `ms`.
+    fn with_name(level: f64, ms: u64) -> Saved {
+        let mut h = volley_stats::new_histogram();
+        for i in 0..1000 {
+            h.record(ms * 1000 + i % 100).unwrap();
+        }
+        let latency = crate::report::encode_histogram(&h);
+        run(
+            level,
+            10,
+            serde_json::json!({
+                "names": [{ "name": "home", "method": "GET", "requests": 1000, "requests_per_second": 100.0,
+                            "latency_ms": {} }],
+                "histograms": { "latency": latency.clone(), "latency_uncorrected": null,
+                                "names": [{ "name": "home", "method": "GET", "latency": latency }] },
+            }),
+        )
+    }
+
+    #[test]
+    fn each_name_gets_its_own_verdict_from_its_histogram() {
+        let s = Settings::default();
+        let base = with_name(10.0, 10);
+        let same = compare(&base, &with_name(10.0, 10), &s);
+        assert_eq!(same.names.len(), 1);
+        assert_eq!(same.names[0].verdict, Verdict::NoSignificantDifference);
+        // The run as a whole unchanged, but this name twice as slow.
+        let slower = compare(&base, &with_name(10.0, 20), &s);
+        assert_eq!(slower.names[0].verdict, Verdict::Slower);
+        let p50 = slower.names[0].figures.iter().find(|f| f.metric == "p50").unwrap();
+        // Medians of 10.000..10.099 and 20.000..20.099 ms, at the histogram's precision.
+        let (b, c) = (p50.baseline.unwrap(), p50.candidate.unwrap());
+        assert!((10.04..10.06).contains(&b) && (20.04..20.07).contains(&c), "{b} {c}");
+    }
+
     #[test]
     fn partial_seconds_are_left_out() {
         // A last second with a tenth of the requests and a wild p50 is not a second of the run.
