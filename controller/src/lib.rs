@@ -17,6 +17,7 @@
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
 //! - [`error`]: errors, the fields they name, and their exit codes.
 
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
