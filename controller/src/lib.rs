@@ -13,6 +13,7 @@
 //! - [`report`]: the global report as text and JSON.
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
 //!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
+//! - [`chart`]: SVG charts (drawn by `plotters`) for the HTML page and the web page.
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
 //! - [`error`]: errors, the fields they name, and their exit codes.
