@@ -122,6 +122,9 @@ fn finish(svg: String, id: &str, title: &str) -> String {
     let fixed = format!("<svg width=\"{w}\" height=\"{h}\" ");
     let id = if id.is_empty() { String::new() } else { format!("id=\"{}\" ", esc(id)) };
     svg.replacen(&fixed, &format!("<svg {id}class=\"chart\" role=\"img\" aria-label=\"{t}\" ", t = esc(title)), 1)
+        // Inline in HTML, an <svg> needs no namespace (and the page then names
+        // no URL but the target's).
+        .replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
         .replacen('>', &format!("><title>{}</title>", esc(title)), 1)
 }
 
@@ -177,21 +180,25 @@ pub fn time_chart(id: &str, title: &str, unit: &str, lines: &[Line<'_>]) -> Stri
             format!("{when}: {}", values.join(", "))
         })
         .collect();
-    title_rects(&svg, BAND, &titles)
+    title_rects(&svg, BAND, "hover", &titles)
 }
 
 /// Gives the rects plotters filled with `fill` a `<title>` each (the hover
 /// text), in drawing order: the hover bands ([`BAND`]) or a bar chart's bars
 /// (the only rects in their colour).
-fn title_rects(svg: &str, fill: RGBColor, titles: &[String]) -> String {
+fn title_rects(svg: &str, fill: RGBColor, class: &str, titles: &[String]) -> String {
     let marker = format!("fill=\"{}\"", hex(fill));
     let mut out = String::with_capacity(svg.len());
     let mut rest = svg;
     let mut titles = titles.iter();
     while let Some(at) = rest.find(&marker) {
         let Some(end) = rest[at..].find("/>") else { break };
+        // Only rects: the marker is inside a `<rect` opened before it.
+        let Some(open) = rest[..at].rfind("<rect ") else { break };
         let Some(title) = titles.next() else { break };
-        out.push_str(&rest[..at + end]);
+        out.push_str(&rest[..open]);
+        let _ = write!(out, "<rect class=\"{class}\" ");
+        out.push_str(&rest[open + "<rect ".len()..at + end]);
         let _ = write!(out, "><title>{}</title></rect>", esc(title));
         rest = &rest[at + end + 2..];
     }
@@ -287,7 +294,7 @@ pub fn bar_chart(id: &str, title: &str, unit: &str, bars: &[(String, f64)], colo
     }
     let svg = finish(svg, id, title);
     let titles: Vec<String> = bars.iter().map(|(l, v)| format!("{l}: {} {unit}", number(*v))).collect();
-    title_rects(&svg, color, &titles)
+    title_rects(&svg, color, "bar", &titles)
 }
 
 /// plotters' part of [`bar_chart`].
@@ -412,5 +419,6 @@ mod tests {
         assert!(svg.contains(">\n1234\n</text>"), "{svg}");
         assert!(svg.contains("<title>503: 7 responses</title>"), "{svg}");
         assert!(!svg.contains("width=\"-"), "{svg}");
+        assert_eq!(svg.matches("<rect class=\"bar\"").count(), 2, "{svg}");
     }
 }

@@ -27,7 +27,7 @@ h1{margin-bottom:.2em} .sub{color:#555;margin-top:0} .chart{width:100%;height:au
 table{border-collapse:collapse;margin:.4em 0 1.2em} td,th{border-bottom:1px solid #ddd;padding:.2em .7em;text-align:right}\
 td:first-child,th:first-child{text-align:left} .pass{color:#00734d;font-weight:bold} .fail{color:#b00020;font-weight:bold}\
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(10em,1fr));gap:.6em;margin:1em 0}\
-.cards div{background:#f3f5f7;border-radius:6px;padding:.4em .8em} .cards b{display:block;font-size:1.3em}\
+.cards div{background:#f3f5f7;border-radius:6px;padding:.4em .8em} .cards dd{margin:0;font-weight:bold;font-size:1.3em}\
 .warn{background:#fff4e0;border-left:4px solid #e69f00;padding:.4em .8em}";
 
 /// The whole page.
@@ -98,11 +98,11 @@ fn cards(r: &Report) -> String {
         ("p99", "p99", ms(r.latency_ms.p99)),
         ("duration", "Duration", format!("{:.2} s", r.duration_s)),
     ];
-    let mut out = String::from("<div class=\"cards\">");
+    let mut out = String::from("<dl class=\"cards\">");
     for (id, name, value) in items {
-        let _ = write!(out, "<div><b id=\"{id}\">{value}</b>{name}</div>");
+        let _ = write!(out, "<div><dd id=\"{id}\">{value}</dd><dt>{name}</dt></div>");
     }
-    out.push_str("</div>");
+    out.push_str("</dl>");
     out
 }
 
