@@ -43,8 +43,12 @@ pub fn page(r: &Report) -> String {
         cards = cards(r),
     );
     let _ = write!(body, "<h2>Settings</h2>{}", settings(r));
-    let _ = write!(body, "<h2>Rate over time</h2>{}", over_time(&rate_chart(r), r.series.len()));
-    let _ = write!(body, "<h2>Latency over time</h2>{}", over_time(&latency_chart(&r.series), r.series.len()));
+    let _ = write!(body, "<h2>Rate over time</h2>{}", over_time("zoom-rate", &rate_chart(r), r.series.len()));
+    let _ = write!(
+        body,
+        "<h2>Latency over time</h2>{}",
+        over_time("zoom-latency", &latency_chart(&r.series), r.series.len())
+    );
     let _ = write!(body, "<h2>Latency distribution</h2>{}{}", distribution_chart(&r.latency_ms), uncorrected(r));
     let _ = write!(body, "<h2>Status codes and errors</h2>{}", status_chart(r));
     body.push_str(&timing(r));
@@ -141,12 +145,10 @@ fn settings(r: &Report) -> String {
 }
 
 /// A chart over time, with a switch to widen it when the run is long.
-fn over_time(svg: &str, seconds: usize) -> String {
+fn over_time(id: &str, svg: &str, seconds: usize) -> String {
     if seconds <= ZOOM_AFTER_S {
         return svg.to_owned();
     }
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let id = format!("zoom{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     format!(
         "<input type=\"checkbox\" class=\"zoom\" id=\"{id}\"><label for=\"{id}\"> zoom in (4× wider; scroll sideways)</label>\
          <div class=\"scroll\">{svg}</div>"
@@ -320,4 +322,39 @@ fn names_tables(r: &Report) -> String {
         out.push_str("</table>");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(seconds: u64) -> Vec<SecondRow> {
+        (0..seconds)
+            .map(|second| SecondRow {
+                second,
+                requests: 100 + second % 13,
+                successes: 100 + second % 13,
+                failures: 0,
+                p50_ms: Some(1.0),
+                p90_ms: Some(2.0),
+                p99_ms: Some(3.0 + (second % 5) as f64),
+                max_ms: Some(9.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_run_is_downsampled_and_gets_a_zoom_switch() {
+        let hour = rows(3_600);
+        let svg = rate_over_time(&hour, Some(100.0));
+        for name in ["req/s", "failed/s", "requested"] {
+            let at = svg.find(&format!("data-name=\"{name}\"")).unwrap_or_else(|| panic!("no {name} line"));
+            let points = svg[at..].split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            let n = points.split_whitespace().count();
+            assert!((2..=chart::MAX_POINTS).contains(&n), "{name}: {n} points");
+        }
+        assert!(over_time("z", &svg, hour.len()).contains("class=\"zoom\""));
+        let minute = rows(60);
+        assert!(!over_time("z", &rate_over_time(&minute, None), minute.len()).contains("class=\"zoom\""));
+    }
 }
