@@ -36,6 +36,10 @@ pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
 pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
 pub const GREY: RGBColor = RGBColor(110, 110, 110);
 
+/// The axes' colour: no line may have it, since lines are told apart from
+/// the axes' tick marks (polylines too) by colour.
+const AXIS: RGBColor = RGBColor(136, 136, 136);
+
 /// One line of a chart over time: its legend name, colour and one value per
 /// second (`None` where there was nothing to measure).
 pub struct Line<'a> {
@@ -242,7 +246,7 @@ fn draw_lines(
         .y_label_formatter(&|v| number(*v))
         .light_line_style(RGBColor(236, 236, 236))
         .bold_line_style(RGBColor(214, 214, 214))
-        .axis_style(GREY)
+        .axis_style(AXIS)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 15))
         .draw()
@@ -331,16 +335,19 @@ fn draw_bars(
         .y_desc(unit)
         .light_line_style(RGBColor(236, 236, 236))
         .bold_line_style(RGBColor(214, 214, 214))
-        .axis_style(GREY)
+        .axis_style(AXIS)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| e.to_string())?;
+    // Bars at most 90 units wide: a lone status code is a bar, not a wall.
+    let slot = chart.plotting_area().dim_in_pixel().0 / n as u32;
+    let side = (slot.saturating_sub(90) / 2).max(8);
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
             let end = if i + 1 < n { SegmentValue::Exact(i + 1) } else { SegmentValue::Last };
             let mut bar = Rectangle::new([(SegmentValue::Exact(i), *v), (end, 0.0)], color.filled());
-            bar.set_margin(0, 0, 8, 8);
+            bar.set_margin(0, 0, side, side);
             bar
         }))
         .map_err(|e| e.to_string())?;

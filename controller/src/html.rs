@@ -353,6 +353,8 @@ mod tests {
             let n = points.split_whitespace().count();
             assert!((2..=chart::MAX_POINTS).contains(&n), "{name}: {n} points");
         }
+        // One polyline per line: the axes' tick marks are not taken for one.
+        assert_eq!(svg.matches("class=\"series\"").count(), 3, "{svg}");
         assert!(over_time("z", &svg, hour.len()).contains("class=\"zoom\""));
         let minute = rows(60);
         assert!(!over_time("z", &rate_over_time(&minute, None), minute.len()).contains("class=\"zoom\""));

@@ -180,6 +180,10 @@ fn the_web_page_starts_a_run_and_charts_it_live() {
     let shot = artefacts().join("page.png");
     let seen = check(&["page", &format!("http://{}", api.addr), &url, "4", shot.to_str().unwrap()]);
     assert_eq!(seen["state"], "done", "{seen}");
+    let field = &seen["urlField"];
+    assert_eq!(field["value"], "", "{field}");
+    assert!(field["placeholder"].as_str().unwrap().starts_with("for example "), "{field}");
+    assert_eq!(field["style"], "italic", "{field}");
     // The chart had points while the run was still going.
     let live = seen["live"].as_array().unwrap();
     assert!(live.iter().any(|s| s["state"] == "running" && s["points"].as_u64().unwrap() >= 1), "{live:?}");

@@ -63,6 +63,9 @@ try {
   } else if (mode === "page") {
     const [api, target, seconds, shot, scenario] = args;
     await page.goto(api + "/");
+    // An empty field shows an example, worded and styled apart from a value.
+    out.urlField = await page.$eval("input[name=url]", i =>
+      ({ value: i.value, placeholder: i.placeholder, style: getComputedStyle(i, "::placeholder").fontStyle }));
     await page.fill("input[name=url]", target);
     if (scenario) await page.fill("textarea[name=scenario]", (await import("node:fs")).readFileSync(scenario, "utf8"));
     await page.fill("input[name=concurrency]", "4");
