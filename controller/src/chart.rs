@@ -318,8 +318,9 @@ fn draw_bars(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        // A segmented range 0..k has k + 1 slots: one per bar.
-        .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..max)
+        // A segmented range 0..k has k + 1 slots: one per bar (but at
+        // least 0..1: plotters draws an empty range 0..0 askew).
+        .build_cartesian_2d((0..(n - 1).max(1)).into_segmented(), 0f64..max)
         .map_err(|e| e.to_string())?;
     let label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
@@ -341,11 +342,11 @@ fn draw_bars(
         .draw()
         .map_err(|e| e.to_string())?;
     // Bars at most 90 units wide: a lone status code is a bar, not a wall.
-    let slot = chart.plotting_area().dim_in_pixel().0 / n as u32;
+    let slot = chart.plotting_area().dim_in_pixel().0 / n.max(2) as u32;
     let side = (slot.saturating_sub(90) / 2).max(8);
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-            let end = if i + 1 < n { SegmentValue::Exact(i + 1) } else { SegmentValue::Last };
+            let end = if i + 1 < n.max(2) { SegmentValue::Exact(i + 1) } else { SegmentValue::Last };
             let mut bar = Rectangle::new([(SegmentValue::Exact(i), *v), (end, 0.0)], color.filled());
             bar.set_margin(0, 0, side, side);
             bar
