@@ -1,105 +1,275 @@
-//! `--html FILE`: the report as one self-contained HTML page (inline SVG
-//! charts, inline CSS, no script and no network needed to open it): rate and
-//! latency percentiles over time, the latency distribution, status codes, and
-//! the per-agent table, and for scenario runs the per-name table and the
-//! failure messages.
+//! `--html FILE` and `controller serve`'s `/v1/runs/{id}/report.html`: the
+//! report as one self-contained HTML page (inline SVG charts drawn by
+//! [`crate::chart`], inline CSS, no script and nothing fetched to open it):
+//! the verdicts, the settings, rate and latency over time, the latency
+//! distribution, status codes, requested vs achieved rate, uncorrected
+//! latencies, the per-agent table, and for scenario runs the per-name table
+//! and the failure messages.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
-use crate::report::{PERCENTILES, Report};
+use crate::chart::{self, Line};
+use crate::report::{Latency, PERCENTILES, Report};
+use crate::series::SecondRow;
 
-const W: f64 = 720.0;
-const H: f64 = 220.0;
-const PAD: f64 = 40.0;
+/// Above this many seconds a chart over time gets a "zoom" switch that
+/// widens it for scrolling sideways.
+const ZOOM_AFTER_S: usize = 120;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A line chart of one or more series over the run's seconds.
-fn line_chart(title: &str, unit: &str, lines: &[(&str, &str, Vec<Option<f64>>)]) -> String {
-    let n = lines.iter().map(|l| l.2.len()).max().unwrap_or(0);
-    let max = lines.iter().flat_map(|l| l.2.iter().flatten()).fold(0.0f64, |a, &b| a.max(b)).max(f64::MIN_POSITIVE);
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * if n > 1 { i as f64 / (n - 1) as f64 } else { 0.5 };
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * v / max;
-    let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
-         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" class=\"axis\"/><line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" class=\"axis\"/>\
-         <text x=\"{PAD}\" y=\"{ty}\" class=\"label\">{max:.3} {unit}</text><text x=\"{r}\" y=\"{lx}\" class=\"label\" text-anchor=\"end\">{n} s</text>",
-        t = esc(title),
-        b = H - PAD,
-        r = W - PAD,
-        ty = PAD - 8.0,
-        lx = H - PAD + 16.0,
-    );
-    for (k, (name, color, values)) in lines.iter().enumerate() {
-        let points: Vec<String> =
-            values.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
-        let _ = write!(
-            svg,
-            "<polyline class=\"series\" data-name=\"{name}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\" class=\"label\">{name}</text>",
-            points.join(" "),
-            W - PAD - 60.0,
-            PAD + 14.0 * k as f64
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// A bar chart of labelled values.
-fn bar_chart(title: &str, bars: &[(String, f64)]) -> String {
-    let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
-    let n = bars.len().max(1) as f64;
-    let slot = (W - 2.0 * PAD) / n;
-    let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
-        t = esc(title)
-    );
-    for (i, (label, v)) in bars.iter().enumerate() {
-        let h = (H - 2.0 * PAD) * v / max;
-        let x = PAD + slot * i as f64;
-        let _ = write!(
-            svg,
-            "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{} {v:.3}</title></rect>\
-             <text x=\"{:.1}\" y=\"{:.1}\" class=\"label\" text-anchor=\"middle\">{}</text>",
-            x + slot * 0.15,
-            H - PAD - h,
-            slot * 0.7,
-            esc(label),
-            x + slot / 2.0,
-            H - PAD + 16.0,
-            esc(label)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:62em;padding:0 1em;color:#222}\
+h1{margin-bottom:.2em} .sub{color:#555;margin-top:0} .chart{width:100%;height:auto;display:block;margin:.4em 0 1.4em}\
+.scroll{overflow-x:auto} .zoom:checked+label+.scroll .chart{width:400%;max-width:none} .zoom+label{font-size:13px;color:#555}\
+table{border-collapse:collapse;margin:.4em 0 1.2em} td,th{border-bottom:1px solid #ddd;padding:.2em .7em;text-align:right}\
+td:first-child,th:first-child{text-align:left} .pass{color:#00734d;font-weight:bold} .fail{color:#b00020;font-weight:bold}\
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(10em,1fr));gap:.6em;margin:1em 0}\
+.cards div{background:#f3f5f7;border-radius:6px;padding:.4em .8em} .cards dd{margin:0;font-weight:bold;font-size:1.3em}\
+.warn{background:#fff4e0;border-left:4px solid #e69f00;padding:.4em .8em}";
 
 /// The whole page.
 pub fn page(r: &Report) -> String {
-    let rate: Vec<Option<f64>> = r.series.iter().map(|s| Some(s.requests as f64)).collect();
-    let fails: Vec<Option<f64>> = r.series.iter().map(|s| Some(s.failures as f64)).collect();
-    let p50: Vec<Option<f64>> = r.series.iter().map(|s| s.p50_ms).collect();
-    let p90: Vec<Option<f64>> = r.series.iter().map(|s| s.p90_ms).collect();
-    let p99: Vec<Option<f64>> = r.series.iter().map(|s| s.p99_ms).collect();
-    let l = &r.latency_ms;
-    let dist: Vec<(String, f64)> = PERCENTILES
+    let title = esc(&match &r.scenario {
+        Some(sc) => format!("scenario against {} with {} users", r.url, sc.users),
+        None => format!("{} {}", r.method, r.url),
+    });
+    let generated = humantime::format_rfc3339_seconds(SystemTime::now());
+    let mut body = format!(
+        "<h1>Volley report</h1><p class=\"sub\">{title}<br>report written {generated} UTC</p>{verdict}{cards}",
+        verdict = verdicts(r),
+        cards = cards(r),
+    );
+    let _ = write!(body, "<h2>Settings</h2>{}", settings(r));
+    let _ = write!(body, "<h2>Rate over time</h2>{}", over_time("zoom-rate", &rate_chart(r), r.series.len()));
+    let _ = write!(
+        body,
+        "<h2>Latency over time</h2>{}",
+        over_time("zoom-latency", &latency_chart(&r.series), r.series.len())
+    );
+    let _ = write!(body, "<h2>Latency distribution</h2>{}{}", distribution_chart(&r.latency_ms), uncorrected(r));
+    let _ = write!(body, "<h2>Status codes and errors</h2>{}", status_chart(r));
+    body.push_str(&timing(r));
+    body.push_str(&names_tables(r));
+    let _ = write!(body, "<h2>Agents</h2>{}", agents_table(r));
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Volley report: {title}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )
+}
+
+/// The thresholds' verdicts, first thing on the page when there are any.
+fn verdicts(r: &Report) -> String {
+    if r.thresholds.is_empty() {
+        return String::new();
+    }
+    let failed = r.thresholds.iter().filter(|t| !t.passed).count();
+    let mut out = if failed == 0 {
+        format!("<p id=\"verdict\" class=\"pass\">All {} thresholds passed.</p>", r.thresholds.len())
+    } else {
+        format!("<p id=\"verdict\" class=\"fail\">{failed} of {} thresholds failed.</p>", r.thresholds.len())
+    };
+    out.push_str("<table id=\"thresholds\"><tr><th>threshold</th><th>measured</th><th>verdict</th></tr>");
+    for t in &r.thresholds {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{c}\">{v}</td></tr>",
+            esc(&t.expr),
+            t.actual.map_or_else(|| "nothing measured".to_owned(), chart::number),
+            c = if t.passed { "pass" } else { "fail" },
+            v = if t.passed { "passed" } else { "FAILED" },
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3} ms"))
+}
+
+/// The headline figures.
+fn cards(r: &Report) -> String {
+    let items = [
+        ("total", "Total requests", r.total_requests.to_string()),
+        ("ok", "Successful requests", r.successful_requests.to_string()),
+        ("failed", "Failed requests", r.failed_requests.to_string()),
+        ("rps", "Requests per second", format!("{:.2}", r.requests_per_second)),
+        ("mean", "Average response time", ms(r.average_response_time_ms)),
+        ("p99", "p99", ms(r.latency_ms.p99)),
+        ("duration", "Duration", format!("{:.2} s", r.duration_s)),
+    ];
+    let mut out = String::from("<dl class=\"cards\">");
+    for (id, name, value) in items {
+        let _ = write!(out, "<div><dd id=\"{id}\">{value}</dd><dt>{name}</dt></div>");
+    }
+    out.push_str("</dl>");
+    out
+}
+
+/// What the run was asked to do.
+fn settings(r: &Report) -> String {
+    let mut rows: Vec<(&str, String)> = vec![("target", esc(&r.url))];
+    if r.scenario.is_none() {
+        rows.push(("method", esc(&r.method)));
+    }
+    match &r.scenario {
+        Some(sc) => {
+            rows.push(("users", sc.users.to_string()));
+            if let Some(rate) = sc.spawn_rate {
+                rows.push(("spawn rate", format!("{rate} users/s")));
+            }
+            for t in &sc.user_types {
+                rows.push(("user type", format!("{}: {} users", esc(&t.name), t.users)));
+            }
+        }
+        None => rows.push(("connections", r.concurrency.to_string())),
+    }
+    if let Some(rate) = &r.rate {
+        rows.push(("requested rate", format!("{} req/s", chart::number(rate.requested))));
+    }
+    if r.ramp_up_s > 0.0 {
+        rows.push(("ramp-up", format!("{} s", chart::number(r.ramp_up_s))));
+    }
+    rows.push(("agents", r.agents.len().to_string()));
+    rows.push(("ran for", format!("{:.2} s{}", r.duration_s, if r.cancelled { " (cancelled)" } else { "" })));
+    let mut out = String::from("<table id=\"settings\">");
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><td>{k}</td><td>{v}</td></tr>");
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// A chart over time, with a switch to widen it when the run is long.
+fn over_time(id: &str, svg: &str, seconds: usize) -> String {
+    if seconds <= ZOOM_AFTER_S {
+        return svg.to_owned();
+    }
+    format!(
+        "<input type=\"checkbox\" class=\"zoom\" id=\"{id}\"><label for=\"{id}\"> zoom in (4× wider; scroll sideways)</label>\
+         <div class=\"scroll\">{svg}</div>"
+    )
+}
+
+fn rate_chart(r: &Report) -> String {
+    rate_over_time(&r.series, r.rate.as_ref().map(|rate| rate.requested))
+}
+
+/// Requests and failures per second, and the requested rate if any; the
+/// report's chart and `controller serve`'s live one.
+pub fn rate_over_time(series: &[SecondRow], requested: Option<f64>) -> String {
+    let mut lines = vec![
+        Line { name: "req/s", color: chart::BLUE, values: series.iter().map(|s| Some(s.requests as f64)).collect() },
+        Line {
+            name: "failed/s",
+            color: chart::VERMILLION,
+            values: series.iter().map(|s| Some(s.failures as f64)).collect(),
+        },
+    ];
+    if let Some(requested) = requested {
+        lines.push(Line { name: "requested", color: chart::GREY, values: vec![Some(requested); series.len()] });
+    }
+    chart::time_chart("rate-chart", "requests per second", "req/s", &lines)
+}
+
+/// Latency percentiles per second; the report's chart and `controller
+/// serve`'s live one.
+pub fn latency_chart(series: &[SecondRow]) -> String {
+    chart::time_chart(
+        "latency-chart",
+        "latency percentiles per second",
+        "ms",
+        &[
+            Line { name: "p50", color: chart::GREEN, values: series.iter().map(|s| s.p50_ms).collect() },
+            Line { name: "p90", color: chart::ORANGE, values: series.iter().map(|s| s.p90_ms).collect() },
+            Line { name: "p99", color: chart::VERMILLION, values: series.iter().map(|s| s.p99_ms).collect() },
+            Line { name: "max", color: chart::PURPLE, values: series.iter().map(|s| s.max_ms).collect() },
+        ],
+    )
+}
+
+/// The percentiles of a latency, as `(label, value)` pairs.
+fn percentiles(l: &Latency) -> Vec<(String, Option<f64>)> {
+    PERCENTILES
         .iter()
         .zip([l.p50, l.p66, l.p75, l.p80, l.p90, l.p95, l.p98, l.p99, l.p999, l.max])
-        .filter_map(|(p, v)| v.map(|v| (format!("{p}%"), v)))
-        .collect();
-    let statuses: Vec<(String, f64)> = r
+        .map(|(p, v)| (if *p == 100.0 { "max".to_owned() } else { format!("p{p}") }, v))
+        .collect()
+}
+
+fn distribution_chart(l: &Latency) -> String {
+    let bars: Vec<(String, f64)> = percentiles(l).into_iter().filter_map(|(p, v)| v.map(|v| (p, v))).collect();
+    chart::bar_chart("distribution-chart", "latency percentiles of the whole run", "ms", &bars, chart::BLUE)
+}
+
+/// With a rate: the latencies as a closed-loop tool would report them,
+/// next to the corrected ones.
+fn uncorrected(r: &Report) -> String {
+    let Some(u) = &r.latency_uncorrected_ms else { return String::new() };
+    let mut out = String::from(
+        "<p>With a rate, latencies count from each request's intended send time (coordinated omission corrected); \
+         the uncorrected ones count from the actual send, as a closed-loop tool reports them.</p>\
+         <table id=\"uncorrected\"><tr><th>percentile</th><th>corrected ms</th><th>uncorrected ms</th></tr>",
+    );
+    for ((p, c), (_, u)) in percentiles(&r.latency_ms).into_iter().zip(percentiles(u)) {
+        let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
+        let _ = write!(out, "<tr><td>{p}</td><td>{}</td><td>{}</td></tr>", f(c), f(u));
+    }
+    out.push_str("</table>");
+    out
+}
+
+fn status_chart(r: &Report) -> String {
+    let bars: Vec<(String, f64)> = r
         .status_codes
         .iter()
         .map(|(c, n)| (c.clone(), *n as f64))
         .chain(r.errors.iter().map(|(c, n)| (c.clone(), *n as f64)))
         .collect();
-    let mut rows = String::new();
+    if bars.is_empty() {
+        return "<p>No responses and no errors.</p>".to_owned();
+    }
+    chart::bar_chart(
+        "status-chart",
+        "responses by status code and requests by error class",
+        "requests",
+        &bars,
+        chart::BLUE,
+    )
+}
+
+/// The open model's schedule: requested vs achieved rate and the lag. The
+/// integrator wires `missed` (requests the schedule had no connection for)
+/// here when the report carries it.
+fn timing(r: &Report) -> String {
+    let Some(rate) = &r.rate else { return String::new() };
+    let mut out = format!(
+        "<h2>Requested vs achieved rate</h2><table id=\"rate\">\
+         <tr><td>requested</td><td>{} req/s</td></tr><tr><td>achieved</td><td>{} req/s</td></tr>\
+         <tr><td>shortfall</td><td>{:.1} %</td></tr><tr><td>largest schedule lag</td><td>{:.3} ms</td></tr></table>",
+        chart::number(rate.requested),
+        chart::number(rate.achieved),
+        rate.shortfall_percent,
+        rate.max_schedule_lag_ms,
+    );
+    if let Some(w) = &rate.warning {
+        let _ = write!(out, "<p class=\"warn\">{}</p>", esc(w));
+    }
+    out
+}
+
+fn agents_table(r: &Report) -> String {
+    let mut out = String::from(
+        "<table id=\"agents\"><tr><th>address</th><th>host</th><th>state</th><th>conns</th><th>requests</th>\
+         <th>success</th><th>failed</th><th>req/s</th></tr>",
+    );
     for a in &r.agents {
         let _ = write!(
-            rows,
+            out,
             "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
             esc(&a.address),
             esc(&a.hostname),
@@ -111,41 +281,8 @@ pub fn page(r: &Report) -> String {
             a.requests_per_second
         );
     }
-    let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3} ms"));
-    let names = names_tables(r);
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Volley report: {title}</title><style>\
-         body{{font-family:sans-serif;margin:2em;max-width:60em}} .chart{{width:100%;max-width:720px;background:#fafafa;margin:.5em 0 1.5em}}\
-         .axis{{stroke:#888}} .label{{font-size:11px;fill:#333}} .bar{{fill:#4a7ab5}} table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}} dt{{font-weight:bold}}</style></head><body>\
-         <h1>Volley report</h1><p>{title}</p><dl>\
-         <dt>Total requests</dt><dd id=\"total\">{total}</dd><dt>Successful requests</dt><dd>{ok}</dd>\
-         <dt>Failed requests</dt><dd>{failed}</dd><dt>Average response time</dt><dd>{avg}</dd>\
-         <dt>Requests per second</dt><dd>{rps:.2}</dd><dt>p99</dt><dd>{p99v}</dd></dl>\
-         <h2>Rate over time</h2>{rate_chart}<h2>Latency over time</h2>{lat_chart}\
-         <h2>Latency distribution</h2>{dist_chart}<h2>Status codes and errors</h2>{status_chart}{names}\
-         <h2>Agents</h2><table><tr><th>address</th><th>host</th><th>state</th><th>conns</th><th>requests</th>\
-         <th>success</th><th>failed</th><th>req/s</th></tr>{rows}</table></body></html>\n",
-        title = esc(&match &r.scenario {
-            Some(sc) => format!("scenario against {} with {} users", r.url, sc.users),
-            None => format!("{} {}", r.method, r.url),
-        }),
-        total = r.total_requests,
-        ok = r.successful_requests,
-        failed = r.failed_requests,
-        avg = opt(r.average_response_time_ms),
-        rps = r.requests_per_second,
-        p99v = opt(l.p99),
-        rate_chart =
-            line_chart("requests per second", "req/s", &[("req/s", "#4a7ab5", rate), ("failed", "#c0392b", fails)]),
-        lat_chart = line_chart(
-            "latency percentiles",
-            "ms",
-            &[("p50", "#27ae60", p50), ("p90", "#e67e22", p90), ("p99", "#c0392b", p99)]
-        ),
-        dist_chart = bar_chart("latency percentiles of the whole run (ms)", &dist),
-        status_chart = bar_chart("responses by status code and requests by error class", &statuses),
-    )
+    out.push_str("</table>");
+    out
 }
 
 /// Scenario runs: the per-name table and the failure messages (empty otherwise).
@@ -185,4 +322,41 @@ fn names_tables(r: &Report) -> String {
         out.push_str("</table>");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(seconds: u64) -> Vec<SecondRow> {
+        (0..seconds)
+            .map(|second| SecondRow {
+                second,
+                requests: 100 + second % 13,
+                successes: 100 + second % 13,
+                failures: 0,
+                p50_ms: Some(1.0),
+                p90_ms: Some(2.0),
+                p99_ms: Some(3.0 + (second % 5) as f64),
+                max_ms: Some(9.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_run_is_downsampled_and_gets_a_zoom_switch() {
+        let hour = rows(3_600);
+        let svg = rate_over_time(&hour, Some(100.0));
+        for name in ["req/s", "failed/s", "requested"] {
+            let at = svg.find(&format!("data-name=\"{name}\"")).unwrap_or_else(|| panic!("no {name} line"));
+            let points = svg[at..].split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            let n = points.split_whitespace().count();
+            assert!((2..=chart::MAX_POINTS).contains(&n), "{name}: {n} points");
+        }
+        // One polyline per line: the axes' tick marks are not taken for one.
+        assert_eq!(svg.matches("class=\"series\"").count(), 3, "{svg}");
+        assert!(over_time("z", &svg, hour.len()).contains("class=\"zoom\""));
+        let minute = rows(60);
+        assert!(!over_time("z", &rate_over_time(&minute, None), minute.len()).contains("class=\"zoom\""));
+    }
 }

@@ -13,11 +13,13 @@
 //! - [`report`]: the global report as text and JSON.
 //! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
 //!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
+//! - [`chart`]: SVG charts (drawn by `plotters`) for the HTML page and the web page.
 //! - [`compare`]: `controller compare`, `--baseline`: is a run slower than another?
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
 //! - [`error`]: errors, the fields they name, and their exit codes.
 
+pub mod chart;
 pub mod cli;
 pub mod compare;
 pub mod config;

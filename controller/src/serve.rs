@@ -430,6 +430,23 @@ async fn compare_runs(
     Ok(axum::Json(comparison).into_response())
 }
 
+/// The run's charts so far, drawn by the controller like the report's.
+async fn charts(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+    let run = svc.find(&id)?;
+    let requested = run.request.get("rate").and_then(Value::as_f64);
+    let live = lock(&run.live);
+    let mut rows = live.series.rows();
+    // While running, the newest second is still filling up.
+    if live.state == RunState::Running {
+        rows.pop();
+    }
+    drop(live);
+    Ok(axum::Json(json!({
+        "rate": crate::html::rate_over_time(&rows, requested),
+        "latency": crate::html::latency_chart(&rows),
+    })))
+}
+
 /// Lets `/v1` calls through only with the API token, when one is set.
 async fn authorize(State(svc): State<Arc<Service>>, headers: HeaderMap, request: Request, next: Next) -> Response {
     if let Some(token) = &svc.token {
@@ -461,9 +478,11 @@ fn router(svc: Arc<Service>) -> Router {
         .route("/v1/runs/{id}", get(show).delete(cancel))
         .route("/v1/runs/{id}/report.html", get(report_html))
         .route("/v1/runs/{a}/compare/{b}", get(compare_runs))
+        .route("/v1/runs/{id}/charts", get(charts))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authorize));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/runs/{id}", get(|| async { Html(PAGE) }))
         .route("/openapi.yaml", get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }))
         .merge(api)
         .fallback(not_found)
@@ -587,9 +606,16 @@ mod tests {
             assert!(props.get(field).is_some(), "openapi.yaml lacks {field}");
         }
         assert_eq!(props.as_object().unwrap().len(), fields.len(), "openapi.yaml lists fields the API does not take");
-        for path in
-            ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report.html", "/v1/runs/{a}/compare/{b}", "/", "/openapi.yaml"]
-        {
+        for path in [
+            "/v1/runs",
+            "/v1/runs/{id}",
+            "/v1/runs/{id}/report.html",
+            "/v1/runs/{id}/charts",
+            "/v1/runs/{a}/compare/{b}",
+            "/",
+            "/runs/{id}",
+            "/openapi.yaml",
+        ] {
             assert!(doc["paths"].get(path).is_some(), "openapi.yaml lacks {path}");
         }
     }

@@ -63,6 +63,35 @@ fn check(args: &[&str]) -> Value {
     seen
 }
 
+/// The charts' checks that hold on every page: each chart has tick labels
+/// on both axes, its lines are told apart by colour, and every line's colour
+/// is shown in its legend (nothing overrides them).
+fn check_charts(charts: &Value) {
+    for c in charts.as_array().unwrap() {
+        let names = c["names"].as_array().unwrap();
+        // Lines: ticks on both axes; bars: on the value axis.
+        let ticks = if names.is_empty() { 3 } else { 6 };
+        assert!(c["ticks"].as_u64().unwrap() >= ticks, "fewer than 3 tick labels per axis: {c}");
+        let colours = c["colours"].as_array().unwrap();
+        assert_eq!(colours.len(), names.len(), "lines share a colour: {c}");
+        assert_eq!(
+            c["swatches"].as_u64().unwrap() as usize,
+            colours.len(),
+            "a legend colour differs from its line: {c}"
+        );
+    }
+}
+
+/// The chart with this id.
+fn chart<'a>(seen: &'a Value, key: &str, id: &str) -> &'a Value {
+    seen[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no chart {id}: {}", seen[key]))
+}
+
 fn points(seen: &Value, name: &str) -> u64 {
     seen["lines"]
         .as_array()
@@ -94,13 +123,49 @@ fn the_html_report_renders_its_charts_offline() {
     let seen = check(&["report", html.to_str().unwrap(), shot.to_str().unwrap()]);
     // Nothing but the file itself is loaded.
     assert_eq!(seen["requests"].as_array().unwrap().len(), 1, "{}", seen["requests"]);
-    assert!(seen["charts"].as_u64().unwrap() >= 3, "{seen}");
+    assert!(seen["charts"].as_array().unwrap().len() >= 4, "{seen}");
+    check_charts(&seen["charts"]);
     // Three seconds: three points per line of the charts over time.
     assert!(points(&seen, "req/s") >= 3, "{}", seen["lines"]);
     assert!(points(&seen, "p99") >= 3, "{}", seen["lines"]);
+    // Hover values: one band per second naming each line's value.
+    let rate = chart(&seen, "charts", "rate-chart");
+    let titles = rate["titles"].as_array().unwrap();
+    assert!(titles.len() >= 3 && titles[0].as_str().unwrap().starts_with("second 0: req/s: "), "{rate}");
+    // The distribution and status charts write their values.
+    let status = chart(&seen, "charts", "status-chart");
     let served = server.stats().count("/hello", 200);
+    assert!(status["titles"].as_array().unwrap().iter().any(|t| *t == format!("200: {served} requests")), "{status}");
     assert!(seen["text"].as_str().unwrap().contains(&served.to_string()), "the page does not show {served}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "empty screenshot");
+    server.shutdown();
+}
+
+#[test]
+fn a_half_second_run_is_drawn() {
+    if !available() {
+        return;
+    }
+    let server = volley_testkit::target(1);
+    let dir = artefacts();
+    let html = dir.join("short.html");
+    let url = format!("http://{}/hello", server.local_addr());
+    let out = volley_testkit::Run::new(&url)
+        .duration("500ms")
+        .connections(2)
+        .args(&["--html", html.to_str().unwrap()])
+        .quiet()
+        .output();
+    assert!(out.status.success(), "{}", volley_testkit::stderr(&out));
+    let seen = check(&["report", html.to_str().unwrap(), dir.join("short.png").to_str().unwrap()]);
+    assert_eq!(seen["requests"].as_array().unwrap().len(), 1, "{}", seen["requests"]);
+    check_charts(&seen["charts"]);
+    assert!(points(&seen, "req/s") >= 1, "{}", seen["lines"]);
+    assert!(points(&seen, "p50") >= 1, "{}", seen["lines"]);
+    // A lone point is a dot, not an invisible line.
+    assert!(chart(&seen, "charts", "rate-chart")["dots"].as_u64().unwrap() >= 1, "{}", seen["charts"]);
+    let served = server.stats().count("/hello", 200);
+    assert!(seen["text"].as_str().unwrap().contains(&served.to_string()), "the page does not show {served}");
     server.shutdown();
 }
 
@@ -115,10 +180,21 @@ fn the_web_page_starts_a_run_and_charts_it_live() {
     let shot = artefacts().join("page.png");
     let seen = check(&["page", &format!("http://{}", api.addr), &url, "4", shot.to_str().unwrap()]);
     assert_eq!(seen["state"], "done", "{seen}");
+    let field = &seen["urlField"];
+    assert_eq!(field["value"], "", "{field}");
+    assert!(field["placeholder"].as_str().unwrap().starts_with("for example "), "{field}");
+    assert_eq!(field["style"], "italic", "{field}");
     // The chart had points while the run was still going.
     let live = seen["live"].as_array().unwrap();
     assert!(live.iter().any(|s| s["state"] == "running" && s["points"].as_u64().unwrap() >= 1), "{live:?}");
-    assert!(points(&seen, "requests") >= 4, "{}", seen["lines"]);
+    assert!(points(&seen, "req/s") >= 4, "{}", seen["lines"]);
+    check_charts(&seen["liveCharts"]);
+    // The run's own address survives a reload mid-run, and the list links it.
+    let run_url = seen["runUrl"].as_str().unwrap();
+    assert_eq!(seen["reloaded"]["url"], run_url, "{seen}");
+    assert_eq!(seen["reloaded"]["sameId"], true, "{seen}");
+    let id = run_url.rsplit('/').next().unwrap();
+    assert_eq!(seen["runList"], serde_json::json!([format!("/runs/{id}")]), "{seen}");
     assert!(points(&seen, "p50") >= 4, "{}", seen["lines"]);
     let served = server.stats().count("/delay/2", 200);
     assert!(served > 0);
