@@ -63,11 +63,15 @@ pub enum Field {
     TlsKey,
     /// `controller serve --listen` (command line only).
     Listen,
+    /// `--html` (command line only).
+    Html,
+    /// `--hdr-log` (command line only).
+    HdrLog,
 }
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 26] = [
+    pub const ALL: [Field; 28] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -94,6 +98,8 @@ impl Field {
         Field::TlsCert,
         Field::TlsKey,
         Field::Listen,
+        Field::Html,
+        Field::HdrLog,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -125,6 +131,8 @@ impl Field {
             Field::TlsCert => "--tls-cert",
             Field::TlsKey => "--tls-key",
             Field::Listen => "--listen",
+            Field::Html => "--html",
+            Field::HdrLog => "--hdr-log",
         }
     }
 
@@ -153,7 +161,15 @@ impl Field {
             Field::Tags => "tags",
             Field::ExcludeTags => "exclude_tags",
             Field::TargetInsecure => "target_insecure",
-            Field::TargetCa | Field::TlsCa | Field::TlsCert | Field::TlsKey | Field::Listen => return None,
+            Field::TargetCa
+            | Field::TlsCa
+            | Field::TlsCert
+            | Field::TlsKey
+            | Field::Listen
+            | Field::Html
+            | Field::HdrLog => {
+                return None;
+            }
         })
     }
 

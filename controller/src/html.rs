@@ -128,7 +128,7 @@ pub fn page(r: &Report) -> String {
          <th>success</th><th>failed</th><th>req/s</th></tr>{rows}</table></body></html>\n",
         title = esc(&match &r.scenario {
             Some(sc) => format!("scenario against {} with {} users", r.url, sc.users),
-            None => format!("{} {}", r.method, r.url),
+            None => format!("{} {}", r.method.as_deref().unwrap_or("GET"), r.url),
         }),
         total = r.total_requests,
         ok = r.successful_requests,

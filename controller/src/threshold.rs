@@ -170,6 +170,8 @@ pub struct Verdict {
     /// The measured value (ms for latencies, a fraction for ratios);
     /// `null` when there was nothing to measure (no responses).
     pub actual: Option<f64>,
+    /// The unit of `actual`: `ms`, `fraction`, `requests/s` or `requests`.
+    pub unit: &'static str,
     /// Whether the condition held.
     pub passed: bool,
 }
@@ -184,7 +186,13 @@ impl Threshold {
     /// The verdict given the measured value of [`Threshold::metric`]; a
     /// condition with nothing to measure (no responses) fails.
     pub fn verdict(&self, actual: Option<f64>) -> Verdict {
-        Verdict { expr: self.text.clone(), actual, passed: actual.is_some_and(|a| self.op.holds(a, self.bound)) }
+        let unit = match self.metric {
+            "error_rate" => "fraction",
+            "rps" => "requests/s",
+            "requests" | "failures" => "requests",
+            _ => "ms",
+        };
+        Verdict { expr: self.text.clone(), actual, unit, passed: actual.is_some_and(|a| self.op.holds(a, self.bound)) }
     }
 }
 

@@ -58,7 +58,7 @@ fn text_report_has_the_required_labels_and_agent_rows() {
         "Average response time:  ",
         "Requests per second:",
         "Time taken for tests:",
-        "Concurrency level:      4",
+        "Connections:            4",
         "Time per request:",
         "Transfer rate:",
         "Percentage of the requests served within a certain time (ms)",
