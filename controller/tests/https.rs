@@ -47,16 +47,18 @@ fn plain_runs_over_https_count_exactly() {
     assert!(r["connections_opened"].as_u64().unwrap() <= 8, "{}", r["connections_opened"]);
 
     // Without the CA every handshake fails, counted as `tls`, with no request
-    // bytes sent and nothing served. The run still ends with a report and
-    // exit 0, as one against a refused target does (tests/whole_path.rs).
+    // bytes sent and nothing served. The run still ends with a report, and
+    // exit 1 with the reason, as one against a refused target does
+    // (tests/whole_path.rs).
     let out = run(20, 2).quiet().json_output();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r = json_report(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(r["headline"].as_str().unwrap().starts_with("all 20 requests failed: the TLS handshake failed"), "{r}");
     assert_eq!((r["total_requests"].as_u64(), r["failed_requests"].as_u64()), (Some(20), Some(20)));
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(r["bytes_sent"], 0);
     let text = run(10, 2).quiet().output();
-    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    assert_eq!(text.status.code(), Some(1), "{}", stderr(&text));
     assert!(stdout(&text).contains("tls: 10"), "{}", stdout(&text));
     assert_eq!(server.stats().total, 3001);
 

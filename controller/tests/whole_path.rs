@@ -110,14 +110,17 @@ fn a_refused_target_gives_failed_requests_with_their_class_and_a_report() {
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://127.0.0.1:{port}/hello");
     let out = Run::new(&url).agents(&[&a, &b]).requests(100).connections(2).json_output();
-    let r = json_report(&out);
+    // Nothing succeeded: exit 1, the report still printed, the reason named.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["headline"], "all 100 requests failed: connection refused (is the target running, on that port?)");
     assert_eq!(r["total_requests"], 100);
     assert_eq!(r["failed_requests"], 100);
     assert_eq!(r["errors"]["connect_refused"], 100);
     assert!(r["average_response_time_ms"].is_null());
     assert!(r["latency_ms"]["p50"].is_null());
     let text = Run::new(&url).agents(&[&a, &b]).requests(10).connections(2).output();
-    assert!(text.status.success());
+    assert_eq!(text.status.code(), Some(1));
     assert!(stdout(&text).contains("connect_refused: 10"), "{}", stdout(&text));
 }
 
