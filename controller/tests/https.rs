@@ -84,7 +84,7 @@ fn scenario_runs_over_https() {
     assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
 
     // Without the CA: every request fails its handshake, counted as `tls`.
-    let r = scenario(2, 20).json();
+    let r = scenario(2, 20).json_all_failed();
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(server.stats().total, 300);
     server.shutdown();
@@ -142,11 +142,11 @@ fn dry_runs_say_which_target_certificates_they_trust() {
 fn an_https_url_at_a_plain_http_server_fails_as_tls() {
     let server = volley_testkit::target(1);
     let url = format!("https://{}/hello", server.local_addr());
-    let r = Run::new(&url).requests(10).connections(2).json();
+    let r = Run::new(&url).requests(10).connections(2).json_all_failed();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
 
     let base = format!("https://{}", server.local_addr());
-    let r = Run::new(&base).scenario(example_scenario()).users(2).requests(10).json();
+    let r = Run::new(&base).scenario(example_scenario()).users(2).requests(10).json_all_failed();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
     assert_eq!(server.stats().total, 0, "the server answered a TLS hello as HTTP");
 }

@@ -79,8 +79,7 @@ fn server_errors_count_as_failures_with_their_status() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/status/500", server.local_addr());
-    let out = Run::new(&url).agents(&[&a, &b]).requests(400).connections(4).json_output();
-    let r = json_report(&out);
+    let r = Run::new(&url).agents(&[&a, &b]).requests(400).connections(4).json_all_failed();
     assert_eq!(r["total_requests"], 400);
     assert_eq!(r["successful_requests"], 0);
     assert_eq!(r["failed_requests"], 400);
@@ -94,8 +93,7 @@ fn server_errors_count_as_failures_with_their_status() {
 fn success_status_narrows_success() {
     let server = target(1);
     let url = format!("http://{}/status/204", server.local_addr());
-    let out = Run::new(&url).requests(50).connections(2).args(&["--success-status", "200"]).json_output();
-    let r = json_report(&out);
+    let r = Run::new(&url).requests(50).connections(2).args(&["--success-status", "200"]).json_all_failed();
     assert_eq!(r["failed_requests"], 50);
     assert_eq!(r["status_codes"]["204"], 50);
     assert_eq!(server.stats().count("/status/204", 204), 50);
