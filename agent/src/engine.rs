@@ -602,6 +602,8 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
         tokio::time::sleep_until((s.start + delay).into()).await;
     }
     let mut conn: Option<Conn> = None;
+    // Consecutive failed connects: the pause before the next attempt doubles.
+    let mut refused: u32 = 0;
     // One timer per connection, re-armed per request: no timer allocation per request.
     let timer = tokio::time::sleep(plan.timeout);
     tokio::pin!(timer);
@@ -663,15 +665,40 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                 );
                 w.recorder.borrow_mut().error(class, if connect_failed { 0 } else { sent });
                 conn = None;
+                if connect_failed {
+                    refused = refused.saturating_add(1);
+                    // A dead target is not hammered with connects: each
+                    // attempt still counts as an error, but the next waits
+                    // longer, never past the run's end.
+                    let mut until = tokio::time::Instant::now() + connect_backoff(refused);
+                    if let Some(deadline) = s.deadline {
+                        until = until.min(deadline.into());
+                    }
+                    tokio::time::sleep_until(until).await;
+                    continue;
+                }
                 true
             }
         };
+        if !failed {
+            refused = 0;
+        }
         if failed {
             // A refused target fails at once; let the thread's other tasks
             // (and its snapshot ticker) run between attempts.
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Longest pause between connect attempts of one connection to a target
+/// that refuses them.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The pause after the `n`th failed connect in a row: 1 ms, doubling, up to
+/// [`MAX_CONNECT_BACKOFF`].
+fn connect_backoff(n: u32) -> Duration {
+    Duration::from_millis(1u64 << n.saturating_sub(1).min(16)).min(MAX_CONNECT_BACKOFF)
 }
 
 async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1::Response, ErrorClass> {
@@ -685,4 +712,16 @@ async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1:
         }
     };
     c.round_trip(&plan.request).await
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn connect_backoff_doubles_up_to_its_cap() {
+        let pauses: Vec<u64> = (1..=8).map(|n| connect_backoff(n).as_millis() as u64).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 50, 50]);
+        assert_eq!(connect_backoff(u32::MAX), MAX_CONNECT_BACKOFF);
+    }
 }

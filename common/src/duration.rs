@@ -7,14 +7,15 @@ use std::time::Duration;
 /// Why a duration was refused. The message names the text as given.
 #[derive(Debug, thiserror::Error)]
 pub enum DurationError {
-    /// Not humantime syntax. The parser's reason is part of the message (it is
-    /// the reason), so it is not also a `source`: a `{:#}` chain would say it
-    /// twice.
-    #[error("{text:?} is not a duration ({reason}; e.g. 500ms, 1s)")]
+    /// Not humantime syntax. One message whatever the parser found (with one
+    /// example); the parser's own reason, which brings examples of its own,
+    /// is the `source`.
+    #[error("{text:?} is not a duration (a number and a unit, e.g. 10s)")]
     Syntax {
         /// The text, trimmed.
         text: String,
         /// What the parser found wrong.
+        #[source]
         reason: humantime::DurationError,
     },
     /// Zero where only a positive duration makes sense.
@@ -53,7 +54,7 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(
             parse_duration("soon").unwrap_err().to_string(),
-            "\"soon\" is not a duration (expected number at 0; e.g. 500ms, 1s)"
+            "\"soon\" is not a duration (a number and a unit, e.g. 10s)"
         );
         assert!(parse_duration("").unwrap_err().to_string().starts_with("\"\" is not a duration ("));
         assert!(parse_duration("10").unwrap_err().to_string().starts_with("\"10\" is not a duration ("));

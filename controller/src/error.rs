@@ -65,11 +65,15 @@ pub enum Field {
     Listen,
     /// `--baseline` (command line only: the API compares stored runs).
     Baseline,
+    /// `--html` (command line only).
+    Html,
+    /// `--hdr-log` (command line only).
+    HdrLog,
 }
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 27] = [
+    pub const ALL: [Field; 29] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -97,6 +101,8 @@ impl Field {
         Field::TlsKey,
         Field::Listen,
         Field::Baseline,
+        Field::Html,
+        Field::HdrLog,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -129,6 +135,8 @@ impl Field {
             Field::TlsKey => "--tls-key",
             Field::Listen => "--listen",
             Field::Baseline => "--baseline",
+            Field::Html => "--html",
+            Field::HdrLog => "--hdr-log",
         }
     }
 
@@ -157,7 +165,14 @@ impl Field {
             Field::Tags => "tags",
             Field::ExcludeTags => "exclude_tags",
             Field::TargetInsecure => "target_insecure",
-            Field::TargetCa | Field::TlsCa | Field::TlsCert | Field::TlsKey | Field::Listen | Field::Baseline => {
+            Field::TargetCa
+            | Field::TlsCa
+            | Field::TlsCert
+            | Field::TlsKey
+            | Field::Listen
+            | Field::Html
+            | Field::HdrLog
+            | Field::Baseline => {
                 return None;
             }
         })

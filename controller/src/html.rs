@@ -34,11 +34,15 @@ td:first-child,th:first-child{text-align:left} .pass{color:#00734d;font-weight:b
 pub fn page(r: &Report) -> String {
     let title = esc(&match &r.scenario {
         Some(sc) => format!("scenario against {} with {} users", r.url, sc.users),
-        None => format!("{} {}", r.method, r.url),
+        None => format!("{} {}", r.method.as_deref().unwrap_or("GET"), r.url),
     });
-    let generated = humantime::format_rfc3339_seconds(SystemTime::now());
+    // The run's own start when known; otherwise when this page was written.
+    let generated = match &r.started_at {
+        Some(at) => format!("run started {at}"),
+        None => format!("report written {} UTC", humantime::format_rfc3339_seconds(SystemTime::now())),
+    };
     let mut body = format!(
-        "<h1>Volley report</h1><p class=\"sub\">{title}<br>report written {generated} UTC</p>{verdict}{cards}",
+        "<h1>Volley report</h1><p class=\"sub\">{title}<br>{generated}</p>{verdict}{cards}",
         verdict = verdicts(r),
         cards = cards(r),
     );
@@ -114,7 +118,7 @@ fn cards(r: &Report) -> String {
 fn settings(r: &Report) -> String {
     let mut rows: Vec<(&str, String)> = vec![("target", esc(&r.url))];
     if r.scenario.is_none() {
-        rows.push(("method", esc(&r.method)));
+        rows.push(("method", esc(r.method.as_deref().unwrap_or("GET"))));
     }
     match &r.scenario {
         Some(sc) => {
@@ -126,7 +130,7 @@ fn settings(r: &Report) -> String {
                 rows.push(("user type", format!("{}: {} users", esc(&t.name), t.users)));
             }
         }
-        None => rows.push(("connections", r.concurrency.to_string())),
+        None => rows.push(("connections", r.connections.to_string())),
     }
     if let Some(rate) = &r.rate {
         rows.push(("requested rate", format!("{} req/s", chart::number(rate.requested))));

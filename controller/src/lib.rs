@@ -11,8 +11,9 @@
 //! - [`coordinator`]: connecting to agents, sending plans, merging snapshots.
 //! - [`split`]: proportional, deterministic splitting of quotas and connections.
 //! - [`report`]: the global report as text and JSON.
-//! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series and
-//!   progress, CSV and HDR log outputs, the HTML page, `--fail-if`.
+//! - [`series`], [`output`], [`html`], [`threshold`]: the per-second series,
+//!   CSV and HDR log outputs, the HTML page, `--fail-if`.
+//! - [`progress`]: the live display while a run goes.
 //! - [`chart`]: SVG charts (drawn by `plotters`) for the HTML page and the web page.
 //! - [`compare`]: `controller compare`, `--baseline`: is a run slower than another?
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod html;
 pub mod outcome;
 pub mod output;
+pub mod progress;
 pub mod report;
 pub mod request;
 pub mod series;
@@ -108,39 +110,65 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
     Ok(DemoOutcome { report: result?, served })
 }
 
-/// Completes on the first Ctrl-C, after saying what happens next.
-async fn interrupted() {
+/// Exit code of a run cut short by Ctrl-C (128 + SIGINT, as shells use).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Completes on the first Ctrl-C, after saying (on a line of its own, above
+/// the live display) what happens next.
+async fn interrupted(live: progress::Live) {
     if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!("controller: interrupted; cancelling the agents and reporting what they did");
+        live.say("controller: interrupted; cancelling the agents and reporting what they did");
     } else {
         std::future::pending::<()>().await;
     }
 }
 
-fn print(report: &Report, output: Output) {
-    match output {
-        Output::Text => print!("{}", report.to_text()),
-        Output::Json => println!("{}", report.to_json()),
-        Output::Csv => print!("{}", output::csv(&report.series)),
+/// Writes `text` to stdout. A reader that went away (`controller run ... |
+/// head`) is no error: what it wanted it has read.
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => eprintln!("controller: cannot write the report: {e}"),
+        _ => {}
     }
 }
 
-/// `controller run`: runs, writes the outputs, returns the exit code (0 done,
-/// 1 the work could not be done, 3 a `--fail-if` threshold failed).
+fn print(report: &Report, output: Output) {
+    match output {
+        Output::Text => write_stdout(&report.to_text()),
+        Output::Json => write_stdout(&format!("{}\n", report.to_json())),
+        Output::Csv => write_stdout(&output::csv(&report.series)),
+    }
+}
+
+/// `controller run`: runs, prints the report, writes the output files,
+/// returns the exit code (0 done, 1 the work could not be done or every
+/// request failed, 3 a `--fail-if` threshold failed, 130 interrupted by
+/// Ctrl-C). The report is printed before the files are written, so a file
+/// that cannot be written at the end never loses the run.
 async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     if cfg.target_insecure {
         eprintln!("controller: warning: -k/--target-insecure: the target's TLS certificates are not checked");
     }
-    let mut series = series::Series::new(series::Progress::detect(cfg.quiet));
+    let goal = Some(cfg.limit);
+    let users = cfg.scenario.as_ref().map(|sc| sc.users);
+    let live = progress::Live::new(progress::Progress::detect(cfg.quiet), goal, users);
+    let mut series = series::Series::with_live(live.clone());
     let started = std::time::SystemTime::now();
-    let result = run_on_agents(&cfg, &mut series, interrupted()).await;
+    let result = run_on_agents(&cfg, &mut series, interrupted(live)).await;
     series.finish();
-    let report = Report::build(&cfg, &result?, series.rows());
+    let mut report = Report::build(&cfg, &result?, series.rows());
+    report.started_at = report::rfc3339(started);
+    if let Some(h) = report.headline.as_ref().filter(|_| cfg.output != Output::Text) {
+        eprintln!("controller: {h}");
+    }
     if let Some(baseline) = &cfg.baseline {
         for w in compare::warnings(baseline, &compare::Saved::of(&report)) {
             eprintln!("controller: warning: --baseline: not comparable: {w}");
         }
     }
+    print(&report, cfg.output);
     if let Some(path) = &cfg.hdr_log {
         let bytes = output::hdr_log(series.seconds(), started)
             .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
@@ -153,8 +181,7 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
             source,
         })?;
     }
-    print(&report, cfg.output);
-    Ok(report.exit_code())
+    Ok(if report.cancelled { EXIT_INTERRUPTED } else { report.exit_code() })
 }
 
 /// `controller compare`: reads both reports, prints the comparison, writes
@@ -184,7 +211,7 @@ fn compare_files(args: &cli::CompareArgs) -> Result<i32, Error> {
 /// exits with (1 run or agent error, 2 usage error).
 pub fn run_cli(cli: Cli) -> Result<i32, Error> {
     if cli.dry_run {
-        print!("{}", dry_run::describe_command(&cli.command)?);
+        write_stdout(&dry_run::describe_command(&cli.command)?);
         return Ok(0);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,11 +226,10 @@ pub fn run_cli(cli: Cli) -> Result<i32, Error> {
                 let d = demo(&args).await?;
                 print(&d.report, args.output);
                 if args.output == Output::Text {
-                    println!();
-                    println!(
-                        "target-server counted {} responses to /hello; the report counts {} successful requests",
+                    write_stdout(&format!(
+                        "\ntarget-server counted {} responses to /hello; the report counts {} successful requests\n",
                         d.served, d.report.successful_requests
-                    );
+                    ));
                 }
                 Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
             }

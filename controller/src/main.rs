@@ -12,15 +12,18 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
             }
-            // One line: clap's first paragraph names the flag and the problem.
+            // One line: clap's message naming the flag and the problem, and
+            // its tips ("a similar argument exists: '--connections'"), without
+            // the usage summary.
             let text = e.render().to_string();
             let first: Vec<&str> = text
                 .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(|l| l.trim().trim_start_matches("error: "))
-                .filter(|l| !l.starts_with("tip:"))
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .map(|l| l.trim_start_matches("error: "))
                 .collect();
-            eprintln!("controller: {} (see --help)", first.join(" "));
+            eprintln!("controller: {} (see --help)", first.join("; "));
             std::process::exit(2);
         }
     };
@@ -30,6 +33,8 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let code = match controller::run_cli(cli) {
         Ok(code) => code,

@@ -209,13 +209,49 @@ pub struct UserTypeRow {
     pub users: u64,
 }
 
+/// The version of the JSON report's layout: raised when a field changes its
+/// meaning or goes away (new fields keep it). `report.schema.json` describes it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The settings a run was asked for, echoed so a report says what it measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Settings {
+    /// Requests asked for (`null` for a timed run).
+    pub requests: Option<u64>,
+    /// Run time asked for, in seconds (`null` for a counted run).
+    pub duration_s: Option<f64>,
+    /// Connections (scenario runs: users) in total.
+    pub connections: u32,
+    /// Worker threads per agent (`null`: each agent's default).
+    pub threads: Option<u32>,
+    /// Open model: requests per second asked for (`null`: closed model).
+    pub rate: Option<f64>,
+    /// Per-request timeout in seconds.
+    pub timeout_s: f64,
+    /// Agents listed (empty: one embedded agent).
+    pub agents: Vec<String>,
+}
+
 /// The global report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The version of the controller that made the report.
+    pub volley_version: &'static str,
+    /// The report's layout version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// When the run started (RFC 3339, UTC); `null` when not recorded.
+    pub started_at: Option<String>,
+    /// Whether the run passed: its work was done, some requests succeeded
+    /// (or thresholds decided), every threshold held, and it was not cancelled.
+    pub passed: bool,
+    /// One line saying why the run failed when every request failed; `null` otherwise.
+    pub headline: Option<String>,
+    /// What was asked for.
+    pub settings: Option<Settings>,
     /// The target URL.
     pub url: String,
-    /// The method.
-    pub method: String,
+    /// The method (`null` in scenario runs: each request has its own).
+    pub method: Option<String>,
     /// Requests completed, with or without a response.
     pub total_requests: u64,
     /// Requests that succeeded.
@@ -230,8 +266,8 @@ pub struct Report {
     pub error_rate: f64,
     /// Run time: from the common start to the last agent's end.
     pub duration_s: f64,
-    /// Connections in total (ApacheBench's concurrency level).
-    pub concurrency: u32,
+    /// Connections in total (ApacheBench's concurrency level; scenario runs: users).
+    pub connections: u32,
     /// Mean time per request per connection (ab's "Time per request (mean)").
     pub time_per_request_ms: f64,
     /// Run time over requests (ab's "across all concurrent requests").
@@ -242,8 +278,9 @@ pub struct Report {
     pub bytes_sent: u64,
     /// Received bytes per second of run time, in KiB.
     pub transfer_rate_kib_s: f64,
-    /// Connections opened.
-    pub connections_opened: u64,
+    /// Connections opened (`null` in scenario runs: users share each
+    /// agent thread's connection pool).
+    pub connections_opened: Option<u64>,
     /// Latencies of the responses in ms; with a rate, from each request's
     /// intended send time (coordinated omission corrected).
     pub latency_ms: Latency,
@@ -362,6 +399,25 @@ impl Report {
                 .map(|(u, &n)| UserTypeRow { name: u.name.clone(), users: n })
                 .collect(),
         });
+        if cfg.scenario.is_some() {
+            report.method = None;
+            report.connections_opened = None;
+        }
+        report.settings = Some(Settings {
+            requests: match cfg.limit {
+                crate::config::Limit::Requests(n) => Some(n),
+                crate::config::Limit::Duration(_) => None,
+            },
+            duration_s: match cfg.limit {
+                crate::config::Limit::Requests(_) => None,
+                crate::config::Limit::Duration(d) => Some(d.as_secs_f64()),
+            },
+            connections: cfg.connections,
+            threads: cfg.threads,
+            rate: cfg.rate,
+            timeout_s: cfg.timeout.as_secs_f64(),
+            agents: cfg.agents.iter().map(|a| a.to_string()).collect(),
+        });
         report.series = series;
         let baseline = |m: &str| cfg.baseline.as_ref().and_then(|b| b.measure(m));
         report.thresholds = cfg
@@ -369,7 +425,30 @@ impl Report {
             .iter()
             .map(|t| t.verdict_against(report.measure(t.metric()), baseline(t.metric())))
             .collect();
+        report.headline = report.all_failed().then(|| report.why_all_failed());
+        report.passed = report.exit_code() == 0 && !report.cancelled;
         report
+    }
+
+    /// Whether requests were sent and none succeeded.
+    pub fn all_failed(&self) -> bool {
+        self.total_requests > 0 && self.successful_requests == 0
+    }
+
+    /// One line: every request failed, and the most frequent reason.
+    fn why_all_failed(&self) -> String {
+        let n = self.total_requests;
+        let common = self.errors.iter().max_by_key(|(_, n)| **n).map(|(class, _)| class.as_str());
+        let reason = match common {
+            Some(class) => describe_error(class).to_owned(),
+            None => match self.status_codes.keys().next() {
+                Some(code) => {
+                    format!("the target answered with status {code}, which is not a success here (--success-status)")
+                }
+                None => "no response".to_owned(),
+            },
+        };
+        format!("all {n} requests failed: {reason}")
     }
 
     /// The measured value of a `--fail-if` metric: latencies in ms, ratios as
@@ -411,7 +490,8 @@ impl Report {
         let rate = rate.map(|requested| {
             let full_rate_secs = (secs - ramp_up.as_secs_f64() / 2.0).max(f64::MIN_POSITIVE);
             let achieved = t.requests as f64 / full_rate_secs;
-            let shortfall_percent = (1.0 - achieved / requested) * 100.0;
+            // Above the requested rate is no shortfall.
+            let shortfall_percent = ((1.0 - achieved / requested) * 100.0).max(0.0);
             let max_schedule_lag_ms = t.max_lag_us as f64 / 1000.0;
             let warning = (shortfall_percent > 1.0 && !outcome.cancelled).then(|| {
                 format!(
@@ -425,8 +505,14 @@ impl Report {
         let uncorrected_histogram = rate.as_ref().map(|_| encode_histogram(&t.uncorrected));
         let per_req_all = if t.requests > 0 { secs * 1000.0 / t.requests as f64 } else { 0.0 };
         Report {
+            volley_version: env!("CARGO_PKG_VERSION"),
+            schema_version: SCHEMA_VERSION,
+            started_at: None,
+            passed: false,
+            headline: None,
+            settings: None,
             url: url.to_owned(),
-            method: method.to_owned(),
+            method: Some(method.to_owned()),
             total_requests: t.requests,
             successful_requests: t.successes,
             failed_requests: t.failures,
@@ -434,13 +520,13 @@ impl Report {
             requests_per_second: per_second(t.requests, d),
             error_rate: if t.requests > 0 { t.failures as f64 / t.requests as f64 } else { 0.0 },
             duration_s: secs,
-            concurrency,
+            connections: concurrency,
             time_per_request_ms: per_req_all * f64::from(concurrency),
             time_per_request_all_ms: per_req_all,
             bytes_received: t.bytes_received,
             bytes_sent: t.bytes_sent,
             transfer_rate_kib_s: per_second(t.bytes_received, d) / 1024.0,
-            connections_opened: t.connects,
+            connections_opened: Some(t.connects),
             latency_ms: Latency::of(t),
             latency_uncorrected_ms: rate.as_ref().map(|_| Latency::of_histogram(&t.uncorrected, None)),
             rate,
@@ -519,6 +605,10 @@ impl Report {
         let finished = self.agents.iter().any(|a| a.state == AgentState::Done);
         if self.unassigned > 0 || !finished && !self.cancelled {
             1
+        } else if self.all_failed() && self.thresholds.is_empty() {
+            // Thresholds, when given, decide; without them a run where
+            // nothing succeeded has failed (as ab and hey users expect).
+            1
         } else if self.thresholds.iter().all(|v| v.passed) {
             0
         } else {
@@ -550,8 +640,11 @@ impl Report {
                 );
             }
             None => {
-                let _ = writeln!(s, "Volley load test: {} {}", self.method, self.url);
+                let _ = writeln!(s, "Volley load test: {} {}", self.method.as_deref().unwrap_or("GET"), self.url);
             }
+        }
+        if let Some(h) = &self.headline {
+            let _ = writeln!(s, "FAILED: {h}");
         }
         if self.cancelled {
             let _ = writeln!(s, "(cancelled before the end: figures cover what was done)");
@@ -579,7 +672,7 @@ impl Report {
         let _ = writeln!(s, "Requests per second:    {:.2} [#/sec] (mean)", self.requests_per_second);
         let _ = writeln!(s, "Error rate:             {:.2} %", self.error_rate * 100.0);
         let _ = writeln!(s, "Time taken for tests:   {:.3} seconds", self.duration_s);
-        let _ = writeln!(s, "Concurrency level:      {}", self.concurrency);
+        let _ = writeln!(s, "Connections:            {}", self.connections);
         let _ = writeln!(s, "Time per request:       {:.3} [ms] (mean)", self.time_per_request_ms);
         let _ = writeln!(
             s,
@@ -588,11 +681,16 @@ impl Report {
         );
         let _ = writeln!(s, "Transfer rate:          {:.2} [Kbytes/sec] received", self.transfer_rate_kib_s);
         let _ = writeln!(s, "Bytes sent / received:  {} / {}", self.bytes_sent, self.bytes_received);
-        if self.scenario.is_some() {
-            let _ =
-                writeln!(s, "Connections opened:     n/a (scenario users share each agent thread's connection pool)");
-        } else {
-            let _ = writeln!(s, "Connections opened:     {}", self.connections_opened);
+        match self.connections_opened {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "Connections opened:     n/a (scenario users share each agent thread's connection pool)"
+                );
+            }
+            Some(n) => {
+                let _ = writeln!(s, "Connections opened:     {n}");
+            }
         }
         if self.ramp_up_s > 0.0 {
             let _ =
@@ -747,6 +845,29 @@ impl Report {
         }
         let _ = writeln!(s);
     }
+}
+
+/// What an error class (`volley_stats::ErrorClass::name`) means, in words.
+pub fn describe_error(class: &str) -> &'static str {
+    match class {
+        "connect_refused" => "connection refused (is the target running, on that port?)",
+        "connect_timeout" => "connecting timed out (is the host reachable?)",
+        "connect" => "could not connect (network unreachable or no route to the host)",
+        "timeout" => "no complete response within --timeout",
+        "reset" => "the target reset the connection",
+        "closed" => "the target closed the connection before answering",
+        "protocol" => "the responses were not valid HTTP/1.1",
+        "tls" => {
+            "the TLS handshake failed (certificate signed by an unknown authority, or a target that does not \
+             speak TLS; see --target-ca, -k)"
+        }
+        _ => "an I/O error",
+    }
+}
+
+/// When the run started, as RFC 3339 (UTC, whole seconds).
+pub fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+    Some(humantime::format_rfc3339_seconds(t).to_string())
 }
 
 /// Failure messages the text report lists.

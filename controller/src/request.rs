@@ -43,8 +43,12 @@ pub struct RunRequest {
     #[arg(long, value_name = "LIST")]
     #[serde(default, deserialize_with = "joined")]
     pub agents: Option<String>,
+    /// Target URL (http://host:port/path), as ab, hey and oha take it; the same as --url.
+    #[arg(id = "target", value_name = "URL", conflicts_with = "url")]
+    #[serde(skip)]
+    pub target: Option<String>,
     /// Target URL (http://host:port/path); with --scenario, the base URL replacing the file's.
-    #[arg(long, required_unless_present = "scenario")]
+    #[arg(long, required_unless_present_any = ["scenario", "target"])]
     pub url: Option<String>,
     /// Run a scenario file (TOML: user types, weighted requests, setup,
     /// captures, assertions, think times; see the README) instead of one URL.
@@ -173,12 +177,12 @@ impl RunRequest {
     /// reads `--help`, reads best as one list.
     pub fn check(&self) -> Result<RunConfig, UsageError> {
         let scenario = self.scenario_run()?;
-        let url = match (&scenario, &self.url) {
+        let url = match (&scenario, self.url.as_ref().or(self.target.as_ref())) {
             (Some(sc), _) => sc.scenario.base_url.clone().unwrap_or_default(),
             (None, Some(url)) => url.clone(),
             (None, None) => return Err(usage(Field::Url, "required (or give a scenario)")),
         };
-        let target = volley_proto::target::parse_url(&url).map_err(|e| usage(Field::Url, e.to_string()))?;
+        let target = volley_proto::target::parse_url(&url).map_err(|e| usage(Field::Url, url_hint(&url, e)))?;
         let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
@@ -299,8 +303,8 @@ impl RunRequest {
             channel: self.link.channel()?,
             thresholds,
             baseline,
-            hdr_log: self.hdr_log.clone(),
-            html: self.html.clone(),
+            hdr_log: writable(Field::HdrLog, self.hdr_log.as_ref())?,
+            html: writable(Field::Html, self.html.as_ref())?,
             quiet: self.quiet,
             scenario,
             target_ca_pem,
@@ -359,7 +363,7 @@ impl RunRequest {
         };
         let bad_scenario = |e: volley_scenario::ScenarioError| usage(Field::Scenario, e.to_string());
         let mut scenario = loaded.map_err(bad_scenario)?;
-        if let Some(url) = &self.url {
+        if let Some(url) = self.url.as_ref().or(self.target.as_ref()) {
             scenario = scenario.with_base_url(url);
         }
         let scenario = scenario.select_tags(&self.tags, &self.exclude_tags).map_err(bad_scenario)?;
@@ -390,6 +394,35 @@ impl RunRequest {
             return Err(usage(Field::SpawnRate, format!("{r} is not a number of users per second above 0")));
         }
         Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
+    }
+}
+
+/// An output file, checked before any load is sent: a run must not end with
+/// a report it cannot write. The file is opened for writing without
+/// truncating it; one that did not exist is created and removed again.
+fn writable(field: Field, path: Option<&PathBuf>) -> Result<Option<PathBuf>, UsageError> {
+    let Some(path) = path else { return Ok(None) };
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| usage(field, format!("cannot write {}: {e}", path.display())))?;
+    if !existed {
+        // Only the empty file this check made is removed.
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(Some(path.clone()))
+}
+
+/// Why `url` was refused, with the same hint for every URL that lacks its
+/// scheme: `localhost:8080/x` parses as scheme `localhost`, `127.0.0.1:8080/x`
+/// as no URL at all, and both mean `http://` was left out.
+fn url_hint(url: &str, e: volley_proto::target::UrlError) -> String {
+    if !url.contains("://") && !url.is_empty() {
+        format!("{url:?} has no scheme; use http://{url} (or https://)")
+    } else {
+        e.to_string()
     }
 }
 
@@ -487,9 +520,18 @@ mod tests {
             }
         }
         assert!(RunRequest::deserialize(&serde_json::json!({ "connections": 3 })).is_err());
-        for cli_only in
-            ["scenario_file", "target_ca", "output", "hdr_log", "html", "quiet", "link", "read_files", "baseline"]
-        {
+        for cli_only in [
+            "target",
+            "scenario_file",
+            "target_ca",
+            "output",
+            "hdr_log",
+            "html",
+            "quiet",
+            "link",
+            "read_files",
+            "baseline",
+        ] {
             assert!(RunRequest::deserialize(&serde_json::json!({ cli_only: null })).is_err(), "{cli_only}");
         }
     }

@@ -9,13 +9,13 @@
 //! second, so the seconds add up to the run's totals exactly; each second
 //! keeps its merged histogram, so its percentiles are exact too.
 
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use serde::Serialize;
 use volley_stats::Totals;
 
 use crate::outcome::{AgentOutcome, AgentState, Observer};
+use crate::progress::{Live, Tick};
 
 /// One second of the run, merged across agents.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +49,7 @@ pub struct SecondRow {
 #[derive(Debug)]
 pub struct Series {
     seconds: Vec<Second>,
-    progress: Progress,
+    live: Live,
     agents: usize,
     lost: usize,
     /// Per agent, where its last delta ended: where its next one begins.
@@ -58,30 +58,7 @@ pub struct Series {
     printed: Option<usize>,
 }
 
-/// Where progress goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// Nowhere (`--quiet`, or JSON/CSV consumers who want none).
-    Off,
-    /// Plain lines on stderr, one per second (stderr is not a terminal).
-    Lines,
-    /// One line on the terminal, rewritten every second.
-    Terminal,
-}
-
-impl Progress {
-    /// Progress for this process: nothing when quiet, a live line on a
-    /// terminal, plain lines otherwise.
-    pub fn detect(quiet: bool) -> Progress {
-        if quiet {
-            Progress::Off
-        } else if std::io::stderr().is_terminal() {
-            Progress::Terminal
-        } else {
-            Progress::Lines
-        }
-    }
-}
+pub use crate::progress::Progress;
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -90,7 +67,12 @@ fn ms(us: u64) -> f64 {
 impl Series {
     /// An empty series printing progress to `progress`.
     pub fn new(progress: Progress) -> Series {
-        Series { seconds: Vec::new(), progress, agents: 0, lost: 0, ends: Vec::new(), printed: None }
+        Series::with_live(Live::new(progress, None, None))
+    }
+
+    /// An empty series showing progress on `live`.
+    pub fn with_live(live: Live) -> Series {
+        Series { seconds: Vec::new(), live, agents: 0, lost: 0, ends: Vec::new(), printed: None }
     }
 
     /// The seconds so far.
@@ -125,39 +107,26 @@ impl Series {
             .collect()
     }
 
-    fn print(&mut self, upto: usize) {
-        if self.progress == Progress::Off {
-            return;
-        }
+    fn print(&mut self, upto: usize, elapsed: Duration) {
         let Some(s) = self.seconds.get(upto) else { return };
-        let done: u64 = self.seconds[..=upto].iter().map(|s| s.totals.requests).sum();
         let t = &s.totals;
-        let lat = |p: f64| t.latency_at(p).map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64() * 1e3));
-        let line = format!(
-            "[{:>4}s] {done} requests, {} req/s, {} failed, p50 {} ms, p99 {} ms, agents {} up / {} lost",
-            upto + 1,
-            t.requests,
-            t.failures,
-            lat(0.5),
-            lat(0.99),
-            self.agents - self.lost,
-            self.lost
-        );
-        let mut err = std::io::stderr().lock();
-        // Progress is a courtesy: a closed stderr must not stop the run.
-        let _ = match self.progress {
-            Progress::Terminal => write!(err, "\r\x1b[2K{line}"),
-            _ => writeln!(err, "{line}"),
+        let lat = |p: f64| t.latency_at(p).map(|d| d.as_secs_f64() * 1e3);
+        let tick = Tick {
+            second: upto as u64 + 1,
+            done: self.seconds[..=upto].iter().map(|s| s.totals.requests).sum(),
+            rate: t.requests,
+            failures: t.failures,
+            p50_ms: lat(0.5),
+            p99_ms: lat(0.99),
+            agents: (self.agents - self.lost, self.lost),
         };
-        let _ = err.flush();
+        self.live.show(&tick, elapsed);
         self.printed = Some(upto);
     }
 
-    /// Ends the live line on a terminal.
+    /// Ends the live display.
     pub fn finish(&mut self) {
-        if self.progress == Progress::Terminal && self.printed.is_some() {
-            let _ = writeln!(std::io::stderr());
-        }
+        self.live.finish();
     }
 }
 
@@ -179,7 +148,7 @@ impl Observer for Series {
         self.seconds[second].totals.add(delta);
         // A delta for a later second means the earlier ones are complete.
         if second > 0 && self.printed.is_none_or(|p| p < second - 1) {
-            self.print(second - 1);
+            self.print(second - 1, elapsed);
         }
     }
 

@@ -191,6 +191,8 @@ pub struct Verdict {
     /// The measured value (ms for latencies, a fraction for ratios);
     /// `null` when there was nothing to measure (no responses).
     pub actual: Option<f64>,
+    /// The unit of `actual`: `ms`, `fraction`, `requests/s` or `requests`.
+    pub unit: &'static str,
     /// Whether the condition held.
     pub passed: bool,
     /// For a `baseline * F` bound: the baseline's figure (same unit as
@@ -224,7 +226,13 @@ impl Threshold {
         let (bound, baseline) =
             if self.relative { (baseline.map(|b| b * self.bound), baseline) } else { (Some(self.bound), None) };
         let passed = matches!((actual, bound), (Some(a), Some(b)) if self.op.holds(a, b));
-        Verdict { expr: self.text.clone(), actual, passed, baseline }
+        let unit = match self.metric {
+            "error_rate" => "fraction",
+            "rps" => "requests/s",
+            "requests" | "failures" => "requests",
+            _ => "ms",
+        };
+        Verdict { expr: self.text.clone(), actual, unit, passed, baseline }
     }
 }
 

@@ -47,16 +47,18 @@ fn plain_runs_over_https_count_exactly() {
     assert!(r["connections_opened"].as_u64().unwrap() <= 8, "{}", r["connections_opened"]);
 
     // Without the CA every handshake fails, counted as `tls`, with no request
-    // bytes sent and nothing served. The run still ends with a report and
-    // exit 0, as one against a refused target does (tests/whole_path.rs).
+    // bytes sent and nothing served. The run still ends with a report, and
+    // exit 1 with the reason, as one against a refused target does
+    // (tests/whole_path.rs).
     let out = run(20, 2).quiet().json_output();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r = json_report(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(r["headline"].as_str().unwrap().starts_with("all 20 requests failed: the TLS handshake failed"), "{r}");
     assert_eq!((r["total_requests"].as_u64(), r["failed_requests"].as_u64()), (Some(20), Some(20)));
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(r["bytes_sent"], 0);
     let text = run(10, 2).quiet().output();
-    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    assert_eq!(text.status.code(), Some(1), "{}", stderr(&text));
     assert!(stdout(&text).contains("tls: 10"), "{}", stdout(&text));
     assert_eq!(server.stats().total, 3001);
 
@@ -82,7 +84,7 @@ fn scenario_runs_over_https() {
     assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
 
     // Without the CA: every request fails its handshake, counted as `tls`.
-    let r = scenario(2, 20).json();
+    let r = scenario(2, 20).json_all_failed();
     assert_eq!(r["errors"]["tls"], 20, "{}", r["errors"]);
     assert_eq!(server.stats().total, 300);
     server.shutdown();
@@ -140,11 +142,11 @@ fn dry_runs_say_which_target_certificates_they_trust() {
 fn an_https_url_at_a_plain_http_server_fails_as_tls() {
     let server = volley_testkit::target(1);
     let url = format!("https://{}/hello", server.local_addr());
-    let r = Run::new(&url).requests(10).connections(2).json();
+    let r = Run::new(&url).requests(10).connections(2).json_all_failed();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
 
     let base = format!("https://{}", server.local_addr());
-    let r = Run::new(&base).scenario(example_scenario()).users(2).requests(10).json();
+    let r = Run::new(&base).scenario(example_scenario()).users(2).requests(10).json_all_failed();
     assert_eq!(r["errors"]["tls"], 10, "{}", r["errors"]);
     assert_eq!(server.stats().total, 0, "the server answered a TLS hello as HTTP");
 }

@@ -58,7 +58,7 @@ fn text_report_has_the_required_labels_and_agent_rows() {
         "Average response time:  ",
         "Requests per second:",
         "Time taken for tests:",
-        "Concurrency level:      4",
+        "Connections:            4",
         "Time per request:",
         "Transfer rate:",
         "Percentage of the requests served within a certain time (ms)",
@@ -79,8 +79,7 @@ fn server_errors_count_as_failures_with_their_status() {
     let a = spawn_agent(&["--threads", "1"]);
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/status/500", server.local_addr());
-    let out = Run::new(&url).agents(&[&a, &b]).requests(400).connections(4).json_output();
-    let r = json_report(&out);
+    let r = Run::new(&url).agents(&[&a, &b]).requests(400).connections(4).json_all_failed();
     assert_eq!(r["total_requests"], 400);
     assert_eq!(r["successful_requests"], 0);
     assert_eq!(r["failed_requests"], 400);
@@ -94,8 +93,7 @@ fn server_errors_count_as_failures_with_their_status() {
 fn success_status_narrows_success() {
     let server = target(1);
     let url = format!("http://{}/status/204", server.local_addr());
-    let out = Run::new(&url).requests(50).connections(2).args(&["--success-status", "200"]).json_output();
-    let r = json_report(&out);
+    let r = Run::new(&url).requests(50).connections(2).args(&["--success-status", "200"]).json_all_failed();
     assert_eq!(r["failed_requests"], 50);
     assert_eq!(r["status_codes"]["204"], 50);
     assert_eq!(server.stats().count("/status/204", 204), 50);
@@ -110,14 +108,17 @@ fn a_refused_target_gives_failed_requests_with_their_class_and_a_report() {
     let b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://127.0.0.1:{port}/hello");
     let out = Run::new(&url).agents(&[&a, &b]).requests(100).connections(2).json_output();
-    let r = json_report(&out);
+    // Nothing succeeded: exit 1, the report still printed, the reason named.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["headline"], "all 100 requests failed: connection refused (is the target running, on that port?)");
     assert_eq!(r["total_requests"], 100);
     assert_eq!(r["failed_requests"], 100);
     assert_eq!(r["errors"]["connect_refused"], 100);
     assert!(r["average_response_time_ms"].is_null());
     assert!(r["latency_ms"]["p50"].is_null());
     let text = Run::new(&url).agents(&[&a, &b]).requests(10).connections(2).output();
-    assert!(text.status.success());
+    assert_eq!(text.status.code(), Some(1));
     assert!(stdout(&text).contains("connect_refused: 10"), "{}", stdout(&text));
 }
 

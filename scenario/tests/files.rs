@@ -282,7 +282,7 @@ fn bad_files_say_where_and_what() {
         ),
         (
             request_with("assert = { latency_below = \"soon\" }\n"),
-            "s.toml:6:28: user[0].request[0].assert.latency_below: \"soon\" is not a duration (expected number at 0; e.g. 500ms, 1s)",
+            "s.toml:6:28: user[0].request[0].assert.latency_below: \"soon\" is not a duration (a number and a unit, e.g. 10s)",
         ),
         // Captures.
         (

@@ -218,6 +218,19 @@ impl Run {
         json_report(&controller(&argv))
     }
 
+    /// Runs it with `--quiet --output json` where every request must fail:
+    /// its parsed report, after checking it exited 1 with a headline saying so.
+    pub fn json_all_failed(&self) -> serde_json::Value {
+        let mut argv = self.argv();
+        argv.splice(1..1, ["--quiet", "--output", "json"]);
+        let out = controller(&argv);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(r["headline"].as_str().is_some_and(|h| h.contains(" requests failed: ")), "{r}");
+        r
+    }
+
     /// Starts it in the background.
     pub fn spawn(&self) -> Running {
         spawn_controller(&self.argv())

@@ -40,9 +40,11 @@ pub enum ConnectError {
     Token,
     #[error("unreachable")]
     Unreachable(#[source] tonic::transport::Error),
-    #[error("refused the controller's token: {0}")]
+    #[error("refused the controller's token (give the agents' secret with --token or VOLLEY_TOKEN): {0}")]
     Unauthenticated(String),
-    #[error("does not answer as a Volley agent: {0}")]
+    #[error(
+        "does not answer as a Volley agent (a TLS agent needs --tls-ca; mutual TLS also --tls-cert and --tls-key): {0}"
+    )]
     NotAnAgent(String),
     #[error("did not answer within {CONNECT_TIMEOUT:?}")]
     Timeout,
@@ -66,6 +68,10 @@ impl ConnectError {
                 out.push_str(&text);
             }
             source = s.source();
+        }
+        // What to fix, when the cause says it.
+        if out.contains("certificate") || out.contains("UnknownIssuer") {
+            out.push_str(" (check --tls-ca, --tls-domain, and --tls-cert/--tls-key for mutual TLS)");
         }
         out
     }

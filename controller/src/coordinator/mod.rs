@@ -92,9 +92,10 @@ pub async fn execute(
     for (i, r) in futures::future::join_all(sends).await {
         match r {
             Ok(s) => streams.push((i, s.into_inner())),
-            Err(status) => refusals.push(format!("agent {} refused the plan: {}", agents[i].address, status.message())),
+            Err(status) => refusals.push(refusal(cfg, &agents[i].address, status.message())),
         }
     }
+    refusals.dedup();
     if !refusals.is_empty() {
         // Dropping the accepted streams stops those agents before they start.
         drop(streams);
@@ -105,6 +106,19 @@ pub async fn execute(
     let mut merge = Merge::start(run_id, ledger, clients, streams, observer);
     merge.run(cancel).await;
     Ok(merge.finish(unreachable))
+}
+
+/// Why a plan was refused, as the user can act on it: a target that does not
+/// resolve is the target's problem, and an agent embedded in this process is
+/// not named (the user never started it).
+fn refusal(cfg: &RunConfig, agent: &str, message: &str) -> String {
+    if message.starts_with("cannot resolve target host") {
+        format!("target {}: {message}", cfg.url)
+    } else if cfg.agents.is_empty() {
+        format!("cannot run: {message}")
+    } else {
+        format!("agent {agent} refused the plan: {message}")
+    }
 }
 
 /// Connects to every agent at once. Refuses the run, naming each agent, if
