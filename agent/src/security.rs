@@ -39,7 +39,7 @@ impl tonic::service::Interceptor for Auth {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(volley_proto::auth::bearer)
             .ok_or_else(|| Status::unauthenticated("this agent needs a token; give the controller --token"))?;
         if token.matches(presented) { Ok(request) } else { Err(Status::unauthenticated("wrong token")) }
     }
@@ -269,6 +269,9 @@ mod tests {
         let mut req = Request::new(());
         req.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
         assert!(auth.call(req).is_ok());
+        let mut req = Request::new(());
+        req.metadata_mut().insert("authorization", "bearer s3cret".parse().unwrap());
+        assert!(auth.call(req).is_ok(), "the scheme is case-insensitive");
         assert!(Token::new("").is_none());
     }
 }

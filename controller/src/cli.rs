@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// Allow serving on a non-loopback address without --api-token.
     #[arg(long)]
     pub insecure: bool,
+    /// Host names the API and page may be reached under besides IP addresses
+    /// and localhost (repeatable, or comma-separated); other Host headers are
+    /// refused, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Most runs going at once; more are refused with 429.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_runs: u32,

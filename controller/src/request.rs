@@ -202,10 +202,38 @@ impl RunRequest {
         if let Some(t) = self.threads.filter(|&t| t == 0 || t > limits::MAX_THREADS) {
             return Err(usage(Field::Threads, format!("{t} is not in 1..={}", limits::MAX_THREADS)));
         }
-        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= limits::MAX_RATE * 100.0)) {
-            return Err(usage(Field::Rate, format!("{r} is not a rate above 0 requests per second")));
+        if let Some(r) = self.rate.filter(|r| !(limits::MIN_RATE..=limits::MAX_RATE * 100.0).contains(r)) {
+            return Err(usage(
+                Field::Rate,
+                format!(
+                    "{r} is not a rate between {} (one request a day) and {} requests per second",
+                    limits::MIN_RATE,
+                    limits::MAX_RATE * 100.0
+                ),
+            ));
         }
+        let too_long = |field, d: Duration, max: Duration| {
+            (d > max).then(|| {
+                usage(
+                    field,
+                    format!(
+                        "{} is longer than the {} limit",
+                        humantime::format_duration(d),
+                        humantime::format_duration(max)
+                    ),
+                )
+            })
+        };
         let ramp_up = self.ramp_up.unwrap_or_default();
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let long = [
+            (Field::Duration, if let Limit::Duration(d) = limit { d } else { Duration::ZERO }, limits::MAX_DURATION),
+            (Field::RampUp, ramp_up, limits::MAX_DURATION),
+            (Field::Timeout, timeout, limits::MAX_TIMEOUT),
+        ];
+        if let Some(e) = long.into_iter().find_map(|(field, d, max)| too_long(field, d, max)) {
+            return Err(e);
+        }
         if let Limit::Duration(d) = limit
             && !ramp_up.is_zero()
             && ramp_up >= d
@@ -266,7 +294,7 @@ impl RunRequest {
             limit,
             connections,
             threads: self.threads,
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            timeout,
             success_status: self.success_status.clone(),
             output: self.output,
             rate: self.rate,
@@ -367,8 +395,11 @@ impl RunRequest {
             return Err(usage(Field::Users, format!("{users} is not in 1..={}", limits::MAX_CONNECTIONS)));
         }
         let per_type = scenario.split_users(users).map_err(|e| usage(Field::Users, e.to_string()))?;
-        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-            return Err(usage(Field::SpawnRate, format!("{r} is not a number of users per second above 0")));
+        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r >= limits::MIN_SPAWN_RATE)) {
+            return Err(usage(
+                Field::SpawnRate,
+                format!("{r} is not a number of users per second of at least {} (one a day)", limits::MIN_SPAWN_RATE),
+            ));
         }
         Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
