@@ -180,12 +180,16 @@ pub async fn serve(
     if let Some(tls) = config.tls {
         builder = builder.tls_config(tls)?;
     }
-    let service = AgentService::new(config.threads, config.limits);
+    // Plans carry the request body: accept messages as large as the largest
+    // body this agent allows (its --max-body), so that limit is the one asked.
+    let max_message = volley_proto::limits::max_plan_message(config.limits.max_body);
+    let service = AgentServer::new(AgentService::new(config.threads, config.limits))
+        .max_decoding_message_size(max_message);
     // The health service carries no token: probes cannot send one, and it
     // tells nothing but "serving".
     builder
         .add_service(health)
-        .add_service(AgentServer::with_interceptor(service, Auth::new(config.token)))
+        .add_service(tonic::service::interceptor::InterceptedService::new(service, Auth::new(config.token)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

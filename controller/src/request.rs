@@ -26,6 +26,10 @@ use crate::error::{Field, UsageError};
 
 /// Connections when a request names none.
 const DEFAULT_CONNECTIONS: u32 = 10;
+/// The largest `-d @FILE` body read.
+pub const MAX_BODY_FILE: u64 = 256 << 20;
+/// The largest certificate or key file read (`--target-ca`, `--tls-*`).
+pub const MAX_PEM_FILE: u64 = 1 << 20;
 /// Per-request timeout when a request names none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -177,8 +181,8 @@ impl RunRequest {
         let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
-                let pem = std::fs::read(p)
-                    .map_err(|e| usage(Field::TargetCa, format!("cannot read {}: {e}", p.display())))?;
+                let pem = volley_common::file::read_file(p, MAX_PEM_FILE)
+                    .map_err(|e| usage(Field::TargetCa, e.to_string()))?;
                 // The same check the agents make, so a bad file stops the run here.
                 volley_proto::tls::server_name(&target.host)
                     .and_then(|_| volley_proto::tls::ca_roots(&pem))
@@ -257,7 +261,8 @@ impl RunRequest {
             None => Vec::new(),
             Some(b) => match b.strip_prefix('@').filter(|_| self.read_files) {
                 Some(path) => {
-                    std::fs::read(path).map_err(|e| usage(Field::Body, format!("cannot read {path:?}: {e}")))?
+                    volley_common::file::read_file(std::path::Path::new(path), MAX_BODY_FILE)
+                        .map_err(|e| usage(Field::Body, e.to_string()))?
                 }
                 // Over the API a body is taken as given, never read from this host's disk.
                 None => b.as_bytes().to_vec(),
@@ -338,8 +343,12 @@ impl RunRequest {
             if name.is_empty() || !name.bytes().all(is_tchar) {
                 return Err(usage(Field::Headers, format!("{name:?} is not a header name")));
             }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
                 return Err(usage(Field::Headers, format!("the value of {name:?} contains a line break")));
+            }
+            // What HTTP allows in a value: visible bytes, spaces and tabs.
+            if let Some(b) = value.bytes().find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(usage(Field::Headers, format!("the value of {name:?} contains the control byte {b:#04x}")));
             }
             headers.push((name.to_owned(), value.as_bytes().to_vec()));
         }
@@ -401,7 +410,14 @@ impl RunRequest {
                 format!("{r} is not a number of users per second of at least {} (one a day)", limits::MIN_SPAWN_RATE),
             ));
         }
-        Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
+        let json = scenario.to_json();
+        if json.len() > limits::MAX_SCENARIO {
+            return Err(usage(
+                Field::Scenario,
+                format!("{} bytes as sent to the agents; at most {} are allowed", json.len(), limits::MAX_SCENARIO),
+            ));
+        }
+        Ok(Some(ScenarioRun { json, scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
 }
 
