@@ -31,7 +31,7 @@ pub enum Command {
     /// Start a target-server and two agents in-process, load /hello, print the report.
     Demo(DemoArgs),
     /// Serve an HTTP API and a web page that start runs and show them live.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// Flags of `controller demo`.

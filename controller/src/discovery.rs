@@ -243,6 +243,8 @@ mod tests {
         assert!(e.contains("not an address") && e.contains("agents\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
         let e = parse_agents("@/nonexistent/agents").unwrap_err().to_string();
-        assert!(e.contains("cannot read \"/nonexistent/agents\""), "{e}");
+        assert!(e.contains("cannot read /nonexistent/agents"), "{e}");
+        let e = parse_agents("@/dev/zero").unwrap_err().to_string();
+        assert!(e.contains("/dev/zero is not a regular file (a device)"), "{e}");
     }
 }

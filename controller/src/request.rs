@@ -210,8 +210,8 @@ impl RunRequest {
             return Err(usage(
                 Field::Rate,
                 format!(
-                    "{r} is not a rate between {} (one request a day) and {} requests per second",
-                    limits::MIN_RATE,
+                    "{} is not a rate between 1/86400 (one request a day) and {:e} requests per second",
+                    number(r),
                     limits::MAX_RATE * 100.0
                 ),
             ));
@@ -260,10 +260,8 @@ impl RunRequest {
         let body = match &self.body {
             None => Vec::new(),
             Some(b) => match b.strip_prefix('@').filter(|_| self.read_files) {
-                Some(path) => {
-                    volley_common::file::read_file(std::path::Path::new(path), MAX_BODY_FILE)
-                        .map_err(|e| usage(Field::Body, e.to_string()))?
-                }
+                Some(path) => volley_common::file::read_file(std::path::Path::new(path), MAX_BODY_FILE)
+                    .map_err(|e| usage(Field::Body, e.to_string()))?,
                 // Over the API a body is taken as given, never read from this host's disk.
                 None => b.as_bytes().to_vec(),
             },
@@ -407,7 +405,7 @@ impl RunRequest {
         if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r >= limits::MIN_SPAWN_RATE)) {
             return Err(usage(
                 Field::SpawnRate,
-                format!("{r} is not a number of users per second of at least {} (one a day)", limits::MIN_SPAWN_RATE),
+                format!("{} is not a number of users per second of at least 1/86400 (one a day)", number(r)),
             ));
         }
         let json = scenario.to_json();
@@ -419,6 +417,11 @@ impl RunRequest {
         }
         Ok(Some(ScenarioRun { json, scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
+}
+
+/// A user's number as a message shows it: `1e-300`, not 300 digits.
+fn number(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e9).contains(&x.abs()) { format!("{x:e}") } else { x.to_string() }
 }
 
 fn is_tchar(b: u8) -> bool {

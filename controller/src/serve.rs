@@ -492,9 +492,9 @@ impl Service {
     fn host_allowed(&self, host: &str) -> bool {
         let name = match host.strip_prefix('[') {
             Some(rest) => rest.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host, |(name, port)| {
-                if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
-            }),
+            None => host
+                .rsplit_once(':')
+                .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
         };
         name.parse::<std::net::IpAddr>().is_ok()
             || name.eq_ignore_ascii_case("localhost")
@@ -569,7 +569,7 @@ mod tests {
     fn args() -> ServeArgs {
         let cli = crate::cli::Cli::parse_from(["controller", "serve"]);
         match cli.command {
-            crate::cli::Command::Serve(a) => a,
+            crate::cli::Command::Serve(a) => *a,
             _ => unreachable!(),
         }
     }
