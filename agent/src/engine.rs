@@ -735,3 +735,49 @@ async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1:
     };
     c.round_trip(&plan.request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_arithmetic_saturates() {
+        let now = Instant::now();
+        for secs in [1e300, f64::INFINITY, f64::MAX, 1e19] {
+            assert_eq!(after(now, secs), now + FAR, "{secs}");
+        }
+        for secs in [f64::NAN, -1.0, f64::NEG_INFINITY, 0.0] {
+            assert_eq!(after(now, secs), now, "{secs}");
+        }
+        assert_eq!(after(now, 1.5), now + Duration::from_millis(1500));
+        // The rates of the issue: 1e-300 and 1e-19 per second, any slot.
+        for rate in [1e-300, 1e-19, f64::MIN_POSITIVE] {
+            for ramp in [0.0, 1e9] {
+                let s = Schedule { start: now, rate, ramp, phase: 1.0 / rate, first_slot: 0 };
+                for k in [0, 1, u64::MAX] {
+                    assert!(s.due(k) >= now, "rate {rate}, slot {k}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_the_run_and_stops_it() {
+        let plan = volley_proto::RunPlan {
+            protocol_version: volley_proto::PROTOCOL_VERSION,
+            url: "http://127.0.0.1:9/".into(),
+            connections: 2,
+            limit: Some(volley_proto::run_plan::Limit::DurationMs(60_000)),
+            ..Default::default()
+        };
+        let plan = Plan::from_proto(plan, 2).await.unwrap();
+        let mut run = start(plan).unwrap();
+        assert!(run.panic().is_none());
+        run.shared.panicked("a connection task", &"boom");
+        run.shared.panicked("a worker thread", &String::from("second"));
+        assert_eq!(run.panic(), Some("a connection task panicked: boom"), "the first panic is kept");
+        // The run stops: every worker ends well before its minute.
+        let ended = tokio::time::timeout(Duration::from_secs(20), async { while run.next_delta().await.is_some() {} });
+        assert!(ended.await.is_ok(), "the workers did not stop");
+    }
+}
