@@ -65,7 +65,8 @@ fn serve_refuses_cross_site_requests() {
     let url = format!("http://{}/hello", server.local_addr());
     let body = json!({ "url": url, "requests": 5, "concurrency": 1 }).to_string();
     let own_origin = format!("http://{}", api.addr);
-    let cases: [(&[(&str, &str)], u16, &str); 5] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers<'_>, u16, &str); 5] = [
         (&[("content-type", "text/plain")], 415, "application/json"),
         (&[("content-type", "application/x-www-form-urlencoded")], 415, "application/json"),
         (&[("content-type", "application/json"), ("origin", "http://evil.example")], 403, "evil.example"),
