@@ -147,7 +147,11 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         origin: origin.clone(),
         at: None,
         field: "(file)".into(),
-        message: e.to_string(),
+        // The origin already names the file.
+        message: match e {
+            volley_common::file::FileError::Io { source, .. } => format!("cannot read it: {source}"),
+            other => other.to_string(),
+        },
     })?;
     parse(&text, &origin, path.parent().unwrap_or(Path::new(".")))
 }
