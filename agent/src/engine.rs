@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     quota: Quota,
     /// Open model: the agent's rate as changed while the run goes.
     rate: RateControl,
+    /// The first panic on any worker thread or connection task: the run has
+    /// failed, whatever the counts say (a bug must never end as `done`).
+    panic: OnceLock<String>,
 }
 
 impl Shared {
@@ -64,6 +67,35 @@ impl Shared {
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+
+    /// Records a panic (the first one is kept) and stops the run.
+    fn panicked(&self, what: &str, payload: &(dyn std::any::Any + Send)) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        tracing::error!("{what} panicked: {message}");
+        let _ = self.panic.set(format!("{what} panicked: {message}"));
+        self.stop.store(true, Ordering::Relaxed);
+        self.quota.more.notify_waiters();
+        self.halt.notify_waiters();
+    }
+}
+
+/// Far enough in the future to mean "never" for a run (whose length is at
+/// most [`volley_proto::limits::MAX_DURATION`]), near enough that adding it to
+/// any `Instant` of a running process cannot overflow.
+pub(crate) const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `start` plus `secs` seconds, saturating at [`FAR`]: a schedule computed
+/// from extreme numbers (a tiny rate, a huge slot number) lands far in the
+/// future rather than panicking in `Duration` or `Instant` arithmetic.
+pub(crate) fn after(start: Instant, secs: f64) -> Instant {
+    let d = Duration::try_from_secs_f64(secs.max(0.0)).map_or(FAR, |d| d.min(FAR));
+    // FAR after a process's own Instant fits on every supported platform;
+    // the fallback keeps this total anyway.
+    start.checked_add(d).unwrap_or(start)
 }
 
 /// Count mode: the pool of requests the workers may still start, filled by
@@ -250,6 +282,11 @@ impl Run {
         self.shared.start
     }
 
+    /// Why the run failed, if any worker thread or connection task panicked.
+    pub fn panic(&self) -> Option<&str> {
+        self.shared.panic.get().map(String::as_str)
+    }
+
     /// Worker threads in use.
     pub fn threads(&self) -> usize {
         self.threads
@@ -294,7 +331,7 @@ impl Schedule {
     fn due(&self, k: u64) -> Instant {
         let (k, r, d) = ((k - self.first_slot.min(k)) as f64, self.rate, self.ramp);
         let secs = if d > 0.0 && k < r * d / 2.0 { (2.0 * d * k / r).sqrt() } else { d / 2.0 + k / r };
-        self.start + Duration::from_secs_f64(secs + self.phase)
+        after(self.start, secs + self.phase)
     }
 }
 
@@ -328,6 +365,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         halt: tokio::sync::Notify::new(),
         quota,
         rate: RateControl::default(),
+        panic: OnceLock::new(),
     });
     let (tx, deltas) = mpsc::unbounded_channel();
     let mut spawners = Vec::with_capacity(threads);
@@ -355,9 +393,17 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         let (spawn_tx, spawn_rx) = mpsc::unbounded_channel();
         spawners.push(spawn_tx);
         let share = conns as f64 / connections as f64;
-        std::thread::Builder::new()
-            .name(format!("volley-worker-{i}"))
-            .spawn(move || worker(shared, (i, threads), conn_range, schedule, share, spawn_rx, tx))?;
+        std::thread::Builder::new().name(format!("volley-worker-{i}")).spawn(move || {
+            let watch = shared.clone();
+            let body = std::panic::AssertUnwindSafe(|| {
+                worker(shared, (i, threads), conn_range, schedule, share, spawn_rx, tx);
+            });
+            // A panic outside the connection tasks (which the JoinSet catches)
+            // would end the thread silently, its share never reported.
+            if let Err(payload) = std::panic::catch_unwind(body) {
+                watch.panicked("a worker thread", payload.as_ref());
+            }
+        })?;
     }
     let control = Control { shared: shared.clone(), spawners };
     Ok(Run { shared, deltas, threads, control })
@@ -513,9 +559,12 @@ fn worker(
         loop {
             tokio::select! {
                 done = tasks.join_next() => match done {
-                    // A connection task only ends by returning; a panic would
-                    // be a bug we want to see, not hide.
-                    Some(Err(e)) => tracing::error!("connection task failed: {e}"),
+                    // A connection task only ends by returning; a panic is a
+                    // bug that fails the run (the agent reports it), never hidden.
+                    Some(Err(e)) => match e.try_into_panic() {
+                        Ok(payload) => w.shared.panicked("a connection task", payload.as_ref()),
+                        Err(e) => tracing::error!("connection task failed: {e}"),
+                    },
                     Some(Ok(())) => {}
                     None => break,
                 },
@@ -723,5 +772,51 @@ mod backoff_tests {
         let pauses: Vec<u64> = (1..=8).map(|n| connect_backoff(n).as_millis() as u64).collect();
         assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 50, 50]);
         assert_eq!(connect_backoff(u32::MAX), MAX_CONNECT_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_arithmetic_saturates() {
+        let now = Instant::now();
+        for secs in [1e300, f64::INFINITY, f64::MAX, 1e19] {
+            assert_eq!(after(now, secs), now + FAR, "{secs}");
+        }
+        for secs in [f64::NAN, -1.0, f64::NEG_INFINITY, 0.0] {
+            assert_eq!(after(now, secs), now, "{secs}");
+        }
+        assert_eq!(after(now, 1.5), now + Duration::from_millis(1500));
+        // The rates of the issue: 1e-300 and 1e-19 per second, any slot.
+        for rate in [1e-300, 1e-19, f64::MIN_POSITIVE] {
+            for ramp in [0.0, 1e9] {
+                let s = Schedule { start: now, rate, ramp, phase: 1.0 / rate, first_slot: 0 };
+                for k in [0, 1, u64::MAX] {
+                    assert!(s.due(k) >= now, "rate {rate}, slot {k}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_the_run_and_stops_it() {
+        let plan = volley_proto::RunPlan {
+            protocol_version: volley_proto::PROTOCOL_VERSION,
+            url: "http://127.0.0.1:9/".into(),
+            connections: 2,
+            limit: Some(volley_proto::run_plan::Limit::DurationMs(60_000)),
+            ..Default::default()
+        };
+        let plan = Plan::from_proto(plan, 2).await.unwrap();
+        let mut run = start(plan).unwrap();
+        assert!(run.panic().is_none());
+        run.shared.panicked("a connection task", &"boom");
+        run.shared.panicked("a worker thread", &String::from("second"));
+        assert_eq!(run.panic(), Some("a connection task panicked: boom"), "the first panic is kept");
+        // The run stops: every worker ends well before its minute.
+        let ended = tokio::time::timeout(Duration::from_secs(20), async { while run.next_delta().await.is_some() {} });
+        assert!(ended.await.is_ok(), "the workers did not stop");
     }
 }

@@ -11,12 +11,15 @@
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
+//! - [`listen`]: the listener: deadlines and a cap for connections without a
+//!   call, backoff on accept errors, the open-file limit.
 //! - [`serve`], [`Args`], [`run`]: serving on a listener (the Volley service
 //!   and the standard `grpc.health.v1` service, for Kubernetes probes); the
 //!   binary's flags and entry.
 
 pub mod engine;
 pub mod http1;
+pub mod listen;
 pub mod plan;
 pub mod scenario;
 pub mod security;
@@ -30,7 +33,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use volley_proto::agent_server::AgentServer;
 
@@ -92,10 +94,14 @@ pub struct Args {
     /// Largest request body a plan may carry, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = security::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Time a new connection has to make its first call with the token
+    /// before it is closed (e.g. 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = volley_common::parse_nonzero_duration)]
+    pub auth_timeout: Duration,
 }
 
 /// How an agent serves: threads, who may call it, what it may be asked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Worker threads for plans that do not say.
     pub threads: usize,
@@ -105,6 +111,20 @@ pub struct ServeConfig {
     pub tls: Option<ServerTlsConfig>,
     /// Limits plans are checked against.
     pub limits: Limits,
+    /// Time a connection has for its first authenticated call.
+    pub auth_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            threads: default_threads(),
+            token: None,
+            tls: None,
+            limits: Limits::default(),
+            auth_timeout: listen::DEFAULT_AUTH_TIMEOUT,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -161,8 +181,9 @@ impl Args {
             max_rate: self.max_rate,
             max_duration: self.max_duration,
             max_body: self.max_body,
+            open_files: None,
         };
-        Ok(ServeConfig { threads, token, tls, limits })
+        Ok(ServeConfig { threads, token, tls, limits, auth_timeout: self.auth_timeout })
     }
 }
 
@@ -180,19 +201,24 @@ pub async fn serve(
     if let Some(tls) = config.tls {
         builder = builder.tls_config(tls)?;
     }
-    let service = AgentService::new(config.threads, config.limits);
+    // Plans carry the request body: accept messages as large as the largest
+    // body this agent allows (its --max-body), so that limit is the one asked.
+    let max_message = volley_proto::limits::max_plan_message(config.limits.max_body);
+    let guard = listen::Guard::new(config.auth_timeout, listen::waiting_cap(config.limits.open_files));
+    let service =
+        AgentServer::new(AgentService::new(config.threads, config.limits)).max_decoding_message_size(max_message);
     // The health service carries no token: probes cannot send one, and it
     // tells nothing but "serving".
     builder
         .add_service(health)
-        .add_service(AgentServer::with_interceptor(service, Auth::new(config.token)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(tonic::service::interceptor::InterceptedService::new(service, Auth::new(config.token)))
+        .serve_with_incoming_shutdown(listen::incoming(listener, guard), shutdown)
         .await
 }
 
 /// Runs the `agent` binary: serve on `--listen` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
     let threads = config.threads;
     if args.dry_run {
         // Lets deployment files be checked against the real flags without
@@ -205,6 +231,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Load connections need descriptors: take all the hard limit allows, and
+    // refuse plans that would need more (see security::Limits).
+    config.limits.open_files = listen::raise_open_files();
     // The gRPC side is light; the load runs on the engine's own threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -221,6 +250,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("cannot read the bound address")?;
         // Printed on stdout so scripts and tests can learn a port-0 address.
         println!("agent listening on {addr} with {threads} worker threads");
+        let files = config.limits.open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        tracing::info!(open_files = %files, "open-file limit (RLIMIT_NOFILE, raised to the hard limit)");
         tracing::info!(%addr, threads, "agent ready");
         serve(listener, config, shutdown).await.context("gRPC server failed")?;
         tracing::info!("agent stopped");

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use volley_proto::limits::{
-    DEFAULT_TIMEOUT, MAX_CONNECTIONS, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_SCENARIO, MAX_THREADS, MAX_URL,
+    DEFAULT_TIMEOUT, MAX_CONNECTIONS, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_SCENARIO, MAX_THREADS, MAX_TIMEOUT,
+    MAX_URL, MIN_PLAN_RATE,
 };
 use volley_proto::target::{Target, parse_url};
 use volley_proto::{PROTOCOL_VERSION, RunPlan, run_plan};
@@ -140,8 +141,13 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
     }
     let spawn_rate = match p.spawn_rate {
         0.0 => None,
-        r if r.is_finite() && r > 0.0 => Some(r),
-        r => return Err(invalid("spawn_rate", format!("{r} is not a number of users per second above 0"))),
+        r if r.is_finite() && r >= MIN_PLAN_RATE => Some(r),
+        r => {
+            return Err(invalid(
+                "spawn_rate",
+                format!("{r} is not a number of users per second of at least {MIN_PLAN_RATE:e}"),
+            ));
+        }
     };
     let plan = crate::scenario::ScenarioPlan {
         compiled,
@@ -214,6 +220,12 @@ impl Plan {
         let threads = if p.threads == 0 { default_threads } else { p.threads as usize };
         let threads = threads.clamp(1, connections);
         let timeout = if p.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(p.timeout_ms) };
+        if timeout > MAX_TIMEOUT {
+            return Err(invalid(
+                "timeout_ms",
+                format!("{} ms is longer than the {} s limit", p.timeout_ms, MAX_TIMEOUT.as_secs()),
+            ));
+        }
         let success = if p.success_status.is_empty() {
             Success::Any2xx
         } else {
@@ -228,8 +240,13 @@ impl Plan {
         };
         let rate = match p.rate {
             0.0 => None,
-            r if r.is_finite() && r > 0.0 && r <= MAX_RATE => Some(r),
-            r => return Err(invalid("rate", format!("{r} is not a rate in (0, {MAX_RATE}] requests per second"))),
+            r if (MIN_PLAN_RATE..=MAX_RATE).contains(&r) => Some(r),
+            r => {
+                return Err(invalid(
+                    "rate",
+                    format!("{r} is not a rate in [{MIN_PLAN_RATE:e}, {MAX_RATE}] requests per second"),
+                ));
+            }
         };
         let ramp_up = Duration::from_millis(p.ramp_up_ms);
         if ramp_up > MAX_DURATION {
@@ -302,6 +319,10 @@ mod tests {
             (|p| (p.url, p.target_ca_pem) = ("https://x/".into(), b"junk".to_vec()), "`target_ca_pem`"),
             (|p| p.rate = -1.0, "`rate`"),
             (|p| p.rate = f64::NAN, "`rate`"),
+            (|p| p.rate = 1e-300, "`rate`"),
+            (|p| p.rate = f64::MIN_POSITIVE, "`rate`"),
+            (|p| p.rate = f64::INFINITY, "`rate`"),
+            (|p| p.timeout_ms = u64::MAX, "`timeout_ms`"),
             (|p| p.ramp_up_ms = u64::MAX, "`ramp_up_ms`"),
         ];
         for (mutate, needle) in cases {

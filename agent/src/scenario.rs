@@ -162,7 +162,10 @@ impl Users {
     /// Starts the thread's users.
     pub(crate) fn start(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
         for k in (self.index..self.order.len()).step_by(self.threads) {
-            let delay = self.spawn_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(k as f64 / r));
+            // Saturating: a tiny spawn rate delays a user past the run's end, never panics.
+            let delay = self.spawn_rate.map_or(Duration::ZERO, |r| {
+                Duration::try_from_secs_f64(k as f64 / r).map_or(crate::engine::FAR, |d| d.min(crate::engine::FAR))
+            });
             self.spawn(w, tasks, k, delay);
         }
     }

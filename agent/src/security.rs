@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use tonic::{Request, Status};
 use volley_proto::auth::Token;
 
+use crate::listen::ConnAuth;
 use crate::plan::{Limit, Plan};
 
 /// Largest request body a plan may carry unless `--max-body` says otherwise.
@@ -34,15 +35,37 @@ impl Auth {
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(token) = &self.token else { return Ok(request) };
+        let Some(token) = &self.token else {
+            if let Some(c) = connection_of(&request) {
+                c.authenticated();
+            }
+            return Ok(request);
+        };
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(volley_proto::auth::bearer)
             .ok_or_else(|| Status::unauthenticated("this agent needs a token; give the controller --token"))?;
-        if token.matches(presented) { Ok(request) } else { Err(Status::unauthenticated("wrong token")) }
+        if !token.matches(presented) {
+            return Err(Status::unauthenticated("wrong token"));
+        }
+        // The connection proved itself: the listener's deadline no longer applies.
+        if let Some(c) = connection_of(&request) {
+            c.authenticated();
+        }
+        Ok(request)
     }
+}
+
+/// The listener's handle on the connection a call came on (plain or TLS);
+/// `None` for calls that did not come through [`crate::listen::incoming`].
+fn connection_of(request: &Request<()>) -> Option<&ConnAuth> {
+    let ext = request.extensions();
+    ext.get::<ConnAuth>().or_else(|| {
+        ext.get::<tonic::transport::server::TlsConnectInfo<ConnAuth>>()
+            .map(tonic::transport::server::TlsConnectInfo::get_ref)
+    })
 }
 
 /// Which hosts a pattern allows.
@@ -147,6 +170,9 @@ pub struct Limits {
     pub max_duration: Option<Duration>,
     /// Largest request body.
     pub max_body: usize,
+    /// The process's open-file limit (`RLIMIT_NOFILE`), if known: a run may
+    /// hold no more connections than it leaves room for.
+    pub open_files: Option<u64>,
 }
 
 impl Default for Limits {
@@ -157,6 +183,7 @@ impl Default for Limits {
             max_rate: None,
             max_duration: None,
             max_body: DEFAULT_MAX_BODY,
+            open_files: None,
         }
     }
 }
@@ -203,6 +230,16 @@ impl Limits {
                 d
             )));
         }
+        if let Some(files) = self.open_files
+            && plan.connections as u64 + crate::listen::SPARE_FILES > files
+        {
+            return Err(Status::resource_exhausted(format!(
+                "{} connections need about {} open files; this agent's open-file limit (RLIMIT_NOFILE) is {files}: \
+                 raise its hard limit (ulimit -Hn, LimitNOFILE=) or ask for fewer connections",
+                plan.connections,
+                plan.connections as u64 + crate::listen::SPARE_FILES
+            )));
+        }
         if plan.body_len > self.max_body {
             return Err(Status::invalid_argument(format!(
                 "request body of {} bytes; this agent allows at most {} (--max-body)",
@@ -214,10 +251,11 @@ impl Limits {
 
     /// How many of `asked` more connections a run holding `holding` may open.
     pub fn more_connections(&self, holding: u32, asked: u32) -> u32 {
-        match self.max_connections {
-            Some(max) => asked.min(max.saturating_sub(holding)),
-            None => asked,
-        }
+        let by_files = self.open_files.map_or(u32::MAX, |f| {
+            u32::try_from(f.saturating_sub(crate::listen::SPARE_FILES)).unwrap_or(u32::MAX).saturating_sub(holding)
+        });
+        let by_flag = self.max_connections.map_or(u32::MAX, |max| max.saturating_sub(holding));
+        asked.min(by_files).min(by_flag)
     }
 
     /// The rate a run may be raised to.
@@ -269,6 +307,9 @@ mod tests {
         let mut req = Request::new(());
         req.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
         assert!(auth.call(req).is_ok());
+        let mut req = Request::new(());
+        req.metadata_mut().insert("authorization", "bearer s3cret".parse().unwrap());
+        assert!(auth.call(req).is_ok(), "the scheme is case-insensitive");
         assert!(Token::new("").is_none());
     }
 }

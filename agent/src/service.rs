@@ -283,7 +283,14 @@ impl RunTask {
             }
         }
         let last = snapshot(&mut self.acc, self.run.elapsed(), &self.control);
-        if self.connected {
+        if let Some(why) = self.run.panic() {
+            // A panic is a bug: the run fails loudly instead of finishing
+            // with whatever the other workers counted.
+            tracing::error!(run_id = self.run_id, "run failed: {why}");
+            if self.connected {
+                let _ = self.tx.send(Err(Status::internal(format!("the agent failed: {why}")))).await;
+            }
+        } else if self.connected {
             let _ = self.send(run_event::Event::Finished(last)).await;
         }
         tracing::info!(run_id = self.run_id, "run finished");

@@ -6,12 +6,14 @@
 //! # Layout
 //!
 //! - [`duration`]: `500ms`, `10s`, `2m` and why one is refused.
+//! - [`file`]: reading a named file with a size limit, regular files only.
 //! - [`shutdown`]: Ctrl-C or SIGTERM as one future.
 //! - [`sync`]: a poisoned mutex is still usable.
 
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod file;
 pub mod shutdown;
 pub mod sync;
 

@@ -31,7 +31,7 @@ pub enum Command {
     /// Start a target-server and two agents in-process, load /hello, print the report.
     Demo(DemoArgs),
     /// Serve an HTTP API and a web page that start runs and show them live.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Compare two saved JSON reports: is the candidate slower than the baseline?
     Compare(CompareArgs),
 }
@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// Allow serving on a non-loopback address without --api-token.
     #[arg(long)]
     pub insecure: bool,
+    /// Host names the API and page may be reached under besides IP addresses
+    /// and localhost (repeatable, or comma-separated); other Host headers are
+    /// refused, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Most runs going at once; more are refused with 429.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_runs: u32,

@@ -131,7 +131,8 @@ impl AgentLink {
         let link = self;
         use tonic::transport::{Certificate, ClientTlsConfig, Identity};
         let read = |field: Field, p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| UsageError::new(field, format!("cannot read {}: {e}", p.display())))
+            volley_common::file::read_file(p, crate::request::MAX_PEM_FILE)
+                .map_err(|e| UsageError::new(field, e.to_string()))
         };
         let tls = match &link.tls_ca {
             None => None,

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Field, ResolveError, UsageError};
 
+/// The largest `--agents @FILE` read (a line per agent: far more than any list).
+pub const MAX_AGENTS_FILE: u64 = 1 << 20;
+
 /// How long resolving one `dns:` name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -110,8 +113,8 @@ pub fn parse_agents(list: &str) -> Result<Vec<AgentSource>, UsageError> {
             push_agent(&mut out, parse_agent(entry)?)?;
             continue;
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError::new(Field::Agents, format!("cannot read {path:?}: {e}")))?;
+        let text = volley_common::file::read_text(std::path::Path::new(path), MAX_AGENTS_FILE)
+            .map_err(|e| UsageError::new(Field::Agents, e.to_string()))?;
         let before = out.len();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             if line.starts_with('@') {
@@ -240,6 +243,8 @@ mod tests {
         assert!(e.contains("not an address") && e.contains("agents\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
         let e = parse_agents("@/nonexistent/agents").unwrap_err().to_string();
-        assert!(e.contains("cannot read \"/nonexistent/agents\""), "{e}");
+        assert!(e.contains("cannot read /nonexistent/agents"), "{e}");
+        let e = parse_agents("@/dev/zero").unwrap_err().to_string();
+        assert!(e.contains("/dev/zero is not a regular file (a device)"), "{e}");
     }
 }

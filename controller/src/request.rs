@@ -26,6 +26,10 @@ use crate::error::{Field, UsageError};
 
 /// Connections when a request names none.
 const DEFAULT_CONNECTIONS: u32 = 10;
+/// The largest `-d @FILE` body read.
+pub const MAX_BODY_FILE: u64 = 256 << 20;
+/// The largest certificate or key file read (`--target-ca`, `--tls-*`).
+pub const MAX_PEM_FILE: u64 = 1 << 20;
 /// Per-request timeout when a request names none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -186,8 +190,8 @@ impl RunRequest {
         let target_ca_pem = match &self.target_ca {
             None => Vec::new(),
             Some(p) => {
-                let pem = std::fs::read(p)
-                    .map_err(|e| usage(Field::TargetCa, format!("cannot read {}: {e}", p.display())))?;
+                let pem = volley_common::file::read_file(p, MAX_PEM_FILE)
+                    .map_err(|e| usage(Field::TargetCa, e.to_string()))?;
                 // The same check the agents make, so a bad file stops the run here.
                 volley_proto::tls::server_name(&target.host)
                     .and_then(|_| volley_proto::tls::ca_roots(&pem))
@@ -211,10 +215,38 @@ impl RunRequest {
         if let Some(t) = self.threads.filter(|&t| t == 0 || t > limits::MAX_THREADS) {
             return Err(usage(Field::Threads, format!("{t} is not in 1..={}", limits::MAX_THREADS)));
         }
-        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= limits::MAX_RATE * 100.0)) {
-            return Err(usage(Field::Rate, format!("{r} is not a rate above 0 requests per second")));
+        if let Some(r) = self.rate.filter(|r| !(limits::MIN_RATE..=limits::MAX_RATE * 100.0).contains(r)) {
+            return Err(usage(
+                Field::Rate,
+                format!(
+                    "{} is not a rate between 1/86400 (one request a day) and {:e} requests per second",
+                    number(r),
+                    limits::MAX_RATE * 100.0
+                ),
+            ));
         }
+        let too_long = |field, d: Duration, max: Duration| {
+            (d > max).then(|| {
+                usage(
+                    field,
+                    format!(
+                        "{} is longer than the {} limit",
+                        humantime::format_duration(d),
+                        humantime::format_duration(max)
+                    ),
+                )
+            })
+        };
         let ramp_up = self.ramp_up.unwrap_or_default();
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let long = [
+            (Field::Duration, if let Limit::Duration(d) = limit { d } else { Duration::ZERO }, limits::MAX_DURATION),
+            (Field::RampUp, ramp_up, limits::MAX_DURATION),
+            (Field::Timeout, timeout, limits::MAX_TIMEOUT),
+        ];
+        if let Some(e) = long.into_iter().find_map(|(field, d, max)| too_long(field, d, max)) {
+            return Err(e);
+        }
         if let Limit::Duration(d) = limit
             && !ramp_up.is_zero()
             && ramp_up >= d
@@ -237,9 +269,8 @@ impl RunRequest {
         let body = match &self.body {
             None => Vec::new(),
             Some(b) => match b.strip_prefix('@').filter(|_| self.read_files) {
-                Some(path) => {
-                    std::fs::read(path).map_err(|e| usage(Field::Body, format!("cannot read {path:?}: {e}")))?
-                }
+                Some(path) => volley_common::file::read_file(std::path::Path::new(path), MAX_BODY_FILE)
+                    .map_err(|e| usage(Field::Body, e.to_string()))?,
                 // Over the API a body is taken as given, never read from this host's disk.
                 None => b.as_bytes().to_vec(),
             },
@@ -294,7 +325,7 @@ impl RunRequest {
             limit,
             connections,
             threads: self.threads,
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            timeout,
             success_status: self.success_status.clone(),
             output: self.output,
             rate: self.rate,
@@ -333,8 +364,12 @@ impl RunRequest {
             if name.is_empty() || !name.bytes().all(is_tchar) {
                 return Err(usage(Field::Headers, format!("{name:?} is not a header name")));
             }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
                 return Err(usage(Field::Headers, format!("the value of {name:?} contains a line break")));
+            }
+            // What HTTP allows in a value: visible bytes, spaces and tabs.
+            if let Some(b) = value.bytes().find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(usage(Field::Headers, format!("the value of {name:?} contains the control byte {b:#04x}")));
             }
             headers.push((name.to_owned(), value.as_bytes().to_vec()));
         }
@@ -390,10 +425,20 @@ impl RunRequest {
             return Err(usage(Field::Users, format!("{users} is not in 1..={}", limits::MAX_CONNECTIONS)));
         }
         let per_type = scenario.split_users(users).map_err(|e| usage(Field::Users, e.to_string()))?;
-        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-            return Err(usage(Field::SpawnRate, format!("{r} is not a number of users per second above 0")));
+        if let Some(r) = self.spawn_rate.filter(|r| !(r.is_finite() && *r >= limits::MIN_SPAWN_RATE)) {
+            return Err(usage(
+                Field::SpawnRate,
+                format!("{} is not a number of users per second of at least 1/86400 (one a day)", number(r)),
+            ));
         }
-        Ok(Some(ScenarioRun { json: scenario.to_json(), scenario, users, per_type, spawn_rate: self.spawn_rate }))
+        let json = scenario.to_json();
+        if json.len() > limits::MAX_SCENARIO {
+            return Err(usage(
+                Field::Scenario,
+                format!("{} bytes as sent to the agents; at most {} are allowed", json.len(), limits::MAX_SCENARIO),
+            ));
+        }
+        Ok(Some(ScenarioRun { json, scenario, users, per_type, spawn_rate: self.spawn_rate }))
     }
 }
 
@@ -424,6 +469,11 @@ fn url_hint(url: &str, e: volley_proto::target::UrlError) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// A user's number as a message shows it: `1e-300`, not 300 digits.
+fn number(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e9).contains(&x.abs()) { format!("{x:e}") } else { x.to_string() }
 }
 
 fn is_tchar(b: u8) -> bool {

@@ -305,8 +305,10 @@ impl Service {
             ));
         }
         let mut finished = runs.len() - running;
+        // Every run going now (the new one too) will finish and stay: room
+        // is made for them, so no more than `--keep` finished runs remain.
         runs.retain(|r| {
-            let forget = finished > self.args.keep && lock(&r.live).state != RunState::Running;
+            let forget = finished + running + 1 > self.args.keep && lock(&r.live).state != RunState::Running;
             finished -= usize::from(forget);
             !forget
         });
@@ -451,7 +453,7 @@ async fn charts(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> Resu
 async fn authorize(State(svc): State<Arc<Service>>, headers: HeaderMap, request: Request, next: Next) -> Response {
     if let Some(token) = &svc.token {
         let presented =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(volley_proto::auth::bearer);
         match presented {
             Some(p) if token.matches(p) => {}
             Some(_) => return ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
@@ -465,6 +467,76 @@ async fn authorize(State(svc): State<Arc<Service>>, headers: HeaderMap, request:
         }
     }
     next.run(request).await
+}
+
+/// Refuses what another web site could make a browser send here: any page
+/// the user visits may POST a `text/plain` body to `127.0.0.1` without a
+/// preflight, and a name it controls may resolve to this host (DNS
+/// rebinding). So, for every request, on loopback too and with or without a
+/// token: the `Host` must name this server (an IP address, `localhost` or an
+/// `--allowed-host`), an `Origin`, when sent, must be the page's own
+/// (`http://` + that Host), and a `POST` must say `Content-Type:
+/// application/json`, which no page can send cross-origin without a
+/// preflight this server never answers.
+async fn same_origin(State(svc): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    match svc.check_origin(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+impl Service {
+    fn check_origin(&self, method: &axum::http::Method, headers: &HeaderMap) -> Result<(), ApiError> {
+        let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| forbidden("a Host header naming this server is required".into()))?;
+        if !self.host_allowed(host) {
+            return Err(forbidden(format!(
+                "Host {host:?} is not a name of this server; reach it by IP address or localhost, or start it \
+                 with --allowed-host NAME"
+            )));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let own = format!("http://{host}");
+            if !origin.as_bytes().eq_ignore_ascii_case(own.as_bytes()) {
+                return Err(forbidden(format!(
+                    "cross-origin request from {} refused: this API answers only its own page ({own})",
+                    String::from_utf8_lossy(origin.as_bytes())
+                )));
+            }
+        }
+        if *method == axum::http::Method::POST {
+            let json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+            if !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a POST needs 'Content-Type: application/json'",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `host` (a Host header: name or address, optional port) names
+    /// this server: any IP address (a rebinding page cannot make a browser
+    /// send one for its own name), `localhost`, or an `--allowed-host`.
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => host
+                .rsplit_once(':')
+                .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+        };
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.args.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -486,6 +558,7 @@ fn router(svc: Arc<Service>) -> Router {
         .route("/openapi.yaml", get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }))
         .merge(api)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(svc.clone(), same_origin))
         .with_state(svc)
 }
 
@@ -536,7 +609,7 @@ mod tests {
     fn args() -> ServeArgs {
         let cli = crate::cli::Cli::parse_from(["controller", "serve"]);
         match cli.command {
-            crate::cli::Command::Serve(a) => a,
+            crate::cli::Command::Serve(a) => *a,
             _ => unreachable!(),
         }
     }

@@ -27,7 +27,8 @@ fn a_run_is_created_watched_and_reported_like_controller_run() {
     let api = spawn_serve(&["--agents", &format!("{},{}", a.addr, b.addr)]);
     let url = format!("http://{}/hello", server.local_addr());
     let body = json!({ "url": url, "requests": 20_003, "concurrency": 4, "fail_if": ["error_rate < 1%"] });
-    let (status, headers, text) = http(&api.addr, "POST", "/v1/runs", &[], &body.to_string());
+    let json_type = [("content-type", "application/json")];
+    let (status, headers, text) = http(&api.addr, "POST", "/v1/runs", &json_type, &body.to_string());
     assert_eq!(status, 201, "{text}");
     let id = serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap().to_owned();
     assert!(headers.contains(&("location".into(), format!("/v1/runs/{id}"))), "{headers:?}");

@@ -27,6 +27,13 @@ impl Token {
     }
 }
 
+/// The credentials of an `Authorization: Bearer ...` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are accepted.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start_matches(' '))
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
@@ -46,5 +53,15 @@ mod tests {
         assert!(!token.matches("s3cret!"));
         assert_eq!(token.expose(), "s3cret");
         assert!(Token::new("").is_none());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"] {
+            assert_eq!(bearer(v), Some("s3cret"), "{v:?}");
+        }
+        for v in ["Basic s3cret", "Bearers3cret", "s3cret", ""] {
+            assert_eq!(bearer(v), None, "{v:?}");
+        }
     }
 }

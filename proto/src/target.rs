@@ -87,9 +87,24 @@ pub fn parse_url(url: &str) -> Result<Target, UrlError> {
         port,
         authority: format!("{host}:{port}"),
         host_header,
-        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        path_and_query: encode_non_ascii(uri.path_and_query().map_or("/", |p| p.as_str())),
         tls,
     })
+}
+
+/// `path` with every non-ASCII byte percent-encoded: the URL parser lets raw
+/// UTF-8 through, but a request line carries ASCII (RFC 3986 §2.1), and a
+/// browser would send `/caf%C3%A9` for `/café`.
+fn encode_non_ascii(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -114,6 +129,8 @@ mod tests {
         assert_eq!((t.authority.as_str(), t.host.as_str(), t.tls), ("localhost:8443", "localhost", true));
         let t = parse_url("http://[::1]:9/").unwrap();
         assert_eq!((t.host.as_str(), t.authority.as_str(), t.port), ("::1", "[::1]:9", 9));
+        let t = parse_url("http://h/café?q=ü&r=%C3%A9").unwrap();
+        assert_eq!(t.path_and_query, "/caf%C3%A9?q=%C3%BC&r=%C3%A9", "raw UTF-8 is encoded, escapes kept");
         for bad in ["", "ftp://x/", "localhost:80/x", "http:///x", "/hello", "http://h:0/"] {
             assert!(parse_url(bad).is_err(), "{bad:?} accepted");
         }

@@ -125,7 +125,7 @@ pub(crate) fn compile_step(
     step: &Step,
     slots: &Slots,
     all: &Slots,
-    names: &mut Vec<(String, String)>,
+    names: &mut NameSlots,
 ) -> Result<CompiledStep, FieldError> {
     let method = http::Method::from_bytes(step.method.as_bytes())
         .map_err(|_| field_err("method", format!("{:?} is not an HTTP method", step.method)))?;
@@ -176,15 +176,29 @@ pub(crate) fn compile_step(
         let slot = all.find(var).ok_or_else(|| field_err(format!("capture.{var}"), ONLY_SETUP))?;
         captures.push((slot, c.clone()));
     }
-    let key = (step.name.clone(), method.as_str().to_owned());
-    let name_slot = match names.iter().position(|n| *n == key) {
-        Some(i) => i,
-        None => {
-            names.push(key);
-            names.len() - 1
-        }
-    };
+    let name_slot = names.slot(&step.name, method.as_str());
     Ok(CompiledStep { name_slot, method, path, query, headers, body, captures, assert: step.assert.clone() })
+}
+
+/// Request names as (name, method) in slot order, with an index, so
+/// compiling stays linear in the number of steps.
+#[derive(Debug, Default)]
+pub(crate) struct NameSlots {
+    list: Vec<(String, String)>,
+    index: std::collections::HashMap<(String, String), usize>,
+}
+
+impl NameSlots {
+    /// The slot of (`name`, `method`), a new one the first time.
+    fn slot(&mut self, name: &str, method: &str) -> usize {
+        let key = (name.to_owned(), method.to_owned());
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        self.list.push(key.clone());
+        self.index.insert(key, self.list.len() - 1);
+        self.list.len() - 1
+    }
 }
 
 /// Where a compile error is: user index, `setup` or `request`, step index.
@@ -249,13 +263,16 @@ impl Scenario {
                 "every user type has weight 0: give one a weight above 0, or a count".into(),
             ));
         }
-        let mut names = Vec::new();
+        let mut names = NameSlots::default();
         let mut users = Vec::new();
+        // Each type's name and index, to refuse a repeat without a quadratic scan.
+        let mut seen = std::collections::HashMap::with_capacity(self.users.len());
         for (u, user) in self.users.iter().enumerate() {
             if user.name.trim().is_empty() {
                 return Err(error(Place::User(u), "name", "a user type needs a name".into()));
             }
-            if let Some(first) = self.users[..u].iter().position(|o| o.name == user.name) {
+            if let Some(first) = seen.insert(user.name.as_str(), u) {
+                seen.insert(user.name.as_str(), first);
                 let why =
                     format!("user type {:?} is already user[{first}]; names tell types apart in reports", user.name);
                 return Err(error(Place::User(u), "name", why));
@@ -320,7 +337,7 @@ impl Scenario {
                 initial,
             });
         }
-        Ok(Compiled { base_url: base_url.trim_end_matches('/').to_owned(), users, names })
+        Ok(Compiled { base_url: base_url.trim_end_matches('/').to_owned(), users, names: names.list })
     }
 }
 

@@ -134,14 +134,24 @@ impl Reader<'_> {
     }
 }
 
+/// The largest scenario file read.
+pub const MAX_FILE: u64 = 4 << 20;
+/// The largest `body_file` read: the scenario that carries it to the agents
+/// may be no larger (`MAX_SCENARIO` of the contract, 1 MiB).
+pub const MAX_BODY_FILE: u64 = 1 << 20;
+
 /// Reads and checks the scenario file at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let text = volley_common::file::read_text(path, MAX_FILE).map_err(|e| ScenarioError {
         origin: origin.clone(),
         at: None,
         field: "(file)".into(),
-        message: format!("cannot read it: {e}"),
+        // The origin already names the file.
+        message: match e {
+            volley_common::file::FileError::Io { source, .. } => format!("cannot read it: {source}"),
+            other => other.to_string(),
+        },
     })?;
     parse(&text, &origin, path.parent().unwrap_or(Path::new(".")))
 }
@@ -329,9 +339,9 @@ fn read_step(
             ));
         };
         let path = base_dir.join(file.get_ref());
-        let text = std::fs::read(&path).map_err(|e| {
-            r.err(file.span(), format!("{at}.body_file"), format!("cannot read {}: {e}", path.display()))
-        })?;
+        // A body larger than a whole scenario could not be sent to the agents anyway.
+        let text = volley_common::file::read_file(&path, MAX_BODY_FILE)
+            .map_err(|e| r.err(file.span(), format!("{at}.body_file"), e.to_string()))?;
         let text = String::from_utf8(text).map_err(|_| {
             r.err(file.span(), format!("{at}.body_file"), format!("{} is not UTF-8 text", path.display()))
         })?;

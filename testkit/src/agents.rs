@@ -37,6 +37,23 @@ pub fn spawn_agent_bin(bin: impl Into<PathBuf>, listen: &str, extra: &[&str]) ->
     )
 }
 
+/// Starts a real agent on a free loopback port under `prlimit` (util-linux)
+/// with its open-file limit, soft and hard, set to `files`: an agent short
+/// of descriptors, as on a host with a low `ulimit -n`.
+pub fn spawn_agent_with_open_files(files: u64, extra: &[&str]) -> Proc {
+    let limit = format!("--nofile={files}:{files}");
+    spawn_ready(
+        Command::new("prlimit")
+            .arg(limit)
+            .arg(agent_bin())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env_remove("VOLLEY_TOKEN")
+            .stderr(Stdio::inherit()),
+    )
+}
+
 /// An agent serving gRPC in this process, on its own thread and runtime so
 /// that it serves the same from a plain `#[test]` and a `#[tokio::test]`.
 /// Stopped (and its thread joined) when dropped.

@@ -148,7 +148,8 @@ pub fn http(
     (r.status, r.headers, text)
 }
 
-/// [`http`] for JSON answers.
+/// [`http`] for JSON: a non-empty body goes as `Content-Type:
+/// application/json` (unless `headers` name one), the answer is parsed.
 pub fn http_json(
     addr: &str,
     method: &str,
@@ -156,7 +157,11 @@ pub fn http_json(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let (status, _, text) = http(addr, method, path, headers, body);
+    let mut all = headers.to_vec();
+    if !body.is_empty() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        all.push(("content-type", "application/json"));
+    }
+    let (status, _, text) = http(addr, method, path, &all, body);
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text:?}"));
     (status, v)
 }

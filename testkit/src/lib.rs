@@ -21,7 +21,9 @@ pub mod process;
 pub mod target;
 pub mod wait;
 
-pub use agents::{InProcessAgent, agent_bin, in_process_agent, spawn_agent, spawn_agent_on};
+pub use agents::{
+    InProcessAgent, agent_bin, in_process_agent, spawn_agent, spawn_agent_on, spawn_agent_with_open_files,
+};
 pub use ca::{Leaf, PemDir, TestCa};
 pub use controller::{
     Run, Running, agent_row, controller, controller_bin, example_scenario, json_report, spawn_controller, spawn_serve,
