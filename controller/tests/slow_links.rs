@@ -25,7 +25,7 @@ fn a_600_ms_link_starts_and_is_not_called_lost() {
     let r = json_report(&out);
     assert_eq!(r["total_requests"], 4000);
     assert_eq!(agent_row(&r, &far.address())["state"], "done");
-    assert_eq!(server.stats().count("/ok", 200), 4000, "the target served exactly n");
+    assert_eq!(server.stats().path_total("/ok"), 4000, "the target served exactly n");
     server.shutdown();
 }
 
@@ -43,7 +43,7 @@ fn a_refused_plan_starts_nobody() {
     assert!(stderr(&out).contains("--max-connections"), "{}", stderr(&out));
     // Give a wrongly started agent time to send.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(server.stats().count("/ok", 200), 0, "an agent started although the run was refused");
+    assert_eq!(server.stats().path_total("/ok"), 0, "an agent started although the run was refused");
     // The willing agent gave the run up and is free again.
     let again = Run::new(&url).agents(&[&willing.addr]).requests(10).connections(1).output();
     assert!(again.status.success(), "{}", stderr(&again));
@@ -67,7 +67,7 @@ fn a_slow_controller_link_does_not_show_as_target_latency() {
     // The target answers in well under a millisecond; a grant wait would add
     // at least a 300 ms round trip.
     assert!(p99 < 100.0, "p99 {p99} ms");
-    assert_eq!(server.stats().count("/ok", 200), 6000);
+    assert_eq!(server.stats().path_total("/ok"), 6000);
     server.shutdown();
 }
 
