@@ -141,6 +141,12 @@ impl Quota {
         self.more.notify_waiters();
     }
 
+    /// More grants follow after all (the controller lost another agent after
+    /// it said "no more grants"): connections wait for them again.
+    fn reopen(&self) {
+        self.open.store(true, Ordering::Relaxed);
+    }
+
     /// Requests taken from the grants so far.
     fn taken(&self) -> u64 {
         self.granted.load(Ordering::Relaxed).saturating_sub(self.remaining.load(Ordering::Relaxed))
@@ -217,6 +223,12 @@ impl Control {
     /// more grants follow and the run finishes once these are used.
     pub fn grant(&self, add: u64, last: bool) {
         self.shared.quota.grant(add, last);
+    }
+
+    /// Count mode: more grants follow after all; connections that have not
+    /// finished yet wait for them instead of finishing.
+    pub fn reopen(&self) {
+        self.shared.quota.reopen();
     }
 
     /// Count mode: requests the workers have taken from the grants so far.

@@ -39,6 +39,8 @@ struct Active {
     connections: u32,
     /// When the controller last renewed the run lease.
     renewed: Arc<Mutex<std::time::Instant>>,
+    /// Two-phase start: where the start instant goes when a Renew brings it.
+    start: Option<tokio::sync::oneshot::Sender<std::time::SystemTime>>,
 }
 
 /// How often the run lease is checked.
@@ -113,37 +115,33 @@ impl Agent for AgentService {
                 control: None,
                 connections: 0,
                 renewed: Arc::new(Mutex::new(std::time::Instant::now())),
+                start: None,
             });
         }
         let guard = BusyGuard(self.active.clone());
-        let plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
+        let await_start = plan.await_start;
+        let mut plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
         self.limits.check(&plan)?;
-        // Count mode has no end time of its own: the agent's --max-duration
-        // bounds it all the same.
-        let cap = match plan.limit {
-            crate::plan::Limit::Requests(_) => self.limits.max_duration,
-            crate::plan::Limit::Duration(_) => None,
-        };
-        let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
-        let run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
-        let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
-        if let Some(a) = lock(&self.active).as_mut() {
-            if a.cancelled {
-                run.stopper().stop();
-            }
-            a.stopper = Some(run.stopper());
-            a.control = Some(run.control());
-            a.connections = connections as u32;
-            renewed = a.renewed.clone();
-            // The lease runs from the start, not from the first request.
-            *renewed.lock().unwrap_or_else(|p| p.into_inner()) = run.start_instant();
-        }
-        tracing::info!(run_id, threads, connections, "run started");
         let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
-        let task = RunTask::new(run, run_id, tx, lease, renewed, cap);
+        if !await_start {
+            self.launch(plan, guard, tx)?;
+            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        }
+        // Two-phase start: accepted; the start instant comes with a Renew.
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel();
+        if let Some(a) = lock(&self.active).as_mut() {
+            a.start = Some(start_tx);
+        }
+        let service = self.clone();
         tokio::spawn(async move {
-            let _guard = guard;
-            task.run(threads as u32, connections as u32).await;
+            let Some(at) = service.wait_for_start(start_rx, &tx, plan.lease).await else {
+                tracing::info!(run_id, "run given up before its start");
+                return; // dropping the guard frees the agent
+            };
+            plan.start_at = Some(at);
+            if let Err(status) = service.launch(plan, guard, tx.clone()) {
+                let _ = tx.send(Err(status)).await;
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -156,6 +154,10 @@ impl Agent for AgentService {
                 a.cancelled = true;
                 if let Some(s) = &a.stopper {
                     s.stop();
+                }
+                // A run still waiting for its start starts at once and stops.
+                if let Some(start) = a.start.take() {
+                    let _ = start.send(std::time::SystemTime::now());
                 }
                 true
             }
@@ -177,9 +179,17 @@ impl Agent for AgentService {
             return Ok(Response::new(RenewReply { running: false }));
         };
         *a.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        if r.start_at_unix_us > 0
+            && let Some(start) = a.start.take()
+        {
+            let _ = start.send(std::time::SystemTime::UNIX_EPOCH + Duration::from_micros(r.start_at_unix_us));
+        }
         if let Some(c) = &a.control {
             // Count mode: the agent's half of the grant protocol described
             // next to `RenewRequest` in proto/proto/volley.proto.
+            if r.reopen {
+                c.reopen();
+            }
             if r.add_requests > 0 || r.last {
                 c.grant(r.add_requests, r.last);
             }
@@ -194,6 +204,66 @@ impl Agent for AgentService {
             }
         }
         Ok(Response::new(RenewReply { running: true }))
+    }
+}
+
+impl AgentService {
+    /// Two-phase start: waits for the start instant a Renew brings; `None`
+    /// when the run is given up first (the controller dropped the stream or
+    /// let the lease run out).
+    async fn wait_for_start(
+        &self,
+        mut start: tokio::sync::oneshot::Receiver<std::time::SystemTime>,
+        tx: &mpsc::Sender<Result<RunEvent, Status>>,
+        lease: Option<Duration>,
+    ) -> Option<std::time::SystemTime> {
+        let renewed = lock(&self.active).as_ref().map(|a| a.renewed.clone())?;
+        let mut check = tokio::time::interval(LEASE_CHECK);
+        loop {
+            tokio::select! {
+                at = &mut start => return at.ok(),
+                _ = tx.closed() => return None,
+                _ = check.tick() => {
+                    let since = renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                    if lease.is_some_and(|l| since > l) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts the workers of an accepted `plan` and the task that streams
+    /// their events to `tx`; `guard` frees the agent when that task ends.
+    fn launch(&self, plan: Plan, guard: BusyGuard, tx: mpsc::Sender<Result<RunEvent, Status>>) -> Result<(), Status> {
+        let run_id = lock(&self.active).as_ref().map(|a| a.run_id.clone()).unwrap_or_default();
+        // Count mode has no end time of its own: the agent's --max-duration
+        // bounds it all the same.
+        let cap = match plan.limit {
+            crate::plan::Limit::Requests(_) => self.limits.max_duration,
+            crate::plan::Limit::Duration(_) => None,
+        };
+        let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
+        let run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
+        let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
+        if let Some(a) = lock(&self.active).as_mut() {
+            if a.cancelled {
+                run.stopper().stop();
+            }
+            a.stopper = Some(run.stopper());
+            a.control = Some(run.control());
+            a.connections = connections as u32;
+            renewed = a.renewed.clone();
+            // The lease runs from the start, not from the first request.
+            *renewed.lock().unwrap_or_else(|p| p.into_inner()) = run.start_instant();
+        }
+        tracing::info!(run_id, threads, connections, "run started");
+        let task = RunTask::new(run, run_id, tx, lease, renewed, cap);
+        tokio::spawn(async move {
+            let _guard = guard;
+            task.run(threads as u32, connections as u32).await;
+        });
+        Ok(())
     }
 }
 

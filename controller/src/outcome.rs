@@ -90,8 +90,11 @@ pub struct Outcome {
     pub duration: Duration,
     /// Whether the run was cancelled by the user.
     pub cancelled: bool,
-    /// The most requests lost agents may have sent unseen, in total.
+    /// The most requests lost agents may have sent unseen, in total (`None`
+    /// when no agent was lost, or when the bound is unknown: see below).
     pub unaccounted_max: Option<u64>,
+    /// Why what lost agents may have sent unseen has no known bound, if so.
+    pub unaccounted_unknown: Option<String>,
     /// Count mode: requests no agent was left to send (every agent lost).
     pub unassigned: u64,
 }

@@ -300,9 +300,13 @@ pub struct Report {
     /// Whether the run was cancelled before its end.
     pub cancelled: bool,
     /// When agents were lost: the most requests they may have sent after
-    /// their last report (not counted above); `null` when none was lost.
+    /// their last report (not counted above); `null` when none was lost or
+    /// when no bound is known.
     pub unaccounted_max: Option<u64>,
-    /// Count mode: requests no agent was left to send (every agent was lost).
+    /// When agents were lost and no bound of what they sent unseen is known:
+    /// why; `null` otherwise.
+    pub unaccounted_unknown: Option<String>,
+    /// Count mode: requests no agent was left running to send.
     pub unassigned: u64,
     /// The merged per-second series.
     pub series: Vec<SecondRow>,
@@ -556,6 +560,7 @@ impl Report {
                 .collect(),
             cancelled: outcome.cancelled,
             unaccounted_max: outcome.unaccounted_max,
+            unaccounted_unknown: outcome.unaccounted_unknown.clone(),
             unassigned: outcome.unassigned,
             series: Vec::new(),
             thresholds: Vec::new(),
@@ -659,9 +664,11 @@ impl Report {
                 "Unaccounted requests:   up to {n} (sent by lost agents after their last report; not counted above)"
             );
         }
+        if let Some(why) = &self.unaccounted_unknown {
+            let _ = writeln!(s, "Unaccounted requests:   unknown ({why}; not counted above)");
+        }
         if self.unassigned > 0 {
-            let _ =
-                writeln!(s, "Unassigned requests:    {} (every agent was lost before sending them)", self.unassigned);
+            let _ = writeln!(s, "Unassigned requests:    {} (no agent was left running to send them)", self.unassigned);
         }
         let _ = writeln!(
             s,

@@ -9,6 +9,7 @@
 //! - [`http`]: one raw HTTP/1.1 client, so tests see exactly what goes over the wire.
 //! - [`controller`]: the real `controller` binary, and [`Run`] to say what a run is.
 //! - [`wait`]: polling for an outcome with a deadline.
+//! - [`proxy`]: a TCP proxy that delays, and can cut, a controller–agent link.
 //!
 //! Everything here panics with a message on failure: it is test code.
 
@@ -18,6 +19,7 @@ pub mod ca;
 pub mod controller;
 pub mod http;
 pub mod process;
+pub mod proxy;
 pub mod target;
 pub mod wait;
 
@@ -31,5 +33,6 @@ pub use controller::{
 };
 pub use http::{Client, Response, http, http_json};
 pub use process::{Address, Proc, ready_address, signal, spawn_ready};
+pub use proxy::{Proxy, delay_proxy};
 pub use target::{served_at_least, spawn_target, target, target_server_bin, target_tls};
 pub use wait::within;

@@ -1,5 +1,5 @@
-//! Connecting to an agent and asking it to describe itself, with a typed
-//! error for every way that can fail.
+//! Connecting to an agent and asking it to describe itself (several times,
+//! to measure its link), with a typed error for every way that can fail.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +8,19 @@ use tonic::transport::{Channel, Endpoint};
 use volley_proto::agent_client::AgentClient;
 use volley_proto::{AgentInfo, DescribeRequest, PROTOCOL_VERSION};
 
+use super::link::{Link, SAMPLES};
 use crate::config::ChannelConfig;
 
-/// How long connecting to and describing one agent may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting to and describing one agent may take. Nothing is
+/// known of the link yet, so this is generous: a TCP handshake that loses its
+/// first SYN alone takes over a second, and a TLS handshake and the Describe
+/// calls add several round trips.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keepalive pings, a backstop only: the merge loop judges an agent's
+/// silence by its measured link, so pings must never give up sooner than
+/// that would on any link the connect timeout admits.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Adds the shared token to every call.
 #[derive(Debug, Clone)]
@@ -46,6 +55,8 @@ pub enum ConnectError {
         "does not answer as a Volley agent (a TLS agent needs --tls-ca; mutual TLS also --tls-cert and --tls-key): {0}"
     )]
     NotAnAgent(String),
+    #[error("the connection failed while describing the agent: {0}")]
+    Link(String),
     #[error("did not answer within {CONNECT_TIMEOUT:?}")]
     Timeout,
     #[error("speaks protocol version {theirs} but this controller speaks {PROTOCOL_VERSION} (agent version {version})")]
@@ -82,8 +93,34 @@ pub struct Connected {
     pub address: String,
     pub client: Client,
     pub info: AgentInfo,
-    /// How long Describe took: a round trip plus the agent's reply time.
-    pub rtt: Duration,
+    /// Its link, measured by [`SAMPLES`] Describe calls.
+    pub link: Link,
+}
+
+/// A gRPC status on one line with its causes, each once: a transport
+/// failure's message alone ("http2 error", "transport error") names no cause.
+pub fn status_line(s: &tonic::Status) -> String {
+    let mut out = match s.code() {
+        tonic::Code::DeadlineExceeded => format!("no answer in time ({})", s.message()),
+        tonic::Code::Unauthenticated => format!("refused the controller's token: {}", s.message()),
+        _ => s.message().to_owned(),
+    };
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}
+
+/// Whether `s` comes from the connection rather than from the agent's answer.
+fn is_transport(s: &tonic::Status) -> bool {
+    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown)
+        && std::error::Error::source(s).is_some()
 }
 
 /// Connects to the agent at `address` and checks it can take a run.
@@ -94,8 +131,8 @@ pub async fn connect(address: String, channel: ChannelConfig) -> Result<Connecte
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // HTTP/2 pings notice a silent peer even when no RPC is in flight.
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(KEEPALIVE_EVERY)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     if let Some(tls) = channel.tls.clone() {
         endpoint = endpoint.tls_config(tls).map_err(ConnectError::Tls)?;
@@ -108,18 +145,23 @@ pub async fn connect(address: String, channel: ChannelConfig) -> Result<Connecte
     let attempt = async {
         let transport = endpoint.connect().await.map_err(ConnectError::Unreachable)?;
         let mut client = AgentClient::with_interceptor(transport, Bearer(bearer));
-        let asked = Instant::now();
-        let info = client
-            .describe(DescribeRequest {})
-            .await
-            .map_err(|s| match s.code() {
+        let mut samples = Vec::with_capacity(SAMPLES);
+        let mut info = None;
+        for _ in 0..SAMPLES {
+            let asked = Instant::now();
+            let answer = client.describe(DescribeRequest {}).await.map_err(|s| match s.code() {
                 tonic::Code::Unauthenticated => ConnectError::Unauthenticated(s.message().to_owned()),
-                _ => ConnectError::NotAnAgent(s.message().to_owned()),
-            })?
-            .into_inner();
-        Ok::<_, ConnectError>((client, info, asked.elapsed()))
+                _ if is_transport(&s) => ConnectError::Link(status_line(&s)),
+                _ => ConnectError::NotAnAgent(status_line(&s)),
+            })?;
+            samples.push(asked.elapsed());
+            info = Some(answer.into_inner());
+        }
+        // SAMPLES is not zero, so the loop ran and set it.
+        let info = info.expect("at least one Describe");
+        Ok::<_, ConnectError>((client, info, Link::from_samples(&samples)))
     };
-    let (client, info, rtt) =
+    let (client, info, link) =
         tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| ConnectError::Timeout)??;
     if info.protocol_version != PROTOCOL_VERSION {
         return Err(ConnectError::Protocol { theirs: info.protocol_version, version: info.version });
@@ -127,7 +169,7 @@ pub async fn connect(address: String, channel: ChannelConfig) -> Result<Connecte
     if info.busy {
         return Err(ConnectError::Busy);
     }
-    Ok(Connected { address, client, info, rtt })
+    Ok(Connected { address, client, info, link })
 }
 
 #[cfg(test)]

@@ -11,8 +11,13 @@ use volley_stats::Totals;
 
 use super::RENEW_EVERY;
 use super::connect::Client;
+use super::connect::status_line;
 use super::ledger::{Ledger, Renewal, Renewals};
 use crate::outcome::{AgentOutcome, AgentState, Observer, Outcome};
+
+/// Why the bound of what lost agents sent unseen is unknown.
+const UNKNOWN_BOUND: &str = "a lost agent of a closed-model duration run may have gone on sending at the target's pace \
+                             until its lease ran out";
 
 /// How often the loop looks for agents that have gone silent.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(100);
@@ -46,22 +51,29 @@ pub struct Merge<'a> {
 }
 
 impl<'a> Merge<'a> {
-    /// Starts reading `streams` (agent index, stream) and renewing those
-    /// agents' leases; `clients` are every agent's, in the ledger's order.
+    /// Starts reading `streams` (agent index, stream) of agents that accepted
+    /// their plans, sends them the start instant `start` (Unix microseconds,
+    /// and the same on this host's monotonic clock) and renews their leases;
+    /// `clients` are every agent's, in the ledger's order.
     pub fn start(
         run_id: String,
         mut ledger: Ledger,
         clients: Vec<Client>,
         streams: Vec<(usize, tonic::Streaming<volley_proto::RunEvent>)>,
+        start: (u64, Instant),
         observer: &'a mut dyn Observer,
     ) -> Merge<'a> {
         let mut links: Vec<Link> = clients.into_iter().map(|client| Link { client, renew: None }).collect();
         let (tx, events) = mpsc::unbounded_channel();
         for (i, stream) in streams {
-            ledger.started(i, Instant::now());
+            ledger.started(i, start.1);
             let (renew_tx, renew_rx) = mpsc::unbounded_channel();
+            // The start goes first: the renewer sends queued requests in order.
+            let go = RenewRequest { run_id: run_id.clone(), start_at_unix_us: start.0, ..Default::default() };
+            let _ = renew_tx.send(go);
             links[i].renew = Some(renew_tx);
-            tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx));
+            let timeout = ledger.slots()[i].link.renew_timeout();
+            tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx, timeout));
             tokio::spawn(forward(i, stream, tx.clone()));
         }
         observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
@@ -99,16 +111,19 @@ impl<'a> Merge<'a> {
             }
             Event::Finished { totals, elapsed } => {
                 self.total.add(&totals);
-                let state = self.ledger.finished(i, &totals, elapsed, self.cancelled);
+                let (state, renewals, unassigned) = self.ledger.finished(i, &totals, elapsed, self.cancelled);
                 self.links[i].renew = None;
                 self.observer.delta(i, &totals, elapsed);
                 self.observer.ended(i, state, None);
+                self.unassigned += unassigned;
+                self.send(renewals);
             }
             Event::Broken(why) => self.lose(i, why),
         }
     }
 
-    /// Gives up on agents that have sent nothing for [`LOST_AFTER`](super::LOST_AFTER).
+    /// Gives up on agents that have sent nothing for their link's loss time
+    /// ([`Link::lost_after`](super::link::Link::lost_after)).
     fn on_watchdog(&mut self) {
         for (i, silent) in self.ledger.silent(Instant::now()) {
             // An earlier loss in this round may have ended it already.
@@ -142,9 +157,10 @@ impl<'a> Merge<'a> {
         self.links[i].renew = None;
         let mut client = self.links[i].client.clone();
         let run_id = self.run_id.clone();
+        let timeout = self.ledger.slots()[i].link.renew_timeout();
         tokio::spawn(async move {
             let mut req = tonic::Request::new(CancelRequest { run_id });
-            req.set_timeout(RENEW_EVERY);
+            req.set_timeout(timeout);
             client.cancel(req).await
         });
         self.observer.ended(i, AgentState::Lost, Some(&why));
@@ -160,6 +176,7 @@ impl<'a> Merge<'a> {
             match renewal {
                 Renewal::Grant(n) => req.add_requests = n,
                 Renewal::NoMoreGrants => req.last = true,
+                Renewal::Reopen => req.reopen = true,
                 Renewal::Takeover { add_connections, new_rate } => {
                     req.add_connections = add_connections;
                     req.new_rate = new_rate.unwrap_or(0.0);
@@ -176,8 +193,12 @@ impl<'a> Merge<'a> {
     pub fn finish(self, unreachable: Vec<AgentOutcome>) -> Outcome {
         let mut agents = self.ledger.into_outcomes();
         let duration = agents.iter().map(|o| o.elapsed).max().unwrap_or_default();
-        let any_lost = agents.iter().any(|o| o.state == AgentState::Lost);
-        let unaccounted_max = any_lost.then(|| agents.iter().filter_map(|o| o.unaccounted_max).sum());
+        let lost = || agents.iter().filter(|o| o.state == AgentState::Lost);
+        // One lost agent without a bound makes the whole bound unknown.
+        let unknown = lost().any(|o| o.unaccounted_max.is_none());
+        let unaccounted_max =
+            (lost().next().is_some() && !unknown).then(|| lost().filter_map(|o| o.unaccounted_max).sum());
+        let unaccounted_unknown = unknown.then(|| UNKNOWN_BOUND.to_owned());
         agents.extend(unreachable);
         Outcome {
             agents,
@@ -185,6 +206,7 @@ impl<'a> Merge<'a> {
             duration,
             cancelled: self.cancelled,
             unaccounted_max,
+            unaccounted_unknown,
             unassigned: self.unassigned,
         }
     }
@@ -199,7 +221,7 @@ async fn forward(
     loop {
         let event = match stream.next().await {
             None => Event::Broken("its stream ended before the final snapshot".into()),
-            Some(Err(status)) => Event::Broken(format!("its stream failed: {}", status.message())),
+            Some(Err(status)) => Event::Broken(format!("its stream failed: {}", status_line(&status))),
             Some(Ok(ev)) => match ev.event {
                 Some(run_event::Event::Started(s)) => Event::Started { threads: s.threads, skew_us: s.start_skew_us },
                 Some(run_event::Event::Progress(snap)) => match Totals::from_snapshot(&snap) {
@@ -225,11 +247,15 @@ async fn forward(
 }
 
 /// Renews one agent's run lease every [`RENEW_EVERY`] and forwards grants,
-/// until its channel closes (the agent finished or was lost).
-async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>) {
+/// in order, until its channel closes (the agent finished or was lost). One
+/// Renew may take up to `timeout` (its link's); beats missed meanwhile are
+/// skipped, never queued.
+async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>, timeout: Duration) {
     let mut beat = tokio::time::interval(RENEW_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let req = tokio::select! {
+            biased;
             r = rx.recv() => match r {
                 Some(r) => r,
                 None => return,
@@ -238,9 +264,9 @@ async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedRece
         };
         let mut req = tonic::Request::new(req);
         // A cut-off agent must not hold the renewals of this one forever.
-        req.set_timeout(RENEW_EVERY);
+        req.set_timeout(timeout);
         if let Err(status) = client.renew(req).await {
-            tracing::debug!("renew failed: {}", status.message());
+            tracing::debug!("renew failed: {}", status_line(&status));
         }
     }
 }

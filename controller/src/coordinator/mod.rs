@@ -7,8 +7,10 @@
 //! 2. Split connections in proportion to the agents' worker threads and the
 //!    request quota (or rate) in proportion to connections, so agents finish
 //!    together.
-//! 3. Send every agent its plan with one common start instant a little in the
-//!    future, so they begin together.
+//! 3. Send every agent its plan; once every agent has accepted it, send them
+//!    all one common start instant a little in the future, so they begin
+//!    together (the two-phase start described in `volley.proto`). If any
+//!    refuses, none starts.
 //! 4. Merge snapshot deltas as they arrive, per agent and overall, until every
 //!    stream has ended with its final snapshot. Cancelling stops the agents
 //!    and still reports what they did.
@@ -19,28 +21,30 @@
 //! (the `Renew` RPC); an agent whose lease expires stops on its own, so a dead
 //! or cut-off controller never leaves load running. The controller in turn
 //! expects a snapshot from every agent about once a second: an agent whose
-//! stream breaks, or that sends nothing for [`LOST_AFTER`], is marked lost,
-//! and everything it reported is kept.
+//! stream breaks, or that sends nothing for a time that follows its measured
+//! link ([`link`]), is marked lost, and everything it reported is kept.
 //!
 //! In count mode the quota is not handed out whole: each agent gets grants a
-//! couple of seconds ahead of its pace, so when it is lost, at most its
+//! couple of seconds (and a few round trips) ahead of its pace, so when it is lost, at most its
 //! granted-but-unreported requests can have been sent unseen. Those are shown
 //! as `unaccounted` (an upper bound), and its unfinished quota (its share minus
 //! what it reported) moves to the surviving agents, so the report still
 //! accounts for exactly `n` requests. To keep that possible, no agent is told
-//! "no more grants" until every running agent has used its share. In duration
-//! and rate modes the survivors take over the lost agent's connections and
-//! rate for the rest of the run.
+//! "no more grants" until every running agent has used its share, and one
+//! told so is reopened when it is needed. In duration and rate modes the
+//! survivors take over the lost agent's connections and rate for the rest of
+//! the run.
 
 mod connect;
 mod ledger;
+pub mod link;
 mod merge;
 mod plan;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use connect::{Bearer, Client, ConnectError};
-use connect::{Connected, connect};
+use connect::{CONNECT_TIMEOUT, Connected, connect, status_line};
 use ledger::Ledger;
 use merge::Merge;
 use volley_proto::run_plan;
@@ -49,12 +53,8 @@ use crate::config::{Limit, RunConfig};
 use crate::error::Error;
 use crate::outcome::{AgentOutcome, Observer, Outcome};
 
-/// An agent that sends nothing for this long is lost. Agents send a snapshot
-/// every second, so this detects a dead or cut-off agent within 3 s.
-pub const LOST_AFTER: Duration = Duration::from_millis(2200);
-/// The run lease agents are given; the controller renews every [`RENEW_EVERY`].
-pub const LEASE: Duration = Duration::from_secs(3);
-/// How often the controller renews every agent's lease.
+/// How often the controller renews every agent's lease (each Renew may take
+/// longer: see [`link::Link::renew_timeout`]).
 pub const RENEW_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs `cfg` on the agents at `addresses` and merges their results, telling
@@ -68,12 +68,16 @@ pub async fn execute(
 ) -> Result<Outcome, Error> {
     let (agents, unreachable) = connect_all(cfg, addresses).await?;
     let shares = plan::shares(cfg, &agents.iter().map(|a| a.info.worker_threads).collect::<Vec<_>>());
-    let start_us = plan::start_at_us(agents.iter().map(|a| a.rtt).max().unwrap_or_default());
-    let run_id = format!("run-{start_us:x}");
+    let links: Vec<link::Link> = agents.iter().map(|a| a.link).collect();
+    let run_id = format!("run-{:x}", plan::start_at_us(Duration::ZERO));
     let outcomes = agents.iter().zip(&shares).map(|(a, s)| plan::planned(a, s)).collect();
-    let mut ledger = Ledger::new(outcomes, matches!(cfg.limit, Limit::Requests(_)), std::time::Instant::now());
+    let mut ledger = Ledger::new(outcomes, matches!(cfg.limit, Limit::Requests(_)), Instant::now());
+    for (i, l) in links.iter().enumerate() {
+        ledger.set_link(i, *l);
+    }
 
-    // Send every plan; a refusal by any agent aborts the run before it starts.
+    // Phase one: send every plan; a refusal by any agent, or no answer in
+    // time, aborts the run before any agent starts.
     let mut sends = Vec::new();
     for (i, (a, share)) in agents.iter().zip(&shares).enumerate() {
         let limit = match cfg.limit {
@@ -83,27 +87,37 @@ pub async fn execute(
             },
             Limit::Duration(d) => run_plan::Limit::DurationMs(d.as_millis().max(1) as u64),
         };
-        let plan = plan::run_plan(cfg, share, &run_id, start_us, limit);
+        let plan = plan::run_plan(cfg, share, &run_id, a.link.lease(), limit);
         let mut client = a.client.clone();
-        sends.push(async move { (i, client.run(plan).await) });
+        // The agent checks the plan (and resolves the target) before it answers.
+        let wait = CONNECT_TIMEOUT + a.link.renew_timeout();
+        sends.push(async move { (i, tokio::time::timeout(wait, client.run(plan)).await.map_err(|_| wait)) });
     }
     let mut streams = Vec::new();
     let mut refusals = Vec::new();
     for (i, r) in futures::future::join_all(sends).await {
+        let address = &agents[i].address;
         match r {
-            Ok(s) => streams.push((i, s.into_inner())),
-            Err(status) => refusals.push(refusal(cfg, &agents[i].address, status.message())),
+            Ok(Ok(s)) => streams.push((i, s.into_inner())),
+            Ok(Err(status)) => refusals.push(refusal(cfg, address, &status_line(&status))),
+            Err(wait) => {
+                refusals.push(format!("agent {address} did not accept its plan within {} ms", wait.as_millis()))
+            }
         }
     }
     refusals.dedup();
     if !refusals.is_empty() {
-        // Dropping the accepted streams stops those agents before they start.
+        // Dropping the accepted streams makes those agents give the run up:
+        // none has started, so the target sees nothing.
         drop(streams);
         return Err(Error::agent(refusals.join("; ")));
     }
 
+    // Phase two: every agent accepted; fix the start instant and send it.
+    let lead = link::start_lead(&links);
+    let start = (plan::start_at_us(lead), Instant::now() + lead);
     let clients = agents.into_iter().map(|a| a.client).collect();
-    let mut merge = Merge::start(run_id, ledger, clients, streams, observer);
+    let mut merge = Merge::start(run_id, ledger, clients, streams, start, observer);
     merge.run(cancel).await;
     Ok(merge.finish(unreachable))
 }

@@ -6,17 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use volley_proto::{Header, PROTOCOL_VERSION, RunPlan, run_plan};
 
-use super::LEASE;
 use super::connect::Connected;
 use crate::config::{Limit, RunConfig};
 use crate::outcome::{AgentOutcome, AgentState};
 use crate::split::split;
-
-/// Bounds of how far ahead the common start instant is set: long enough for
-/// every plan to reach its agent and be checked (a few round trips of the
-/// slowest agent), short enough not to be noticed.
-const MIN_START_LEAD: Duration = Duration::from_millis(5);
-const MAX_START_LEAD: Duration = Duration::from_secs(1);
 
 /// One agent's share of the run.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,10 +58,10 @@ pub fn shares(cfg: &RunConfig, worker_threads: &[u32]) -> Vec<Share> {
         .collect()
 }
 
-/// The common start instant, in microseconds since the Unix epoch, for agents
-/// whose slowest Describe took `slowest`.
-pub fn start_at_us(slowest: Duration) -> u64 {
-    let start_at = SystemTime::now() + (MIN_START_LEAD + slowest * 4).min(MAX_START_LEAD);
+/// The common start instant, `lead` from now, in microseconds since the
+/// Unix epoch.
+pub fn start_at_us(lead: Duration) -> u64 {
+    let start_at = SystemTime::now() + lead;
     start_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
@@ -92,8 +85,9 @@ pub fn planned(agent: &Connected, share: &Share) -> AgentOutcome {
 }
 
 /// The plan that tells an agent its `share`, limited by `limit` (its first
-/// grant in count mode, the duration otherwise).
-pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, start_us: u64, limit: run_plan::Limit) -> RunPlan {
+/// grant in count mode, the duration otherwise), with its run `lease`. It
+/// waits for its start instant (the two-phase start described in volley.proto).
+pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, limit: run_plan::Limit) -> RunPlan {
     let of_connections = |total: f64| total * share.connections as f64 / f64::from(cfg.connections);
     RunPlan {
         protocol_version: PROTOCOL_VERSION,
@@ -107,15 +101,16 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, start_us: u64, lim
         threads: share.threads,
         timeout_ms: cfg.timeout.as_millis() as u64,
         success_status: cfg.success_status.iter().map(|&s| u32::from(s)).collect(),
-        start_at_unix_us: start_us,
+        start_at_unix_us: 0,
         rate: share.rate.unwrap_or(0.0),
         ramp_up_ms: cfg.ramp_up.as_millis() as u64,
-        lease_ms: LEASE.as_millis() as u64,
+        lease_ms: lease.as_millis() as u64,
         open_quota: share.quota.is_some(),
         target_ca_pem: cfg.target_ca_pem.clone(),
         target_insecure: cfg.target_insecure,
         scenario: cfg.scenario.as_ref().map(|sc| sc.json.clone()).unwrap_or_default(),
         users: share.users.clone(),
         spawn_rate: cfg.scenario.as_ref().and_then(|sc| sc.spawn_rate).map_or(0.0, of_connections),
+        await_start: true,
     }
 }
