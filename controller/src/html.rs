@@ -121,7 +121,7 @@ pub fn page(r: &Report) -> String {
          <h1>Volley report</h1><p>{title}</p><dl>\
          <dt>Total requests</dt><dd id=\"total\">{total}</dd><dt>Successful requests</dt><dd>{ok}</dd>\
          <dt>Failed requests</dt><dd>{failed}</dd><dt>Average response time</dt><dd>{avg}</dd>\
-         <dt>Requests per second</dt><dd>{rps:.2}</dd><dt>p99</dt><dd>{p99v}</dd></dl>\
+         <dt>Requests per second</dt><dd>{rps:.2}</dd>{open}<dt>p99</dt><dd>{p99v}</dd></dl>\
          <h2>Rate over time</h2>{rate_chart}<h2>Latency over time</h2>{lat_chart}\
          <h2>Latency distribution</h2>{dist_chart}<h2>Status codes and errors</h2>{status_chart}{names}\
          <h2>Agents</h2><table><tr><th>address</th><th>host</th><th>state</th><th>conns</th><th>requests</th>\
@@ -135,6 +135,10 @@ pub fn page(r: &Report) -> String {
         failed = r.failed_requests,
         avg = opt(r.average_response_time_ms),
         rps = r.requests_per_second,
+        open = r.rate.as_ref().map_or_else(String::new, |rate| format!(
+            "<dt>Requested / achieved rate</dt><dd>{:.2} / {:.2}</dd><dt>Missed requests</dt><dd id=\"missed\">{}</dd>",
+            rate.requested, rate.achieved, r.missed
+        )),
         p99v = opt(l.p99),
         rate_chart =
             line_chart("requests per second", "req/s", &[("req/s", "#4a7ab5", rate), ("failed", "#c0392b", fails)]),

@@ -175,7 +175,9 @@ impl<'a> Merge<'a> {
     /// The merged outcome, with `unreachable` agents listed after the others.
     pub fn finish(self, unreachable: Vec<AgentOutcome>) -> Outcome {
         let mut agents = self.ledger.into_outcomes();
-        let duration = agents.iter().map(|o| o.elapsed).max().unwrap_or_default();
+        // The real span, from the first request sent to the last completed;
+        // the agents' last report only when no request completed.
+        let duration = self.total.span().unwrap_or_else(|| agents.iter().map(|o| o.elapsed).max().unwrap_or_default());
         let any_lost = agents.iter().any(|o| o.state == AgentState::Lost);
         let unaccounted_max = any_lost.then(|| agents.iter().filter_map(|o| o.unaccounted_max).sum());
         agents.extend(unreachable);
