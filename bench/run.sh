@@ -12,29 +12,32 @@
 #   5. total rate of two agent processes vs one embedded agent with --threads 2;
 #   6. HTTPS: figures 1 and 2 against nginx serving TLS (a self-signed
 #      certificate made with openssl; Volley with -k), 50 connections.
+#   7. short runs: the rate `controller run -n 20000 -c 10` and `controller
+#      demo` report vs `ab -k -n 20000 -c 10` against one target-server
+#      (the demo runs its own, in-process), median of R rounds.
 #
 # Usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
 # Needs root on first use (apt-get installs nginx-light, wrk, util-linux, curl, time).
 set -euo pipefail
-D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6
+D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6,7
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     -m) BIG=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5,6]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5,6,7]" >&2; exit 2 ;;
   esac
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 cd "$(dirname "$0")/.."
 
-for tool in nginx wrk taskset curl /usr/bin/time openssl; do
+for tool in nginx wrk taskset curl /usr/bin/time openssl ab; do
   command -v "$tool" >/dev/null || NEED=1
 done
 if [[ ${NEED:-0} == 1 ]]; then
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time openssl apache2-utils >/dev/null
 fi
 cargo build --release --quiet -p controller -p agent -p target-server
 BIN=$PWD/target/release
@@ -182,4 +185,23 @@ if want 6; then
   done
   echo "figure 6 (https, c=50): rate volley/wrk, median of $R: $(median <"$dir/ratios")  (goal >= 1.00)"
   echo "figure 6 (https, c=50): cpu us/request volley/wrk, median of $R: $(median <"$dir/cpu")  (goal <= 1.05)"
+fi
+
+if want 7; then
+  "$BIN/target-server" --listen 127.0.0.1:8093 >/dev/null 2>&1 &
+  ts7=$!; pids+=("$ts7")
+  for _ in $(seq 50); do curl -sf http://127.0.0.1:8093/hello >/dev/null && break; sleep 0.1; done
+  rps() { awk '/^Requests per second/{print $4; exit}'; }
+  : >"$dir/short"; : >"$dir/demo"
+  for i in $(seq "$R"); do
+    ab_rps=$(ab -k -q -n 20000 -c 10 http://127.0.0.1:8093/hello 2>/dev/null | rps)
+    run_rps=$("$BIN/controller" run --url http://127.0.0.1:8093/hello -n 20000 -c 10 --quiet | rps)
+    demo_rps=$("$BIN/controller" demo 2>/dev/null | rps)
+    echo "  round $i: ab -k $ab_rps req/s | controller run -n 20000 -c 10 $run_rps req/s | demo $demo_rps req/s"
+    awk -v a="$run_rps" -v b="$ab_rps" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/short"
+    awk -v a="$demo_rps" -v b="$ab_rps" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/demo"
+  done
+  echo "figure 7: rate of -n 20000 -c 10 / ab -k, median of $R: $(median <"$dir/short")  (goal 0.90..1.10)"
+  echo "figure 7: rate of controller demo / ab -k, median of $R: $(median <"$dir/demo")  (goal 0.90..1.10)"
+  kill "$ts7"
 fi

@@ -22,6 +22,19 @@
 //! is recorded too. If the slot is in the future the connection sleeps until
 //! it, and latency counts from the actual send: the timer's own lateness is the
 //! generator's, not the target's.
+//!
+//! A duration (`-z`) ends on time in both models. No request starts after
+//! the end: in the open model, slots that fell due before the end but were
+//! never sent (every connection was busy) are counted as `missed`, not sent
+//! late. Requests still in flight at the end get a short grace, [`END_GRACE`]
+//! or the request timeout, whichever is smaller; those still without an
+//! answer then are dropped and counted as `cancelled`.
+//!
+//! Each thread notes when its first request went out and its last one
+//! completed, as offsets from the run's common start instant, and hands them
+//! over with its deltas: the controller reports the run's duration as the
+//! span between the earliest and the latest, not as the time until the agents
+//! happened to report.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -38,6 +51,10 @@ use crate::plan::{Limit, Plan};
 /// How often worker threads hand over their deltas.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Duration mode: the longest requests in flight at the end may still take
+/// (less when the request timeout is shorter); then they are cancelled.
+pub const END_GRACE: Duration = Duration::from_secs(1);
+
 /// State shared by all worker threads of one run.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -47,6 +64,9 @@ pub(crate) struct Shared {
     pub(crate) start: Instant,
     /// When duration mode stops starting requests.
     pub(crate) deadline: Option<Instant>,
+    /// Duration mode: when requests still in flight are cancelled (the
+    /// deadline plus the grace).
+    cut_off: Option<Instant>,
     /// When the first worker really began, by the wall clock.
     first_wake: OnceLock<SystemTime>,
     /// Wakes whoever waits for the first worker to begin.
@@ -345,6 +365,32 @@ impl Schedule {
         let secs = if d > 0.0 && k < r * d / 2.0 { (2.0 * d * k / r).sqrt() } else { d / 2.0 + k / r };
         after(self.start, secs + self.phase)
     }
+
+    /// How many slots, counting from zero (and across re-basings), fall due
+    /// strictly before `t`: what the schedule asked of the thread by then.
+    fn slots_before(&self, t: Instant) -> u64 {
+        let (r, d) = (self.rate, self.ramp);
+        if !(r.is_finite() && r > 0.0) {
+            return self.first_slot;
+        }
+        let x = t.saturating_duration_since(self.start).as_secs_f64() - self.phase;
+        let estimate = if x <= 0.0 {
+            0.0
+        } else if d > 0.0 && x <= d {
+            r * x * x / (2.0 * d)
+        } else {
+            r * (x - d / 2.0)
+        };
+        let mut n = self.first_slot + estimate.ceil() as u64;
+        // Rounding can put the estimate one off; settle it on `due` itself.
+        while n > self.first_slot && self.due(n - 1) >= t {
+            n -= 1;
+        }
+        while self.due(n) < t {
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Starts the worker threads of `plan` and returns at once.
@@ -366,12 +412,14 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         Limit::Duration(_) => u64::MAX,
     };
     let connections = plan.connections;
+    let cut_off = deadline.map(|d| d + END_GRACE.min(plan.timeout));
     let quota = Quota::new(remaining, batch, plan.open_quota);
     let shared = Arc::new(Shared {
         plan,
         stop: AtomicBool::new(false),
         start,
         deadline,
+        cut_off,
         first_wake: OnceLock::new(),
         woke: tokio::sync::Notify::new(),
         halt: tokio::sync::Notify::new(),
@@ -433,6 +481,9 @@ pub(crate) struct Worker {
     /// generation its schedule follows.
     rate_share: f64,
     rate_generation: Cell<u64>,
+    /// When the thread's first request went out and its latest one completed.
+    first_send: Cell<Option<Instant>>,
+    last_done: Cell<Option<Instant>>,
 }
 
 /// Whether a request may be sent now.
@@ -453,6 +504,44 @@ impl Worker {
     /// The thread's recorder.
     pub(crate) fn recorder(&self) -> &RefCell<Recorder> {
         &self.recorder
+    }
+
+    /// Notes that a request goes out at `t` (only the first one counts).
+    #[inline]
+    pub(crate) fn sent_at(&self, t: Instant) {
+        if self.first_send.get().is_none() {
+            self.first_send.set(Some(t));
+        }
+    }
+
+    /// Notes that a request completed (with or without a response) at `t`.
+    #[inline]
+    pub(crate) fn done_at(&self, t: Instant) {
+        self.last_done.set(Some(t));
+    }
+
+    /// Everything recorded since the last call, with the thread's first-send
+    /// and last-completion instants as offsets from the run's start.
+    fn take_delta(&self) -> Totals {
+        let mut delta = self.recorder.borrow_mut().take();
+        let us = |t: Instant| t.saturating_duration_since(self.shared.start).as_micros() as u64;
+        delta.first_send_us = self.first_send.get().map(us);
+        delta.last_done_us = self.last_done.get().map(us);
+        delta
+    }
+
+    /// Open model with a duration, once the thread is done: counts the slots
+    /// that fell due before the end but were never sent. Not after a stop
+    /// (a cancel or a lost controller cut the schedule short on purpose).
+    fn count_missed(&self) {
+        let (Some(schedule), Some(deadline)) = (self.schedule.get(), self.shared.deadline) else { return };
+        if self.shared.stopped() {
+            return;
+        }
+        let missed = schedule.slots_before(deadline).saturating_sub(self.slot.get());
+        if missed > 0 {
+            self.recorder.borrow_mut().missed(missed);
+        }
     }
 
     /// Whether a connection (or virtual user) may start another request at `now`.
@@ -562,6 +651,8 @@ fn worker(
             slot: Cell::new(0),
             rate_share,
             rate_generation: Cell::new(0),
+            first_send: Cell::new(None),
+            last_done: Cell::new(None),
         });
         let mut tasks = tokio::task::JoinSet::new();
         load.start(&w, &mut tasks);
@@ -584,7 +675,8 @@ fn worker(
             }
         }
         ticker.abort();
-        let last = w.recorder.borrow_mut().take();
+        w.count_missed();
+        let last = w.take_delta();
         // The receiver is gone only if the agent dropped the run; nothing to do.
         let _ = tx.send(last);
     });
@@ -596,7 +688,7 @@ async fn ticker(w: Rc<Worker>, tx: mpsc::UnboundedSender<Totals>) {
     let mut tick = tokio::time::interval_at((w.shared.start + SNAPSHOT_INTERVAL).into(), SNAPSHOT_INTERVAL);
     loop {
         tick.tick().await;
-        let delta = w.recorder.borrow_mut().take();
+        let delta = w.take_delta();
         if tx.send(delta).is_err() {
             w.shared.stop.store(true, Ordering::Relaxed);
         }
@@ -685,6 +777,10 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
             }
         }
         if let Some(due) = due {
+            // The end has passed: a slot due before it is missed, not sent late.
+            if s.deadline.is_some_and(|end| t0.into_std() >= end) {
+                break;
+            }
             w.slot.set(k + 1);
             if due > t0.into_std() {
                 tokio::time::sleep_until(due.into()).await;
@@ -699,15 +795,30 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                 lag = Some(t0.into_std() - due);
             }
         }
-        timer.as_mut().reset(t0 + plan.timeout);
+        // Duration mode: past the end, a request gets only the grace.
+        let timeout_at = t0 + plan.timeout;
+        let (until, cut) = match s.cut_off {
+            Some(cut) if cut < timeout_at.into_std() => (cut.into(), true),
+            _ => (timeout_at, false),
+        };
+        timer.as_mut().reset(until);
+        w.sent_at(t0.into_std());
         let result = tokio::select! {
             biased;
             r = round_trip(&mut conn, &w) => r,
-            _ = &mut timer => Err(ErrorClass::Timeout),
+            _ = &mut timer => {
+                if cut {
+                    // Sent, but no answer within the grace: cancelled, not failed.
+                    w.recorder.borrow_mut().cancelled();
+                    break;
+                }
+                Err(ErrorClass::Timeout)
+            }
         };
+        let end = tokio::time::Instant::now();
+        w.done_at(end.into_std());
         let failed = match result {
             Ok(resp) => {
-                let end = tokio::time::Instant::now();
                 let mut rec = w.recorder.borrow_mut();
                 rec.response(resp.status, plan.success.accepts(resp.status), end - counted_from, sent, resp.received);
                 if let Some(lag) = lag {
@@ -830,5 +941,31 @@ mod tests {
         // The run stops: every worker ends well before its minute.
         let ended = tokio::time::timeout(Duration::from_secs(20), async { while run.next_delta().await.is_some() {} });
         assert!(ended.await.is_ok(), "the workers did not stop");
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    /// `slots_before` agrees with `due` exactly, with and without a ramp
+    /// and after a re-basing.
+    #[test]
+    fn slots_before_counts_the_slots_due_by_then() {
+        let start = Instant::now();
+        let schedules = [
+            Schedule { start, rate: 1000.0, ramp: 0.0, phase: 0.0003, first_slot: 0 },
+            Schedule { start, rate: 333.3, ramp: 1.5, phase: 0.001, first_slot: 0 },
+            Schedule { start, rate: 50.0, ramp: 0.0, phase: 0.0, first_slot: 4321 },
+        ];
+        for s in schedules {
+            for ms in [0, 1, 7, 250, 999, 1000, 1499, 1500, 2000, 3333] {
+                let t = start + Duration::from_millis(ms);
+                let brute = (s.first_slot..).find(|&k| s.due(k) >= t).unwrap();
+                assert_eq!(s.slots_before(t), brute, "{s:?} at {ms} ms");
+            }
+        }
+        let idle = Schedule { start, rate: 0.0, ramp: 0.0, phase: 0.0, first_slot: 7 };
+        assert_eq!(idle.slots_before(start + Duration::from_secs(5)), 7);
     }
 }

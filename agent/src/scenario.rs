@@ -309,6 +309,7 @@ async fn send(
         req = req.body(text);
     }
     let t0 = Instant::now();
+    w.sent_at(t0);
     let outcome = match req.send().await {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
@@ -323,6 +324,7 @@ async fn send(
         Err(e) => Err(classify(&e)),
     };
     let latency = t0.elapsed();
+    w.done_at(t0 + latency);
     let (status, headers, body, body_len) = match outcome {
         Ok(response) => response,
         Err(class) => {

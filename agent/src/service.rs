@@ -45,8 +45,8 @@ struct Active {
 
 /// How often the run lease is checked.
 const LEASE_CHECK: Duration = Duration::from_millis(200);
-/// The fewest microseconds between two early snapshots sent because the
-/// workers ran out of granted requests.
+/// The least time between two early snapshots sent because the workers ran
+/// out of granted requests.
 const DRY_SNAPSHOT_GAP: Duration = Duration::from_millis(2);
 
 /// The gRPC service of one agent.
@@ -344,7 +344,10 @@ impl RunTask {
                 // The workers used up their grants: tell the controller at
                 // once (it grants on every snapshot) rather than at the
                 // next tick.
-                _ = self.control.dry(), if self.connected && self.last_early.elapsed() >= DRY_SNAPSHOT_GAP => {
+                // Always listened to: a branch disabled during the gap would
+                // leave a dry signal unheard until some other event woke the
+                // loop (the lease check, 200 ms later).
+                _ = self.control.dry(), if self.connected => {
                     self.on_dry().await;
                 }
                 _ = &mut capped, if !self.cap_hit => self.on_cap(),
@@ -401,6 +404,11 @@ impl RunTask {
 
     /// An early snapshot: the workers ran out of granted requests.
     async fn on_dry(&mut self) {
+        // At most one early snapshot per gap: sleep out the rest of it.
+        let since = self.last_early.elapsed();
+        if since < DRY_SNAPSHOT_GAP {
+            tokio::time::sleep(DRY_SNAPSHOT_GAP - since).await;
+        }
         self.last_early = std::time::Instant::now();
         let snap = snapshot(&mut self.acc, self.run.elapsed(), &self.control);
         self.connected = self.send(run_event::Event::Progress(snap)).await;

@@ -254,10 +254,13 @@ fn timing(r: &Report) -> String {
     let mut out = format!(
         "<h2>Requested vs achieved rate</h2><table id=\"rate\">\
          <tr><td>requested</td><td>{} req/s</td></tr><tr><td>achieved</td><td>{} req/s</td></tr>\
-         <tr><td>shortfall</td><td>{:.1} %</td></tr><tr><td>largest schedule lag</td><td>{:.3} ms</td></tr></table>",
+         <tr><td>shortfall</td><td>{:.1} %</td></tr><tr><td>missed (due, never sent)</td><td id=\"missed\">{}</td></tr>\
+         <tr><td>cancelled in flight</td><td>{}</td></tr><tr><td>largest schedule lag</td><td>{:.3} ms</td></tr></table>",
         chart::number(rate.requested),
         chart::number(rate.achieved),
         rate.shortfall_percent,
+        r.missed,
+        r.cancelled_in_flight,
         rate.max_schedule_lag_ms,
     );
     if let Some(w) = &rate.warning {

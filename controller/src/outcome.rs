@@ -86,7 +86,9 @@ pub struct Outcome {
     pub agents: Vec<AgentOutcome>,
     /// The sum of every agent's totals.
     pub total: Totals,
-    /// The longest agent's time from the common start to its end.
+    /// The run's real span: from the first request any agent sent to the
+    /// last one any agent saw complete (or, when none completed, the longest
+    /// agent's time from the common start to its last report).
     pub duration: Duration,
     /// Whether the run was cancelled by the user.
     pub cancelled: bool,

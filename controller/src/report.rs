@@ -264,7 +264,7 @@ pub struct Report {
     pub requests_per_second: f64,
     /// failed / total (0 when nothing was sent).
     pub error_rate: f64,
-    /// Run time: from the common start to the last agent's end.
+    /// Run time: from the first request sent to the last one completed.
     pub duration_s: f64,
     /// Connections in total (ApacheBench's concurrency level; scenario runs: users).
     pub connections: u32,
@@ -308,6 +308,12 @@ pub struct Report {
     pub unaccounted_unknown: Option<String>,
     /// Count mode: requests no agent was left running to send.
     pub unassigned: u64,
+    /// Open model with a duration: requests the schedule had due before the
+    /// end that were never sent (connections could not keep up); not sent late.
+    pub missed: u64,
+    /// Duration mode: requests still without an answer when the grace after
+    /// the end ran out; sent, but not counted in `total_requests`.
+    pub cancelled_in_flight: u64,
     /// The merged per-second series.
     pub series: Vec<SecondRow>,
     /// The `--fail-if` verdicts.
@@ -473,6 +479,11 @@ impl Report {
             "p999" => l.p999,
             "max" => l.max,
             "error_rate" => Some(self.error_rate),
+            "missed" => Some(self.missed as f64),
+            "missed_share" => {
+                let scheduled = self.total_requests + self.cancelled_in_flight + self.missed;
+                Some(if scheduled > 0 { self.missed as f64 / scheduled as f64 } else { 0.0 })
+            }
             "rps" => Some(self.requests_per_second),
             "requests" => Some(self.total_requests as f64),
             _ => Some(self.failed_requests as f64),
@@ -550,7 +561,7 @@ impl Report {
                     successful_requests: a.totals.successes,
                     failed_requests: a.totals.failures,
                     average_response_time_ms: a.totals.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
-                    requests_per_second: per_second(a.totals.requests, a.elapsed),
+                    requests_per_second: per_second(a.totals.requests, a.totals.span().unwrap_or(a.elapsed)),
                     error: a.error.clone(),
                     rate: a.rate,
                     start_skew_ms: a.start_skew_us.map(|us| us as f64 / 1000.0),
@@ -562,6 +573,8 @@ impl Report {
             unaccounted_max: outcome.unaccounted_max,
             unaccounted_unknown: outcome.unaccounted_unknown.clone(),
             unassigned: outcome.unassigned,
+            missed: t.missed,
+            cancelled_in_flight: t.cancelled,
             series: Vec::new(),
             thresholds: Vec::new(),
             scenario: None,
@@ -669,6 +682,16 @@ impl Report {
         }
         if self.unassigned > 0 {
             let _ = writeln!(s, "Unassigned requests:    {} (no agent was left running to send them)", self.unassigned);
+        }
+        if self.rate.is_some() || self.missed > 0 {
+            let _ = writeln!(s, "Missed requests:        {} (due before the end, never sent)", self.missed);
+        }
+        if self.cancelled_in_flight > 0 {
+            let _ = writeln!(
+                s,
+                "Cancelled in flight:    {} (no answer within the grace after the end; not counted above)",
+                self.cancelled_in_flight
+            );
         }
         let _ = writeln!(
             s,

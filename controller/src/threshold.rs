@@ -4,7 +4,9 @@
 //! An expression is `METRIC OP VALUE`: `p99 < 200ms`, `error_rate < 1%`,
 //! `rps > 5000`. Latency metrics (`min mean p50 p66 p75 p80 p90 p95 p98 p99
 //! p999 max`) take `us`, `ms` or `s`; `error_rate` takes `%` or a fraction;
-//! `rps`, `requests` and `failures` take plain numbers. The condition is what
+//! `rps`, `requests` and `failures` take plain numbers; `missed` (open model:
+//! requests due but never sent) takes a plain count or `%` of the requests
+//! the schedule asked for. The condition is what
 //! must hold: when it does not, the threshold fails.
 //!
 //! Against a baseline run (`--baseline FILE`, `controller compare`), the
@@ -45,9 +47,11 @@ enum Kind {
     LatencyMs,
     Ratio,
     Count,
+    /// A count, or with `%` a share of what was asked.
+    CountOrShare,
 }
 
-const METRICS: [(&str, Kind); 16] = [
+const METRICS: [(&str, Kind); 17] = [
     ("min", Kind::LatencyMs),
     ("mean", Kind::LatencyMs),
     ("p50", Kind::LatencyMs),
@@ -64,6 +68,7 @@ const METRICS: [(&str, Kind); 16] = [
     ("rps", Kind::Count),
     ("requests", Kind::Count),
     ("failures", Kind::Count),
+    ("missed", Kind::CountOrShare),
 ];
 
 /// One parsed `--fail-if` expression.
@@ -167,6 +172,8 @@ impl std::str::FromStr for Threshold {
         let n: f64 = number
             .parse()
             .map_err(|_| ThresholdError::NotANumber { text: text.to_owned(), value: value.to_owned() })?;
+        // `missed < 1%` is judged on the share missed, `missed < 10` on the count.
+        let metric = if kind == Kind::CountOrShare && unit == "%" { "missed_share" } else { metric };
         let bound = match (kind, unit) {
             (Kind::LatencyMs, "us" | "µs") => n / 1000.0,
             (Kind::LatencyMs, "ms") => n,
@@ -174,7 +181,8 @@ impl std::str::FromStr for Threshold {
             (Kind::LatencyMs, _) => return Err(ThresholdError::NoUnit { text: text.to_owned(), metric }),
             (Kind::Ratio, "%") => n / 100.0,
             (Kind::Ratio, "") => n,
-            (Kind::Count, "") | (Kind::Count, "/s") => n,
+            (Kind::Count, "") | (Kind::Count, "/s") | (Kind::CountOrShare, "") => n,
+            (Kind::CountOrShare, "%") => n / 100.0,
             (_, unit) => {
                 return Err(ThresholdError::WrongUnit { text: text.to_owned(), unit: unit.to_owned(), metric });
             }
@@ -202,8 +210,9 @@ pub struct Verdict {
 }
 
 impl Threshold {
-    /// The metric the condition is on: a name of [`METRICS`]; the report
-    /// measures it (latencies in ms, ratios as fractions).
+    /// The metric the condition is on: a name of [`METRICS`], or
+    /// `missed_share` for `missed` given in `%`; the report measures it
+    /// (latencies in ms, ratios as fractions).
     pub fn metric(&self) -> &'static str {
         self.metric
     }
@@ -246,6 +255,10 @@ mod tests {
         assert_eq!((t.metric, t.op, t.bound), ("p99", Op::Lt, 200.0));
         let t: Threshold = "error_rate<1%".parse().unwrap();
         assert_eq!((t.metric, t.bound), ("error_rate", 0.01));
+        let t: Threshold = "missed < 1%".parse().unwrap();
+        assert_eq!((t.metric, t.bound), ("missed_share", 0.01));
+        let t: Threshold = "missed <= 10".parse().unwrap();
+        assert_eq!((t.metric, t.bound), ("missed", 10.0));
         let t: Threshold = " rps >= 5000 ".parse().unwrap();
         assert_eq!((t.op, t.bound), (Op::Ge, 5000.0));
         assert_eq!("p50 <= 1.5s".parse::<Threshold>().unwrap().bound, 1500.0);

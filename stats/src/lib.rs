@@ -260,6 +260,19 @@ impl Recorder {
         self.errors[class.index()] += 1;
     }
 
+    /// Duration mode: counts a request still in flight when the run's grace
+    /// after its end ran out; it was sent but has no outcome, so it is not in
+    /// `requests`.
+    pub fn cancelled(&mut self) {
+        self.totals_without_status.cancelled += 1;
+    }
+
+    /// Open model: counts `n` requests the schedule had due before the end
+    /// that were never sent (the connections could not keep up).
+    pub fn missed(&mut self, n: u64) {
+        self.totals_without_status.missed += n;
+    }
+
     /// Records a new connection to the target.
     #[inline]
     pub fn connect(&mut self) {
@@ -324,6 +337,18 @@ pub struct Totals {
     pub names: Vec<NameTotals>,
     /// Scenario runs: failures by (name, message).
     pub failure_messages: BTreeMap<(String, String), u64>,
+    /// Open model with a duration: requests due before the end that were
+    /// never sent.
+    pub missed: u64,
+    /// Duration mode: requests sent but still without an outcome when the
+    /// grace after the end ran out (not in `requests`).
+    pub cancelled: u64,
+    /// When the first of these requests was sent, in microseconds after the
+    /// run's common start instant (`None`: none was sent).
+    pub first_send_us: Option<u64>,
+    /// When the last of these requests completed, in microseconds after the
+    /// run's common start instant (`None`: none completed).
+    pub last_done_us: Option<u64>,
 }
 
 impl Default for Totals {
@@ -343,6 +368,10 @@ impl Default for Totals {
             max_lag_us: 0,
             names: Vec::new(),
             failure_messages: BTreeMap::new(),
+            missed: 0,
+            cancelled: 0,
+            first_send_us: None,
+            last_done_us: None,
         }
     }
 }
@@ -371,6 +400,17 @@ impl Totals {
         for ((name, message), n) in &other.failure_messages {
             names::add_message(&mut self.failure_messages, name, message, *n);
         }
+        self.missed += other.missed;
+        self.cancelled += other.cancelled;
+        self.first_send_us = min_some(self.first_send_us, other.first_send_us);
+        self.last_done_us = self.last_done_us.max(other.last_done_us);
+    }
+
+    /// The time from the first request sent to the last one completed: the
+    /// run's real span (`None` when nothing completed).
+    pub fn span(&self) -> Option<Duration> {
+        let (first, last) = (self.first_send_us?, self.last_done_us?);
+        Some(Duration::from_micros(last.saturating_sub(first)))
     }
 
     /// Responses received (requests with a latency).
@@ -431,6 +471,10 @@ impl Totals {
                 .iter()
                 .map(|((name, message), n)| FailureMessage { name: name.clone(), message: message.clone(), count: *n })
                 .collect(),
+            missed: self.missed,
+            cancelled: self.cancelled,
+            first_send_us: self.first_send_us,
+            last_done_us: self.last_done_us,
         }
     }
 
@@ -494,7 +538,19 @@ impl Totals {
             max_lag_us: s.max_lag_us,
             names,
             failure_messages,
+            missed: s.missed,
+            cancelled: s.cancelled,
+            first_send_us: s.first_send_us,
+            last_done_us: s.last_done_us,
         })
+    }
+}
+
+/// The smaller of two optional values, ignoring a missing one.
+fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => a.or(b),
     }
 }
 

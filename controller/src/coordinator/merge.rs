@@ -192,7 +192,9 @@ impl<'a> Merge<'a> {
     /// The merged outcome, with `unreachable` agents listed after the others.
     pub fn finish(self, unreachable: Vec<AgentOutcome>) -> Outcome {
         let mut agents = self.ledger.into_outcomes();
-        let duration = agents.iter().map(|o| o.elapsed).max().unwrap_or_default();
+        // The real span, from the first request sent to the last completed;
+        // the agents' last report only when no request completed.
+        let duration = self.total.span().unwrap_or_else(|| agents.iter().map(|o| o.elapsed).max().unwrap_or_default());
         let lost = || agents.iter().filter(|o| o.state == AgentState::Lost);
         // One lost agent without a bound makes the whole bound unknown.
         let unknown = lost().any(|o| o.unaccounted_max.is_none());
