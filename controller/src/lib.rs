@@ -121,6 +121,16 @@ fn print(report: &Report, output: Output) {
     }
 }
 
+/// The error for a `--hdr-log` file that could not be written or encoded.
+fn hdr_log_error(e: output::HdrLogError) -> Error {
+    match e {
+        output::HdrLogError::Create { path, source } | output::HdrLogError::Write { path, source } => {
+            Error::Write { flag: "--hdr-log", path, source }
+        }
+        e @ output::HdrLogError::Second { .. } => Error::Encode { flag: "--hdr-log", source: e.into() },
+    }
+}
+
 /// `controller run`: runs, writes the outputs, returns the exit code (0 done,
 /// 1 the work could not be done, 3 a `--fail-if` threshold failed).
 async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
@@ -128,15 +138,16 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
         eprintln!("controller: warning: -k/--target-insecure: the target's TLS certificates are not checked");
     }
     let mut series = series::Series::new(series::Progress::detect(cfg.quiet));
-    let started = std::time::SystemTime::now();
-    let result = run_on_agents(&cfg, &mut series, interrupted()).await;
-    series.finish();
-    let report = Report::build(&cfg, &result?, series.rows());
     if let Some(path) = &cfg.hdr_log {
-        let bytes = output::hdr_log(series.seconds(), started)
-            .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
-        std::fs::write(path, bytes).map_err(|source| Error::Write { flag: "--hdr-log", path: path.clone(), source })?;
+        // Created before the run, so a path that cannot be written stops it
+        // before any load is sent; the seconds are written as the run goes.
+        let log = output::HdrLog::create(path, std::time::SystemTime::now()).map_err(hdr_log_error)?;
+        series = series.with_hdr_log(log);
     }
+    let result = run_on_agents(&cfg, &mut series, interrupted()).await;
+    let written = series.finish();
+    let report = Report::build(&cfg, &result?, series.rows());
+    written.map_err(hdr_log_error)?;
     if let Some(path) = &cfg.html {
         std::fs::write(path, html::page(&report)).map_err(|source| Error::Write {
             flag: "--html",
