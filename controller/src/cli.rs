@@ -31,7 +31,7 @@ pub enum Command {
     /// Start a target-server and two agents in-process, load /hello, print the report.
     Demo(DemoArgs),
     /// Serve an HTTP API and a web page that start runs and show them live.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// Flags of `controller demo`.
@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Finished runs kept for GET; the oldest are forgotten first.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub keep: usize,
+    /// Most bytes the kept finished runs may hold, counted as the size of
+    /// their JSON (GET /v1/runs/{id}); the oldest are forgotten first.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub keep_bytes: usize,
     /// How to reach the agents.
     #[command(flatten)]
     pub link: AgentLink,

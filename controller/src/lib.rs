@@ -188,7 +188,7 @@ pub fn run_cli(cli: Cli) -> Result<i32, Error> {
                 }
                 Ok(if d.served == d.report.successful_requests { 0 } else { 1 })
             }
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
         }
     })
 }
