@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Finished runs kept for GET; the oldest are forgotten first.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub keep: usize,
+    /// Most bytes the kept finished runs may hold, counted as the size of
+    /// their JSON (GET /v1/runs/{id}); the oldest are forgotten first.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub keep_bytes: usize,
     /// How to reach the agents.
     #[command(flatten)]
     pub link: AgentLink,

@@ -142,6 +142,16 @@ fn print(report: &Report, output: Output) {
     }
 }
 
+/// The error for a `--hdr-log` file that could not be written or encoded.
+fn hdr_log_error(e: output::HdrLogError) -> Error {
+    match e {
+        output::HdrLogError::Create { path, source } | output::HdrLogError::Write { path, source } => {
+            Error::Write { flag: "--hdr-log", path, source }
+        }
+        e @ output::HdrLogError::Second { .. } => Error::Encode { flag: "--hdr-log", source: e.into() },
+    }
+}
+
 /// `controller run`: runs, prints the report, writes the output files,
 /// returns the exit code (0 done, 1 the work could not be done or every
 /// request failed, 3 a `--fail-if` threshold failed, 130 interrupted by
@@ -156,8 +166,14 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     let live = progress::Live::new(progress::Progress::detect(cfg.quiet), goal, users);
     let mut series = series::Series::with_live(live.clone());
     let started = std::time::SystemTime::now();
+    if let Some(path) = &cfg.hdr_log {
+        // Created before the run, so a path that cannot be written stops it
+        // before any load is sent; the seconds are written as the run goes.
+        let log = output::HdrLog::create(path, started).map_err(hdr_log_error)?;
+        series = series.with_hdr_log(log);
+    }
     let result = run_on_agents(&cfg, &mut series, interrupted(live)).await;
-    series.finish();
+    let written = series.finish();
     let mut report = Report::build(&cfg, &result?, series.rows());
     report.started_at = report::rfc3339(started);
     if let Some(h) = report.headline.as_ref().filter(|_| cfg.output != Output::Text) {
@@ -168,12 +184,10 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
             eprintln!("controller: warning: --baseline: not comparable: {w}");
         }
     }
+    // Printed before the files are finished, so a file that fails at the end
+    // never loses the run.
     print(&report, cfg.output);
-    if let Some(path) = &cfg.hdr_log {
-        let bytes = output::hdr_log(series.seconds(), started)
-            .map_err(|e| Error::Encode { flag: "--hdr-log", source: e.into() })?;
-        std::fs::write(path, bytes).map_err(|source| Error::Write { flag: "--hdr-log", path: path.clone(), source })?;
-    }
+    written.map_err(hdr_log_error)?;
     if let Some(path) = &cfg.html {
         std::fs::write(path, html::page(&report)).map_err(|source| Error::Write {
             flag: "--html",

@@ -6,23 +6,24 @@
 //! that span: periodic snapshots cover one whole second each, and a final or
 //! early snapshot stamped a moment past a whole second still lands in the
 //! second its requests mostly belong to. Every delta lands in exactly one
-//! second, so the seconds add up to the run's totals exactly; each second
-//! keeps its merged histogram, so its percentiles are exact too.
+//! second, so the seconds add up to the run's totals exactly.
+//!
+//! Memory stays flat in the length of a run: a second keeps its merged
+//! histograms only while an agent may still report into it. Once every
+//! running agent has reported past it, it is reduced to its [`SecondRow`]
+//! (computed from the whole merged histogram, so its percentiles are exact)
+//! and its histogram goes to the `--hdr-log` writer, if any, then is dropped.
+//! A merged histogram is about 190 KiB; a row is under 100 bytes.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
 use volley_stats::Totals;
 
 use crate::outcome::{AgentOutcome, AgentState, Observer};
+use crate::output::HdrLog;
 use crate::progress::{Live, Tick};
-
-/// One second of the run, merged across agents.
-#[derive(Debug, Clone, Default)]
-pub struct Second {
-    /// What every agent did in that second.
-    pub totals: Totals,
-}
 
 /// A row of the series as reports show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -45,15 +46,43 @@ pub struct SecondRow {
     pub max_ms: Option<f64>,
 }
 
+impl SecondRow {
+    /// The row of second `second`, whose merged figures are `t`.
+    pub fn of(second: u64, t: &Totals) -> SecondRow {
+        let q = |p: f64| t.latency_at(p).map(|d| d.as_secs_f64() * 1000.0);
+        SecondRow {
+            second,
+            requests: t.requests,
+            successes: t.successes,
+            failures: t.failures,
+            p50_ms: q(0.5),
+            p90_ms: q(0.9),
+            p99_ms: q(0.99),
+            max_ms: (t.responses() > 0).then(|| ms(t.histogram.max())),
+        }
+    }
+}
+
 /// Collects the series and prints progress as the run goes.
 #[derive(Debug)]
 pub struct Series {
-    seconds: Vec<Second>,
+    /// Seconds every running agent has reported past, from second 0,
+    /// reduced to their rows.
+    closed: Vec<SecondRow>,
+    /// The seconds after them, which agents may still report into, with
+    /// their merged figures and histograms.
+    open: VecDeque<Totals>,
+    /// Where closed seconds' histograms are written, if anywhere.
+    hdr_log: Option<HdrLog>,
+    /// Requests in every delta so far.
+    requests: u64,
     live: Live,
     agents: usize,
     lost: usize,
     /// Per agent, where its last delta ended: where its next one begins.
     ends: Vec<Duration>,
+    /// Per agent, whether it will report no more (ended, or had no share).
+    quiet: Vec<bool>,
     /// The last second a progress line was printed for.
     printed: Option<usize>,
 }
@@ -72,12 +101,39 @@ impl Series {
 
     /// An empty series showing progress on `live`.
     pub fn with_live(live: Live) -> Series {
-        Series { seconds: Vec::new(), live, agents: 0, lost: 0, ends: Vec::new(), printed: None }
+        Series {
+            closed: Vec::new(),
+            open: VecDeque::new(),
+            hdr_log: None,
+            requests: 0,
+            live,
+            agents: 0,
+            lost: 0,
+            ends: Vec::new(),
+            quiet: Vec::new(),
+            printed: None,
+        }
     }
 
-    /// The seconds so far.
-    pub fn seconds(&self) -> &[Second] {
-        &self.seconds
+    /// Also writes every second's merged histogram to `log` as the run goes.
+    pub fn with_hdr_log(mut self, log: HdrLog) -> Series {
+        self.hdr_log = Some(log);
+        self
+    }
+
+    /// Seconds in the series so far.
+    pub fn len(&self) -> usize {
+        self.closed.len() + self.open.len()
+    }
+
+    /// Whether no agent has reported anything yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Seconds still held with their histograms (the rest are reduced to rows).
+    pub fn open_seconds(&self) -> usize {
+        self.open.len()
     }
 
     /// Agents in the run, and how many of them were lost.
@@ -87,75 +143,124 @@ impl Series {
 
     /// The series as report rows.
     pub fn rows(&self) -> Vec<SecondRow> {
-        self.seconds
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let t = &s.totals;
-                let q = |p: f64| t.latency_at(p).map(|d| d.as_secs_f64() * 1000.0);
-                SecondRow {
-                    second: i as u64,
-                    requests: t.requests,
-                    successes: t.successes,
-                    failures: t.failures,
-                    p50_ms: q(0.5),
-                    p90_ms: q(0.9),
-                    p99_ms: q(0.99),
-                    max_ms: (t.responses() > 0).then(|| ms(t.histogram.max())),
-                }
-            })
-            .collect()
+        let first_open = self.closed.len();
+        let open = self.open.iter().enumerate().map(|(i, t)| SecondRow::of((first_open + i) as u64, t));
+        self.closed.iter().cloned().chain(open).collect()
+    }
+
+    /// The row of second `i`, if the series reaches it.
+    fn row(&self, i: usize) -> Option<SecondRow> {
+        match i.checked_sub(self.closed.len()) {
+            None => self.closed.get(i).cloned(),
+            Some(j) => self.open.get(j).map(|t| SecondRow::of(i as u64, t)),
+        }
+    }
+
+    /// Requests in seconds `0..=upto`: every request so far but those of the
+    /// seconds after it (counted from the end, which is near `upto`).
+    fn requests_through(&self, upto: usize) -> u64 {
+        let open_after =
+            self.open.iter().enumerate().filter(|(j, _)| self.closed.len() + j > upto).map(|(_, t)| t.requests);
+        let closed_after = self.closed.iter().skip(upto + 1).map(|r| r.requests);
+        self.requests - open_after.sum::<u64>() - closed_after.sum::<u64>()
     }
 
     fn print(&mut self, upto: usize, elapsed: Duration) {
-        let Some(s) = self.seconds.get(upto) else { return };
-        let t = &s.totals;
-        let lat = |p: f64| t.latency_at(p).map(|d| d.as_secs_f64() * 1e3);
+        let Some(r) = self.row(upto) else { return };
         let tick = Tick {
             second: upto as u64 + 1,
-            done: self.seconds[..=upto].iter().map(|s| s.totals.requests).sum(),
-            rate: t.requests,
-            failures: t.failures,
-            p50_ms: lat(0.5),
-            p99_ms: lat(0.99),
+            done: self.requests_through(upto),
+            rate: r.requests,
+            failures: r.failures,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
             agents: (self.agents - self.lost, self.lost),
         };
         self.live.show(&tick, elapsed);
         self.printed = Some(upto);
     }
 
-    /// Ends the live display.
-    pub fn finish(&mut self) {
+    /// Reduces the open seconds no agent can report into any more: those
+    /// before the earliest second a running agent's next delta can land in.
+    /// An agent's next delta begins where its last one ended (its clock
+    /// only goes forward), so its middle is no earlier than that.
+    fn close_complete(&mut self) {
+        // Before `started`, the agents are not known, so no second is known complete.
+        if self.agents == 0 {
+            return;
+        }
+        let frontier = self
+            .ends
+            .iter()
+            .zip(&self.quiet)
+            .filter(|(_, quiet)| !**quiet)
+            .map(|(end, _)| end.as_secs() as usize)
+            .min()
+            .unwrap_or(usize::MAX);
+        while self.closed.len() < frontier {
+            let Some(t) = self.open.pop_front() else { break };
+            self.close(t);
+        }
+    }
+
+    fn close(&mut self, t: Totals) {
+        let i = self.closed.len();
+        self.closed.push(SecondRow::of(i as u64, &t));
+        if let Some(log) = &self.hdr_log {
+            log.second(i, t.histogram);
+        }
+    }
+
+    /// Ends the live line on a terminal, reduces every second and finishes
+    /// the `--hdr-log` file, if any; the series' rows stay as they were.
+    pub fn finish(&mut self) -> Result<(), crate::output::HdrLogError> {
         self.live.finish();
+        while let Some(t) = self.open.pop_front() {
+            self.close(t);
+        }
+        self.hdr_log.take().map_or(Ok(()), HdrLog::finish)
     }
 }
 
 impl Observer for Series {
     fn started(&mut self, agents: &[AgentOutcome]) {
         self.agents = agents.len();
+        self.ends = vec![Duration::ZERO; agents.len()];
+        // An agent with no share of the work is sent no plan and never reports.
+        self.quiet = agents.iter().map(|a| a.quota == Some(0) || a.connections == 0).collect();
     }
 
     fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
         if self.ends.len() <= agent {
             self.ends.resize(agent + 1, Duration::ZERO);
+            self.quiet.resize(agent + 1, false);
         }
         let begin = self.ends[agent].min(elapsed);
         self.ends[agent] = self.ends[agent].max(elapsed);
-        let second = ((begin + elapsed) / 2).as_secs() as usize;
-        if self.seconds.len() <= second {
-            self.seconds.resize_with(second + 1, Second::default);
+        // A delta can only land in a closed second if its agent's clock went
+        // back; it then joins the first open second, so the counts still add up.
+        let second = (((begin + elapsed) / 2).as_secs() as usize).max(self.closed.len());
+        let j = second - self.closed.len();
+        if self.open.len() <= j {
+            self.open.resize_with(j + 1, Totals::default);
         }
-        self.seconds[second].totals.add(delta);
+        self.open[j].add(delta);
+        self.requests += delta.requests;
         // A delta for a later second means the earlier ones are complete.
         if second > 0 && self.printed.is_none_or(|p| p < second - 1) {
             self.print(second - 1, elapsed);
         }
+        self.close_complete();
     }
 
-    fn ended(&mut self, _agent: usize, state: AgentState, _error: Option<&str>) {
+    fn ended(&mut self, agent: usize, state: AgentState, _error: Option<&str>) {
         if state == AgentState::Lost {
             self.lost += 1;
         }
+        if let Some(q) = self.quiet.get_mut(agent) {
+            *q = true;
+        }
+        self.close_complete();
     }
 }
 
@@ -191,5 +296,68 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.requests).collect::<Vec<_>>(), [16, 8, 7]);
         assert_eq!(rows[2].p50_ms, Some(0.3));
         assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 31);
+    }
+
+    /// A delta of `n` responses with latencies spread from `from` µs by `step`.
+    fn spread(n: u64, from: u64, step: u64) -> Totals {
+        let mut r = Recorder::new();
+        for i in 0..n {
+            r.response(200, i % 7 != 0, Duration::from_micros(from + i * step), 10, 10);
+        }
+        r.take()
+    }
+
+    #[test]
+    fn reduced_seconds_give_the_rows_of_their_full_histograms() {
+        let mut s = Series::new(Progress::Off);
+        let agents = || (0..2).map(|_| crate::outcome::AgentOutcome::unreachable("a".into(), String::new()));
+        let planned: Vec<_> = agents()
+            .map(|mut a| {
+                a.connections = 1;
+                a
+            })
+            .collect();
+        s.started(&planned);
+        // What every second would hold with its whole merged histogram kept.
+        let mut full: Vec<Totals> = Vec::new();
+        let mut file = |second: usize, t: &Totals| {
+            if full.len() <= second {
+                full.resize_with(second + 1, Totals::default);
+            }
+            full[second].add(t);
+        };
+        for k in 1..=300u64 {
+            // Agent 0 reports on the second, agent 1 a little later.
+            let a = spread(50 + k % 13, 100 + k, 3 + k % 5);
+            s.delta(0, &a, Duration::from_secs(k));
+            file(k as usize - 1, &a);
+            let b = spread(20 + k % 17, 1000 + 7 * k, 11);
+            s.delta(1, &b, Duration::from_millis(k * 1000 + 40));
+            file(k as usize - 1, &b);
+            assert!(s.open_seconds() <= 2, "second {k}: {} seconds still hold histograms", s.open_seconds());
+        }
+        let expected: Vec<SecondRow> = full.iter().enumerate().map(|(i, t)| SecondRow::of(i as u64, t)).collect();
+        assert_eq!(s.rows(), expected, "rows while running");
+        s.ended(0, AgentState::Done, None);
+        s.ended(1, AgentState::Done, None);
+        assert_eq!(s.open_seconds(), 0, "every second reduced once every agent has ended");
+        s.finish().unwrap();
+        assert_eq!(s.rows(), expected, "rows after the run");
+        assert!(expected.iter().all(|r| r.p99_ms > r.p50_ms), "the test's seconds have spread latencies");
+    }
+
+    #[test]
+    fn a_delta_behind_the_closed_seconds_still_counts() {
+        let mut s = Series::new(Progress::Off);
+        let mut planned = crate::outcome::AgentOutcome::unreachable("a".into(), String::new());
+        planned.connections = 1;
+        s.started(&[planned]);
+        s.delta(0, &delta(5, 100), Duration::from_secs(1));
+        s.delta(0, &delta(5, 100), Duration::from_secs(3));
+        // Its next delta begins at 3 s: seconds 0 to 2 are complete.
+        assert_eq!(s.open_seconds(), 0);
+        // A clock that went back: the delta joins the first open second.
+        s.delta(0, &delta(4, 100), Duration::from_millis(500));
+        assert_eq!(s.rows().iter().map(|r| r.requests).collect::<Vec<_>>(), [5, 0, 5, 4]);
     }
 }

@@ -90,6 +90,8 @@ struct RunProgress {
     elapsed: Duration,
     report: Option<Report>,
     error: Option<String>,
+    /// Once over: the size of its JSON, what `--keep-bytes` counts.
+    bytes: usize,
 }
 
 /// One run the API started: what was asked, and where it is.
@@ -230,7 +232,11 @@ fn rfc3339(t: SystemTime) -> String {
 impl ApiRun {
     /// The run as `GET /v1/runs/{id}` shows it; the series from second `since`.
     fn view(&self, since: usize) -> Value {
-        let live = lock(&self.live);
+        self.view_of(&lock(&self.live), since)
+    }
+
+    /// [`ApiRun::view`] of `live`, this run's progress, already locked.
+    fn view_of(&self, live: &RunProgress, since: usize) -> Value {
         let rows = live.series.rows();
         // While running, the newest second is still filling up.
         let complete = if live.state == RunState::Running { rows.len().saturating_sub(1) } else { rows.len() };
@@ -294,7 +300,8 @@ impl Service {
     }
 
     /// Registers a run if there is room: at most `--max-runs` going, and
-    /// the oldest finished ones forgotten beyond `--keep`.
+    /// the oldest finished ones forgotten beyond `--keep` runs or
+    /// `--keep-bytes` bytes.
     fn admit(&self, run: Arc<ApiRun>) -> Result<(), ApiError> {
         let mut runs = lock(&self.runs);
         let running = runs.iter().filter(|r| lock(&r.live).state == RunState::Running).count();
@@ -306,10 +313,15 @@ impl Service {
         }
         let mut finished = runs.len() - running;
         // Every run going now (the new one too) will finish and stay: room
-        // is made for them, so no more than `--keep` finished runs remain.
+        // is made for them, so no more than `--keep` finished runs remain,
+        // holding no more than `--keep-bytes` between them.
+        let mut bytes: usize = runs.iter().map(|r| lock(&r.live).bytes).sum();
         runs.retain(|r| {
-            let forget = finished + running + 1 > self.args.keep && lock(&r.live).state != RunState::Running;
+            let live = lock(&r.live);
+            let over = finished + running + 1 > self.args.keep || bytes > self.args.keep_bytes;
+            let forget = over && live.state != RunState::Running;
             finished -= usize::from(forget);
+            bytes -= if forget { live.bytes } else { 0 };
             !forget
         });
         runs.push(run);
@@ -333,6 +345,7 @@ async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response
             elapsed: Duration::ZERO,
             report: None,
             error: None,
+            bytes: 0,
         }),
         cancel: Mutex::new(Some(tx)),
     });
@@ -371,6 +384,9 @@ async fn run_in_background(run: Arc<ApiRun>, cfg: RunConfig, cancel: oneshot::Re
             live.state = RunState::Failed;
         }
     }
+    // What the run now holds is what `GET` shows of it, so its JSON is the
+    // measure; set with the state, so a run seen over is counted.
+    live.bytes = run.view_of(&live, 0).to_string().len();
 }
 
 #[derive(Deserialize)]

@@ -64,12 +64,20 @@ fn json_text_series_csv_and_hdr_log_agree() {
             let decoded =
                 base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h.encoded_histogram()).unwrap();
             let hist: hdrhistogram::Histogram<u64> = Deserializer::new().deserialize(&mut decoded.as_slice()).unwrap();
+            // Written as the run goes, still one interval per second, in
+            // order, each holding that second's responses.
+            assert_eq!(h.start_timestamp(), std::time::Duration::from_secs(intervals as u64));
+            assert_eq!(h.duration(), std::time::Duration::from_secs(1));
+            let second = &series[intervals];
+            assert_eq!(hist.len(), second["successes"].as_u64().unwrap(), "second {intervals}");
+            assert_eq!(h.max(), second["max_ms"].as_f64().unwrap_or(0.0), "second {intervals}'s max, in ms");
             samples += hist.len();
             intervals += 1;
         }
     }
     assert_eq!(intervals, series.len());
     assert_eq!(samples, total, "the HDR log holds every response");
+    assert_eq!(bytes.iter().filter(|&&b| b == b'#').count(), 4, "one header: {}", String::from_utf8_lossy(&bytes));
 
     // CSV: one row per second, adding up to the totals of its own run.
     let mut args = common.to_vec();
@@ -128,5 +136,18 @@ fn thresholds_pass_fail_and_malformed() {
         assert!(stderr(&out).contains("--fail-if") && stderr(&out).contains(needle), "{}", stderr(&out));
     }
     assert_eq!(server.stats().count("/hello", 200), 900, "malformed thresholds send nothing");
+    server.shutdown();
+}
+
+#[test]
+fn an_hdr_log_that_cannot_be_created_stops_the_run_before_any_load() {
+    let server = target(1);
+    let url = format!("http://{}/hello", server.local_addr());
+    let dir = std::env::temp_dir().join(format!("volley-no-such-dir-{}", std::process::id()));
+    let log = dir.join("run.hlog").display().to_string();
+    let out = controller(&["run", "--url", &url, "-n", "100", "-c", "1", "--quiet", "--hdr-log", &log]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--hdr-log") && stderr(&out).contains(&log), "{}", stderr(&out));
+    assert_eq!(server.stats().count("/hello", 200), 0, "nothing sent");
     server.shutdown();
 }

@@ -202,3 +202,34 @@ fn scenarios_run_through_the_api_too() {
     assert_eq!(server.stats().total, 300, "a refused scenario sent load");
     server.shutdown();
 }
+
+#[test]
+fn finished_runs_are_forgotten_beyond_keep_bytes() {
+    let server = target(1);
+    let url = format!("http://{}/hello", server.local_addr());
+    let run = |api: &str| {
+        let body = json!({ "url": url, "requests": 50, "concurrency": 1 }).to_string();
+        let (status, created) = http_json(api, "POST", "/v1/runs", &[], &body);
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        wait_over(api, &id, Duration::from_secs(30));
+        id
+    };
+    // A budget smaller than one run's JSON keeps none but the newest.
+    let api = spawn_serve(&["--keep-bytes", "1"]);
+    let first = run(&api.addr);
+    let second = run(&api.addr);
+    let (status, _) = http_json(&api.addr, "GET", &format!("/v1/runs/{first}"), &[], "");
+    assert_eq!(status, 404, "the oldest finished run is forgotten once the kept ones pass --keep-bytes");
+    let (status, kept) = http_json(&api.addr, "GET", &format!("/v1/runs/{second}"), &[], "");
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["report"]["total_requests"], 50);
+    // The default budget keeps both.
+    let api = spawn_serve(&[]);
+    let first = run(&api.addr);
+    run(&api.addr);
+    let (status, _) = http_json(&api.addr, "GET", &format!("/v1/runs/{first}"), &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(server.stats().count("/hello", 200), 200);
+    server.shutdown();
+}
