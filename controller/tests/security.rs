@@ -96,10 +96,15 @@ fn limits_the_controller_cannot_override() {
     let big = "x".repeat(64);
     let b = spawn_agent(&["--threads", "1", "--max-body", "16"]);
     refused(&Run::new(&url).agents(&[&b]).requests(5).args(&["-m", "POST", "-d", &big]).output(), 1, &["--max-body"]);
-    // Within the limits it runs; a count-mode run is cut at --max-duration.
-    let r = json_report(&Run::new(&url).agents(&[&a]).requests(1000).connections(2).rate(100).json_output());
+    // Within the limits it runs; a count-mode run is cut at --max-duration,
+    // and the requests never sent are reported as such (exit 1: the count
+    // asked for was not done).
+    let out = Run::new(&url).agents(&[&a]).requests(1000).connections(2).rate(100).json_output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     let total = r["total_requests"].as_u64().unwrap();
     assert!((80..=120).contains(&total), "{total} requests in the 1 s --max-duration at 100/s");
+    assert_eq!(r["unassigned"].as_u64(), Some(1000 - total), "every request not sent is accounted for");
     assert_eq!(server.stats().count("/hello", 200), total);
     server.shutdown();
 }
