@@ -99,6 +99,9 @@ pub struct Outcome {
     pub unaccounted_unknown: Option<String>,
     /// Count mode: requests no agent was left to send (every agent lost).
     pub unassigned: u64,
+    /// Why the run failed although agents may have finished it: an agent
+    /// reported an internal failure (a worker panicked).
+    pub failed: Option<String>,
 }
 
 /// Sees a run as it goes: for live progress, time series and the HTTP API.

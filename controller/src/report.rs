@@ -244,8 +244,12 @@ pub struct Report {
     /// Whether the run passed: its work was done, some requests succeeded
     /// (or thresholds decided), every threshold held, and it was not cancelled.
     pub passed: bool,
-    /// One line saying why the run failed when every request failed; `null` otherwise.
+    /// One line saying why the run failed when every request failed or an
+    /// agent failed; `null` otherwise.
     pub headline: Option<String>,
+    /// An agent's internal failure (a worker panicked), which fails the run
+    /// whatever else happened; `null` otherwise.
+    pub failure: Option<String>,
     /// What was asked for.
     pub settings: Option<Settings>,
     /// The target URL.
@@ -435,7 +439,11 @@ impl Report {
             .iter()
             .map(|t| t.verdict_against(report.measure(t.metric()), baseline(t.metric())))
             .collect();
-        report.headline = report.all_failed().then(|| report.why_all_failed());
+        report.failure = outcome.failed.clone();
+        report.headline = match &report.failure {
+            Some(f) => Some(format!("the run failed: {f}")),
+            None => report.all_failed().then(|| report.why_all_failed()),
+        };
         report.passed = report.exit_code() == 0 && !report.cancelled;
         report
     }
@@ -525,6 +533,7 @@ impl Report {
             started_at: None,
             passed: false,
             headline: None,
+            failure: None,
             settings: None,
             url: url.to_owned(),
             method: Some(method.to_owned()),
@@ -621,7 +630,7 @@ impl Report {
     /// report names the lost agents).
     pub fn exit_code(&self) -> i32 {
         let finished = self.agents.iter().any(|a| a.state == AgentState::Done);
-        if self.unassigned > 0 || !finished && !self.cancelled {
+        if self.unassigned > 0 || self.failure.is_some() || !finished && !self.cancelled {
             1
         } else if self.all_failed() && self.thresholds.is_empty() {
             // Thresholds, when given, decide; without them a run where

@@ -24,10 +24,23 @@ const WATCHDOG_EVERY: Duration = Duration::from_millis(100);
 
 /// An event from one agent's stream.
 enum Event {
-    Started { threads: u32, skew_us: i64 },
-    Delta { totals: Totals, elapsed: Duration, taken: u64 },
-    Finished { totals: Totals, elapsed: Duration },
+    Started {
+        threads: u32,
+        skew_us: i64,
+    },
+    Delta {
+        totals: Totals,
+        elapsed: Duration,
+        taken: u64,
+    },
+    Finished {
+        totals: Totals,
+        elapsed: Duration,
+    },
     Broken(String),
+    /// The agent ended its stream with an internal error (a worker panicked):
+    /// the run fails, whatever the survivors do.
+    Failed(String),
 }
 
 /// The merge loop's link to one agent.
@@ -48,6 +61,8 @@ pub struct Merge<'a> {
     cancelled: bool,
     /// Count mode: requests no agent was left to send.
     unassigned: u64,
+    /// The first agent failure (a worker panicked), which fails the run.
+    failed: Option<String>,
 }
 
 impl<'a> Merge<'a> {
@@ -77,7 +92,17 @@ impl<'a> Merge<'a> {
             tokio::spawn(forward(i, stream, tx.clone()));
         }
         observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
-        Merge { run_id, ledger, links, observer, events, total: Totals::default(), cancelled: false, unassigned: 0 }
+        Merge {
+            run_id,
+            ledger,
+            links,
+            observer,
+            events,
+            total: Totals::default(),
+            cancelled: false,
+            unassigned: 0,
+            failed: None,
+        }
     }
 
     /// Merges until every stream has ended; when `cancel` completes first,
@@ -119,6 +144,12 @@ impl<'a> Merge<'a> {
                 self.send(renewals);
             }
             Event::Broken(why) => self.lose(i, why),
+            Event::Failed(why) => {
+                if self.failed.is_none() {
+                    self.failed = Some(format!("agent {} failed: {why}", self.ledger.slots()[i].outcome.address));
+                }
+                self.lose(i, why);
+            }
         }
     }
 
@@ -210,6 +241,7 @@ impl<'a> Merge<'a> {
             unaccounted_max,
             unaccounted_unknown,
             unassigned: self.unassigned,
+            failed: self.failed,
         }
     }
 }
@@ -223,6 +255,7 @@ async fn forward(
     loop {
         let event = match stream.next().await {
             None => Event::Broken("its stream ended before the final snapshot".into()),
+            Some(Err(status)) if status.code() == tonic::Code::Internal => Event::Failed(status_line(&status)),
             Some(Err(status)) => Event::Broken(format!("its stream failed: {}", status_line(&status))),
             Some(Ok(ev)) => match ev.event {
                 Some(run_event::Event::Started(s)) => Event::Started { threads: s.threads, skew_us: s.start_skew_us },
@@ -241,7 +274,7 @@ async fn forward(
                 None => continue,
             },
         };
-        let last = matches!(event, Event::Finished { .. } | Event::Broken(_));
+        let last = matches!(event, Event::Finished { .. } | Event::Broken(_) | Event::Failed(_));
         if tx.send((i, event)).is_err() || last {
             return;
         }
