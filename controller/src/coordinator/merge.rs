@@ -91,6 +91,7 @@ impl<'a> Merge<'a> {
             tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx, timeout));
             tokio::spawn(forward(i, stream, tx.clone()));
         }
+        observer.run_id(&run_id);
         observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
         Merge {
             run_id,
