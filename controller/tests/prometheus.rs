@@ -110,7 +110,9 @@ fn bucket(seconds: f64) -> usize {
 fn prometheus_scrapes_the_exact_totals_of_a_run() {
     let Some((prometheus, promtool)) = tools() else { return };
     let server = target(2);
-    let (a, b) = (spawn_agent(&["--threads", "1"]), spawn_agent(&["--threads", "1"]));
+    let agent_metrics = format!("127.0.0.1:{}", free_port());
+    let a = spawn_agent(&["--threads", "1", "--metrics-listen", &agent_metrics]);
+    let b = spawn_agent(&["--threads", "1"]);
     let metrics = format!("127.0.0.1:{}", free_port());
     let web = format!("127.0.0.1:{}", free_port());
     let dir = std::env::temp_dir().join(format!("volley-prometheus-{}", std::process::id()));
@@ -210,6 +212,14 @@ fn prometheus_scrapes_the_exact_totals_of_a_run() {
     let mut expected = vec![a.addr.clone(), b.addr.clone()];
     expected.sort();
     assert_eq!(named, expected, "both agents up");
+
+    // The agent's own health: one run started and finished, idle now.
+    let (status, health) = get(&agent_metrics, "/metrics").expect("the agent's /metrics");
+    assert_eq!(status, 200, "{health}");
+    for line in ["volley_agent_runs_started_total 1", "volley_agent_runs_finished_total 1", "volley_agent_busy 0"] {
+        assert!(health.lines().any(|l| l == line), "no {line:?} in\n{health}");
+    }
+    assert!(health.contains("volley_agent_process_cpu_seconds_total "), "{health}");
 
     // The text format as a plain scraper gets it passes promtool's lint.
     let last = last.expect("a scrape of the finished run during --metrics-linger");
