@@ -682,6 +682,36 @@ mod tests {
     }
 
     #[test]
+    fn every_family_in_the_book_is_exported() {
+        let metrics = Metrics::new();
+        let mut inner = crate::outcome::NoObserver;
+        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
+        tee.started(&[agent("a:1")]);
+        let mut rec = Recorder::with_names([("home", "GET")]);
+        rec.response(200, true, Duration::from_micros(300), 10, 20);
+        rec.named(0, true, Some(Duration::from_micros(300)));
+        tee.delta(0, &rec.take(), Duration::from_secs(1));
+        let text = text(&metrics);
+        let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/prometheus.md")).unwrap();
+        let documented: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with("| `volley_"))
+            .flat_map(|l| l.split('|').nth(1).unwrap_or("").split(", ").map(|n| n.trim().trim_matches('`')))
+            .collect();
+        assert!(documented.len() >= 12, "{documented:?}");
+        for family in &documented {
+            let sample = |l: &&str| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family}_bucket{{"));
+            assert!(text.lines().any(|l| sample(&l)), "{family} is documented but not exported:\n{text}");
+        }
+        // And nothing is exported that the book does not name.
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            let exported = |f: &&str| *f == name || f.strip_suffix("_total") == Some(name);
+            assert!(documented.iter().any(exported), "{name} is exported but not in the book");
+        }
+    }
+
+    #[test]
     fn buckets_follow_the_report_values() {
         let mut h = volley_stats::new_histogram();
         h.record(100).unwrap();
