@@ -700,7 +700,8 @@ mod tests {
             .collect();
         assert!(documented.len() >= 12, "{documented:?}");
         for family in &documented {
-            let sample = |l: &&str| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family}_bucket{{"));
+            let sample =
+                |l: &&str| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family}_bucket{{"));
             assert!(text.lines().any(|l| sample(&l)), "{family} is documented but not exported:\n{text}");
         }
         // And nothing is exported that the book does not name.

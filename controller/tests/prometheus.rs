@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use controller::metrics::BUCKETS_SECONDS;
 use serde_json::Value;
-use volley_testkit::{spawn_agent, spawn_controller, target, within};
+use volley_testkit::{http_json, spawn_agent, spawn_controller, spawn_serve, target, within};
 
 /// A binary from `PATH` or Debian's place for it.
 fn tool(name: &str) -> Option<PathBuf> {
@@ -240,4 +240,55 @@ fn prometheus_scrapes_the_exact_totals_of_a_run() {
     );
     server.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The samples of `family` in a text exposition: (labels, value).
+fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(family)?.strip_prefix('{'))
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once("} ")?;
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `body` through the API at `api`; waits until it is over.
+fn api_run(api: &str, body: &str) -> String {
+    let (status, created) = http_json(api, "POST", "/v1/runs", &[], body);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let over = within(Duration::from_secs(60), || {
+        let (_, v) = http_json(api, "GET", &format!("/v1/runs/{id}"), &[], "");
+        v["state"] != "running"
+    });
+    assert!(over.is_some(), "run {id} still running");
+    id
+}
+
+#[test]
+fn serve_exports_each_run_labelled_with_its_id_until_the_next_starts() {
+    let server = target(2);
+    let agent = spawn_agent(&["--threads", "1"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let api = spawn_serve(&["--agents", &agent.addr, "--metrics-listen", &metrics]);
+    let url = format!("http://{}/hello", server.local_addr());
+    let first = api_run(&api.addr, &format!(r#"{{"url": "{url}", "requests": 3001, "concurrency": 2}}"#));
+    let (status, text) = get(&metrics, "/metrics").expect("serve's /metrics");
+    assert_eq!(status, 200, "{text}");
+    let requests = samples(&text, "volley_requests_total");
+    assert!(!requests.is_empty(), "{text}");
+    let label = format!(r#"run_id="{first}""#);
+    assert!(requests.iter().all(|(l, _)| l.contains(&label)), "{requests:?}");
+    assert_eq!(requests.iter().map(|(_, v)| v).sum::<f64>() as u64, 3001);
+    assert_eq!(server.stats().count("/hello", 200), 3001);
+    assert_eq!(samples(&text, "volley_run_active"), [(label.as_str(), 0.0)], "over, and still there");
+
+    // The next run replaces the finished one.
+    let second = api_run(&api.addr, &format!(r#"{{"url": "{url}", "requests": 500, "concurrency": 1}}"#));
+    let (_, text) = get(&metrics, "/metrics").expect("serve's /metrics");
+    let requests = samples(&text, "volley_requests_total");
+    assert!(requests.iter().all(|(l, _)| l.contains(&format!(r#"run_id="{second}""#))), "{requests:?}");
+    assert_eq!(requests.iter().map(|(_, v)| v).sum::<f64>() as u64, 500);
+    server.shutdown();
 }
