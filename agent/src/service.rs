@@ -489,6 +489,7 @@ impl RunTask {
 fn snapshot(acc: &mut Totals, at: Duration, control: &Control) -> volley_proto::Snapshot {
     let mut snap = std::mem::take(acc).to_snapshot(at);
     snap.taken_total = control.taken();
+    snap.in_flight = control.in_flight();
     snap
 }
 

@@ -85,6 +85,8 @@ struct Agent {
     running: bool,
     /// Lost or unreachable agents are down.
     up: bool,
+    /// Requests in flight at its last snapshot.
+    in_flight: u64,
 }
 
 /// The live figures of one run.
@@ -248,6 +250,7 @@ impl Observer for Tee<'_> {
                         rate: a.rate,
                         running: runs && a.state != AgentState::Unreachable,
                         up: a.state != AgentState::Unreachable,
+                        in_flight: 0,
                     }
                 })
                 .collect();
@@ -258,6 +261,15 @@ impl Observer for Tee<'_> {
     fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
         self.update(|r| r.total.add(delta));
         self.inner.delta(agent, delta, elapsed);
+    }
+
+    fn in_flight(&mut self, agent: usize, n: u64) {
+        self.update(|r| {
+            if let Some(a) = r.agents.get_mut(agent) {
+                a.in_flight = n;
+            }
+        });
+        self.inner.in_flight(agent, n);
     }
 
     fn ended(&mut self, agent: usize, state: AgentState, error: Option<&str>) {
@@ -282,6 +294,7 @@ fn unreachable(run: &RunMetrics, agents: &[AgentOutcome]) {
                     rate: None,
                     running: false,
                     up: false,
+                    in_flight: 0,
                 });
             }
         }
@@ -435,6 +448,9 @@ impl Collector for Figures {
                 (|r: &RunFigures| running(r).map(|a| f64::from(a.connections)).fold(0.0, |x, y| x + y))
                     as fn(&RunFigures) -> f64,
             ),
+            ("volley_in_flight", "Requests sent and not yet completed, as the running agents last reported.", |r| {
+                running(r).map(|a| a.in_flight as f64).fold(0.0, |x, y| x + y)
+            }),
             ("volley_target_rate", "Open model: the requests per second the running agents are asked.", |r| {
                 running(r).filter_map(|a| a.rate).fold(0.0, |x, y| x + y)
             }),
@@ -635,9 +651,12 @@ mod tests {
         for _ in 0..10 {
             rec.error(volley_stats::ErrorClass::Timeout, 10);
         }
+        tee.in_flight(0, 3);
+        tee.in_flight(1, 4);
         tee.delta(0, &rec.take(), Duration::from_secs(1));
         let text = text(&metrics);
         let l = r#"run_id="run-1""#;
+        assert_eq!(value(&text, &format!(r#"volley_in_flight{{{l}}}"#)), 7.0);
         assert_eq!(
             value(
                 &text,

@@ -117,6 +117,8 @@ pub trait Observer: Send {
     /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
     /// the common start.
     fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    /// Agent `agent` has `n` requests in flight (a level, with each delta).
+    fn in_flight(&mut self, _agent: usize, _n: u64) {}
     /// Agent `agent`'s part ended.
     fn ended(&mut self, _agent: usize, _state: AgentState, _error: Option<&str>) {}
 }

@@ -164,10 +164,12 @@ fn prometheus_scrapes_the_exact_totals_of_a_run() {
     ]);
     // Scrape it too: the last scrape, of the finished run, goes to promtool.
     let mut last = None;
+    let mut most_in_flight: f64 = 0.0;
     let started = Instant::now();
     let mut run = run;
     while run.child.try_wait().expect("wait").is_none() && started.elapsed() < Duration::from_secs(60) {
         if let Some((200, body)) = get(&metrics, "/metrics") {
+            most_in_flight = samples(&body, "volley_in_flight").iter().map(|(_, v)| *v).fold(most_in_flight, f64::max);
             let over = body
                 .lines()
                 .find(|l| l.starts_with("volley_run_active{"))
@@ -187,6 +189,9 @@ fn prometheus_scrapes_the_exact_totals_of_a_run() {
     let served = server.stats().count("/hello", 200);
     assert!(total > 1000, "a few seconds of load: {total}");
     assert_eq!(total, served, "the report counts what the target served");
+
+    // Closed model: each of the 4 connections has a request out nearly always.
+    assert!((1.0..=4.0).contains(&most_in_flight), "requests in flight: at most {most_in_flight}");
 
     // The series stay queryable after the controller went away: the range
     // functions read the samples before the staleness marker.
