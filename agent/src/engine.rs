@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     quota: Quota,
     /// Open model: the agent's rate as changed while the run goes.
     rate: RateControl,
+    /// Requests in flight, as the threads last published them (about once a
+    /// second each: not touched per request).
+    in_flight: AtomicU64,
     /// The first panic on any worker thread or connection task: the run has
     /// failed, whatever the counts say (a bug must never end as `done`).
     panic: OnceLock<String>,
@@ -239,6 +242,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// Requests in flight, as the worker threads last published them.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Count mode: lets the workers send `add` more requests; with `last`, no
     /// more grants follow and the run finishes once these are used.
     pub fn grant(&self, add: u64, last: bool) {
@@ -425,6 +433,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         halt: tokio::sync::Notify::new(),
         quota,
         rate: RateControl::default(),
+        in_flight: AtomicU64::new(0),
         panic: OnceLock::new(),
     });
     let (tx, deltas) = mpsc::unbounded_channel();
@@ -484,6 +493,10 @@ pub(crate) struct Worker {
     /// When the thread's first request went out and its latest one completed.
     first_send: Cell<Option<Instant>>,
     last_done: Cell<Option<Instant>>,
+    /// Requests sent and not completed, and what of it was last published
+    /// to [`Shared`]'s total.
+    in_flight: Cell<u64>,
+    published: Cell<u64>,
 }
 
 /// Whether a request may be sent now.
@@ -512,12 +525,21 @@ impl Worker {
         if self.first_send.get().is_none() {
             self.first_send.set(Some(t));
         }
+        self.in_flight.set(self.in_flight.get() + 1);
     }
 
     /// Notes that a request completed (with or without a response) at `t`.
     #[inline]
     pub(crate) fn done_at(&self, t: Instant) {
         self.last_done.set(Some(t));
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+    }
+
+    /// Publishes the thread's requests in flight (`level`) to the run's total.
+    fn publish_in_flight(&self, level: u64) {
+        let total = &self.shared.in_flight;
+        total.fetch_add(level, Ordering::Relaxed);
+        total.fetch_sub(self.published.replace(level), Ordering::Relaxed);
     }
 
     /// Everything recorded since the last call, with the thread's first-send
@@ -527,6 +549,7 @@ impl Worker {
         let us = |t: Instant| t.saturating_duration_since(self.shared.start).as_micros() as u64;
         delta.first_send_us = self.first_send.get().map(us);
         delta.last_done_us = self.last_done.get().map(us);
+        self.publish_in_flight(self.in_flight.get());
         delta
     }
 
@@ -653,6 +676,8 @@ fn worker(
             rate_generation: Cell::new(0),
             first_send: Cell::new(None),
             last_done: Cell::new(None),
+            in_flight: Cell::new(0),
+            published: Cell::new(0),
         });
         let mut tasks = tokio::task::JoinSet::new();
         load.start(&w, &mut tasks);
@@ -677,6 +702,9 @@ fn worker(
         ticker.abort();
         w.count_missed();
         let last = w.take_delta();
+        // Nothing of this thread is in flight any more (requests cut at the
+        // end were counted as cancelled).
+        w.publish_in_flight(0);
         // The receiver is gone only if the agent dropped the run; nothing to do.
         let _ = tx.send(last);
     });

@@ -11,6 +11,7 @@
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
+//! - [`metrics`]: `--metrics-listen`, the agent's own health for Prometheus.
 //! - [`listen`]: the listener: deadlines and a cap for connections without a
 //!   call, backoff on accept errors, the open-file limit.
 //! - [`serve`], [`Args`], [`run`]: serving on a listener (the Volley service
@@ -20,6 +21,7 @@
 pub mod engine;
 pub mod http1;
 pub mod listen;
+pub mod metrics;
 pub mod plan;
 pub mod scenario;
 pub mod security;
@@ -98,6 +100,10 @@ pub struct Args {
     /// before it is closed (e.g. 10s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = volley_common::parse_nonzero_duration)]
     pub auth_timeout: Duration,
+    /// Serve the agent's own health (CPU time, threads, runs, refusals, busy)
+    /// for Prometheus on ADDR, under /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How an agent serves: threads, who may call it, what it may be asked.
@@ -193,6 +199,17 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_metrics(listener, None, config, shutdown).await
+}
+
+/// [`serve`], and `/metrics` of the agent's health on `metrics` if given
+/// (in the background, for as long as the runtime runs).
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     // The overall status ("") starts as SERVING and stays so while the process
     // serves: a busy agent is still healthy, and marking it not ready would
     // drop it from a headless Service's DNS in the middle of a run.
@@ -205,8 +222,17 @@ pub async fn serve(
     // body this agent allows (its --max-body), so that limit is the one asked.
     let max_message = volley_proto::limits::max_plan_message(config.limits.max_body);
     let guard = listen::Guard::new(config.auth_timeout, listen::waiting_cap(config.limits.open_files));
-    let service =
-        AgentServer::new(AgentService::new(config.threads, config.limits)).max_decoding_message_size(max_message);
+    let agent = AgentService::new(config.threads, config.limits);
+    if let Some(listener) = metrics {
+        let a = agent.clone();
+        let registry = metrics::registry(agent.counters(), move || a.busy());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, registry, std::future::pending()).await {
+                tracing::warn!("the metrics listener failed: {e}");
+            }
+        });
+    }
+    let service = AgentServer::new(agent).max_decoding_message_size(max_message);
     // The health service carries no token: probes cannot send one, and it
     // tells nothing but "serving".
     builder
@@ -253,7 +279,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let files = config.limits.open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
         tracing::info!(open_files = %files, "open-file limit (RLIMIT_NOFILE, raised to the hard limit)");
         tracing::info!(%addr, threads, "agent ready");
-        serve(listener, config, shutdown).await.context("gRPC server failed")?;
+        let metrics = match args.metrics_listen {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| UsageError(format!("--metrics-listen {at}: cannot listen: {e}")))?;
+                let bound = l.local_addr().context("cannot read the bound address")?;
+                tracing::info!(%bound, "serving metrics on /metrics");
+                eprintln!("agent: serving metrics on http://{bound}/metrics");
+                Some(l)
+            }
+            None => None,
+        };
+        serve_with_metrics(listener, metrics, config, shutdown).await.context("gRPC server failed")?;
         tracing::info!("agent stopped");
         Ok(())
     })

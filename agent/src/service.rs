@@ -25,6 +25,7 @@ use volley_proto::{
 use volley_stats::Totals;
 
 use crate::engine::{self, Control, SNAPSHOT_INTERVAL, Stopper};
+use crate::metrics::Counters;
 use crate::plan::{Plan, PlanError};
 
 /// The run an agent is busy with.
@@ -55,14 +56,36 @@ pub struct AgentService {
     threads: usize,
     limits: Arc<crate::security::Limits>,
     active: Arc<Mutex<Option<Active>>>,
+    /// Runs and refusals, for `--metrics-listen`.
+    counters: Arc<Counters>,
 }
 
 /// Clears the agent's busy state when a run's task ends, however it ends.
-struct BusyGuard(Arc<Mutex<Option<Active>>>);
+struct BusyGuard(Arc<Mutex<Option<Active>>>, Arc<Counters>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        *lock(&self.0) = None;
+        // A run whose workers started has a stopper: it finished.
+        if lock(&self.0).take().is_some_and(|a| a.stopper.is_some()) {
+            Counters::bump(&self.1.runs_finished);
+        }
+    }
+}
+
+/// Counts a plan refused unless the plan is accepted ([`Refusal::accepted`]).
+struct Refusal(Option<Arc<Counters>>);
+
+impl Refusal {
+    fn accepted(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Refusal {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            Counters::bump(&c.plans_refused);
+        }
     }
 }
 
@@ -70,7 +93,22 @@ impl AgentService {
     /// A service whose runs use `threads` worker threads unless a plan says
     /// otherwise, and whose plans must keep within `limits`.
     pub fn new(threads: usize, limits: crate::security::Limits) -> AgentService {
-        AgentService { threads: threads.max(1), limits: Arc::new(limits), active: Arc::new(Mutex::new(None)) }
+        AgentService {
+            threads: threads.max(1),
+            limits: Arc::new(limits),
+            active: Arc::new(Mutex::new(None)),
+            counters: Arc::default(),
+        }
+    }
+
+    /// What it counts for `--metrics-listen`.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Whether it has a run (accepted or going).
+    pub fn busy(&self) -> bool {
+        lock(&self.active).is_some()
     }
 }
 
@@ -100,6 +138,7 @@ impl Agent for AgentService {
 
     async fn run(&self, request: Request<RunPlan>) -> Result<Response<Self::RunStream>, Status> {
         let plan = request.into_inner();
+        let refusal = Refusal(Some(self.counters.clone()));
         let run_id = plan.run_id.clone();
         // Claim the agent before the (possibly slow) checks, so two controllers
         // racing cannot both pass.
@@ -118,13 +157,14 @@ impl Agent for AgentService {
                 start: None,
             });
         }
-        let guard = BusyGuard(self.active.clone());
+        let guard = BusyGuard(self.active.clone(), self.counters.clone());
         let await_start = plan.await_start;
         let mut plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
         self.limits.check(&plan)?;
         let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
         if !await_start {
             self.launch(plan, guard, tx)?;
+            refusal.accepted();
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         }
         // Two-phase start: accepted; the start instant comes with a Renew.
@@ -143,6 +183,7 @@ impl Agent for AgentService {
                 let _ = tx.send(Err(status)).await;
             }
         });
+        refusal.accepted();
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -258,6 +299,7 @@ impl AgentService {
             *renewed.lock().unwrap_or_else(|p| p.into_inner()) = run.start_instant();
         }
         tracing::info!(run_id, threads, connections, "run started");
+        Counters::bump(&self.counters.runs_started);
         let task = RunTask::new(run, run_id, tx, lease, renewed, cap);
         tokio::spawn(async move {
             let _guard = guard;
@@ -447,6 +489,7 @@ impl RunTask {
 fn snapshot(acc: &mut Totals, at: Duration, control: &Control) -> volley_proto::Snapshot {
     let mut snap = std::mem::take(acc).to_snapshot(at);
     snap.taken_total = control.taken();
+    snap.in_flight = control.in_flight();
     snap
 }
 

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// their JSON (GET /v1/runs/{id}); the oldest are forgotten first.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     pub keep_bytes: usize,
+    /// Also serve the live merged figures of the runs for Prometheus on ADDR,
+    /// under /metrics (its own listener; a finished run's stay until the next starts).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// How to reach the agents.
     #[command(flatten)]
     pub link: AgentLink,

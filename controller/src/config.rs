@@ -71,6 +71,10 @@ pub struct RunConfig {
     pub html: Option<std::path::PathBuf>,
     /// No progress lines.
     pub quiet: bool,
+    /// `--metrics-listen`: where to serve the live figures for Prometheus.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `--metrics-linger`: how long to keep serving them after the report.
+    pub metrics_linger: Duration,
     /// Scenario runs: the scenario and its users.
     pub scenario: Option<ScenarioRun>,
     /// HTTPS targets: extra CA certificates (PEM).

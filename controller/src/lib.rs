@@ -18,6 +18,7 @@
 //! - [`compare`]: `controller compare`, `--baseline`: is a run slower than another?
 //! - [`embedded`]: in-process agents for single-machine runs and the demo.
 //! - [`serve`]: `controller serve`, the HTTP API and the live web page.
+//! - [`metrics`]: `--metrics-listen`, the live figures for Prometheus.
 //! - [`error`]: errors, the fields they name, and their exit codes.
 
 pub mod chart;
@@ -30,6 +31,7 @@ pub mod dry_run;
 pub mod embedded;
 pub mod error;
 pub mod html;
+pub mod metrics;
 pub mod outcome;
 pub mod output;
 pub mod progress;
@@ -172,7 +174,19 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
         let log = output::HdrLog::create(path, started).map_err(hdr_log_error)?;
         series = series.with_hdr_log(log);
     }
-    let result = run_on_agents(&cfg, &mut series, interrupted(live)).await;
+    // Bound before the run, so an address that cannot be used stops it
+    // before any load is sent.
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let m = metrics::Metrics::new();
+            metrics::spawn(metrics::bind(addr).await?, &m);
+            Some(m)
+        }
+        None => None,
+    };
+    let mut tee = metrics::Tee::new(&mut series, metrics.as_ref().map(|m| m.watch(&cfg, None)));
+    let result = run_on_agents(&cfg, &mut tee, interrupted(live)).await;
+    tee.finish(result.as_ref().map_or(&[][..], |o| &o.agents[..]));
     let written = series.finish();
     let mut report = Report::build(&cfg, &result?, series.rows());
     report.started_at = report::rfc3339(started);
@@ -194,6 +208,18 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
             path: path.clone(),
             source,
         })?;
+    }
+    if metrics.is_some() && !cfg.metrics_linger.is_zero() {
+        // The finished run's figures stay on /metrics for a last scrape.
+        let linger = cfg.metrics_linger;
+        eprintln!(
+            "controller: serving the run's metrics for {} more (Ctrl-C ends it)",
+            humantime::format_duration(linger)
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
     Ok(if report.cancelled { EXIT_INTERRUPTED } else { report.exit_code() })
 }

@@ -109,11 +109,16 @@ pub struct Outcome {
 /// Called from the merge loop, so implementations must be quick (no I/O that
 /// can block). Every method has a default that does nothing.
 pub trait Observer: Send {
+    /// The coordinator named the run `id` (as the agents log it); called
+    /// before [`Observer::started`].
+    fn run_id(&mut self, _id: &str) {}
     /// The run is about to start; `agents` are the parts as planned.
     fn started(&mut self, _agents: &[AgentOutcome]) {}
     /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
     /// the common start.
     fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    /// Agent `agent` has `n` requests in flight (a level, with each delta).
+    fn in_flight(&mut self, _agent: usize, _n: u64) {}
     /// Agent `agent`'s part ended.
     fn ended(&mut self, _agent: usize, _state: AgentState, _error: Option<&str>) {}
 }

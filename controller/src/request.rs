@@ -159,6 +159,15 @@ pub struct RunRequest {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+    /// Serve the run's live merged figures for Prometheus on ADDR, under /metrics.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// With --metrics-listen: keep serving /metrics this long after the report
+    /// (e.g. 15s), so the last scrape of the finished run is not lost.
+    #[arg(long, value_name = "DURATION", requires = "metrics_listen", value_parser = volley_common::parse_duration)]
+    #[serde(skip)]
+    pub metrics_linger: Option<Duration>,
     /// How to reach the agents.
     #[command(flatten)]
     #[serde(skip)]
@@ -337,6 +346,8 @@ impl RunRequest {
             hdr_log: writable(Field::HdrLog, self.hdr_log.as_ref())?,
             html: writable(Field::Html, self.html.as_ref())?,
             quiet: self.quiet,
+            metrics_listen: self.metrics_listen,
+            metrics_linger: self.metrics_linger.unwrap_or_default(),
             scenario,
             target_ca_pem,
             target_insecure: self.target_insecure,
@@ -581,6 +592,8 @@ mod tests {
             "link",
             "read_files",
             "baseline",
+            "metrics_listen",
+            "metrics_linger",
         ] {
             assert!(RunRequest::deserialize(&serde_json::json!({ cli_only: null })).is_err(), "{cli_only}");
         }

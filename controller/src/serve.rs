@@ -132,6 +132,8 @@ struct Service {
     /// Seeds run ids so they cannot be guessed from one another.
     ids: std::hash::RandomState,
     next: std::sync::atomic::AtomicU64,
+    /// `--metrics-listen`: the runs' live figures for Prometheus.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// A refusal: a status and a JSON body naming the field at fault.
@@ -351,19 +353,27 @@ async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response
     });
     svc.admit(run.clone())?;
     let id = run.id.clone();
-    tokio::spawn(run_in_background(run, cfg, rx));
+    let watch = svc.metrics.as_ref().map(|m| m.watch(&cfg, Some(id.clone())));
+    tokio::spawn(run_in_background(run, cfg, rx, watch));
     let location = format!("/v1/runs/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(json!({ "id": id }))).into_response())
 }
 
 /// Runs in the background and leaves the report (or the error) on the run.
-async fn run_in_background(run: Arc<ApiRun>, cfg: RunConfig, cancel: oneshot::Receiver<()>) {
+async fn run_in_background(
+    run: Arc<ApiRun>,
+    cfg: RunConfig,
+    cancel: oneshot::Receiver<()>,
+    metrics: Option<crate::metrics::RunMetrics>,
+) {
     let mut watch = Watch(run.clone());
     let cancel = async {
         // A dropped sender (the server going away) cancels too.
         let _ = cancel.await;
     };
-    let result = crate::run_on_agents(&cfg, &mut watch, cancel).await;
+    let mut tee = crate::metrics::Tee::new(&mut watch, metrics);
+    let result = crate::run_on_agents(&cfg, &mut tee, cancel).await;
+    tee.finish(result.as_ref().map_or(&[][..], |o| &o.agents[..]));
     let mut live = lock(&run.live);
     live.elapsed = live.started.map(|t| t.elapsed()).unwrap_or_default();
     match result {
@@ -586,7 +596,16 @@ pub async fn serve(args: ServeArgs) -> Result<i32, Error> {
         .await
         .map_err(|e| UsageError::new(Field::Listen, format!("{}: cannot listen: {e}", args.listen)))?;
     let addr = listener.local_addr().map_err(|e| Error::start("the API's listener", e))?;
+    let metrics = match args.metrics_listen {
+        Some(at) => {
+            let m = crate::metrics::Metrics::new();
+            crate::metrics::spawn(crate::metrics::bind(at).await?, &m);
+            Some(m)
+        }
+        None => None,
+    };
     let svc = Arc::new(Service {
+        metrics,
         token: args.api_token.as_deref().and_then(volley_proto::auth::Token::new),
         args,
         runs: Mutex::new(Vec::new()),

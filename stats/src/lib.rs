@@ -454,6 +454,8 @@ impl Totals {
             max_lag_us: self.max_lag_us,
             // Not a delta: the agent fills it in from its grant counters.
             taken_total: 0,
+            // A level the agent fills in from its threads, not a delta.
+            in_flight: 0,
             names: self
                 .names
                 .iter()

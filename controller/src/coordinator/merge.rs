@@ -32,6 +32,7 @@ enum Event {
         totals: Totals,
         elapsed: Duration,
         taken: u64,
+        in_flight: u64,
     },
     Finished {
         totals: Totals,
@@ -91,6 +92,7 @@ impl<'a> Merge<'a> {
             tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx, timeout));
             tokio::spawn(forward(i, stream, tx.clone()));
         }
+        observer.run_id(&run_id);
         observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
         Merge {
             run_id,
@@ -128,8 +130,9 @@ impl<'a> Merge<'a> {
         }
         match ev {
             Event::Started { threads, skew_us } => self.ledger.began(i, threads, skew_us),
-            Event::Delta { totals, elapsed, taken } => {
+            Event::Delta { totals, elapsed, taken, in_flight } => {
                 self.total.add(&totals);
+                self.observer.in_flight(i, in_flight);
                 let renewals = self.ledger.reported(i, &totals, elapsed, taken, self.cancelled);
                 self.observer.delta(i, &totals, elapsed);
                 self.send(renewals);
@@ -264,6 +267,7 @@ async fn forward(
                         totals,
                         elapsed: Duration::from_micros(snap.elapsed_us),
                         taken: snap.taken_total,
+                        in_flight: snap.in_flight,
                     },
                     Err(e) => Event::Broken(e.to_string()),
                 },

@@ -1,0 +1,747 @@
+//! Live metrics for Prometheus: `--metrics-listen ADDR` serves `/metrics`
+//! with the merged, live figures of the run (or, under `controller serve`,
+//! the runs) going on.
+//!
+//! Nothing here is on the agents' hot path, nor even per request on the
+//! controller: the merge loop already adds every agent's snapshot delta into
+//! one running total about once per agent-second, and [`Tee`] adds the same
+//! delta into this module's copy ([`Metrics`]) under a lock. A scrape encodes
+//! that state at that moment through the `prometheus-client` crate (a custom
+//! [`Collector`]), so the counters are the merged exact totals, monotonic,
+//! and at the end of a run they add up to the report's.
+//!
+//! Latency histograms are derived from the merged HdrHistograms at scrape
+//! time, over the fixed bucket bounds of [`BUCKETS_SECONDS`]. A finished
+//! run's figures stay until the next run starts, so the last scrape of a run
+//! is never lost.
+//!
+//! The families and labels are listed in the book's "Prometheus and Grafana"
+//! page; their cardinality is bounded: status classes (not codes), error
+//! classes, at most [`MAX_NAMES`] request names per scenario run, one
+//! `agent` label value per agent.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use volley_stats::Totals;
+
+use crate::config::RunConfig;
+use crate::outcome::{AgentOutcome, AgentState, Observer};
+
+/// Upper bounds of the latency histogram buckets, in seconds (`+Inf`
+/// follows). Chosen for latency work: about three per decade from 100 µs
+/// to 1 s (1, 2.5, 5 steps with 7.5 where p99s tend to sit), coarser above,
+/// up to a minute. `histogram_quantile` over them can be off by up to one
+/// bucket's width; the report's percentiles are exact.
+pub const BUCKETS_SECONDS: [f64; 24] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Most request names of a scenario run with series of their own; the
+/// others share the name [`OTHER_NAMES`].
+pub const MAX_NAMES: usize = 50;
+
+/// The `name` label of request names past [`MAX_NAMES`].
+pub const OTHER_NAMES: &str = "(other names)";
+
+/// How a response's status decides its `outcome` label.
+#[derive(Debug, Clone)]
+enum Rule {
+    /// Any 2xx is a success (the default).
+    Any2xx,
+    /// Exactly these statuses (`--success-status`).
+    Statuses(Vec<u16>),
+    /// Scenario runs: assertions decide, so a status says nothing; responses
+    /// are labelled `status_class="any"`.
+    Scenario,
+}
+
+impl Rule {
+    fn accepts(&self, status: u16) -> bool {
+        match self {
+            Rule::Any2xx => (200..300).contains(&status),
+            Rule::Statuses(list) => list.contains(&status),
+            Rule::Scenario => false,
+        }
+    }
+}
+
+/// One agent of a run, as the metrics see it.
+#[derive(Debug, Clone)]
+struct Agent {
+    address: String,
+    connections: u32,
+    rate: Option<f64>,
+    running: bool,
+    /// Lost or unreachable agents are down.
+    up: bool,
+    /// Requests in flight at its last snapshot.
+    in_flight: u64,
+}
+
+/// The live figures of one run.
+#[derive(Debug)]
+struct RunFigures {
+    key: u64,
+    /// The `run_id` label: the API's id under `controller serve`, the
+    /// coordinator's (as agents log it) under `controller run`.
+    id: Option<String>,
+    rule: Rule,
+    open_model: bool,
+    users: Option<(u64, Option<f64>)>,
+    started: Option<Instant>,
+    active: bool,
+    agents: Vec<Agent>,
+    total: Totals,
+}
+
+impl RunFigures {
+    /// Users started by now: all of them, or as many as the spawn rate has
+    /// started since the run began.
+    fn users(&self) -> u64 {
+        match (self.users, self.started) {
+            (Some((n, Some(rate))), Some(t)) => ((t.elapsed().as_secs_f64() * rate) as u64).min(n),
+            (Some((n, _)), _) => n,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Runs {
+    next: u64,
+    runs: Vec<RunFigures>,
+}
+
+/// The live figures every watched run leaves: shared by the runs' [`Tee`]s,
+/// which update it, and the `/metrics` endpoint, which encodes it.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    runs: Arc<Mutex<Runs>>,
+}
+
+fn lock(m: &Mutex<Runs>) -> MutexGuard<'_, Runs> {
+    // A panic while holding it leaves figures that are still worth serving.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Metrics {
+    /// No runs yet.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Starts watching a run of `cfg`, labelled `run_id` (or, when `None`,
+    /// by the id the coordinator gives it). Finished runs are forgotten: the
+    /// figures of the last one stayed until now.
+    pub fn watch(&self, cfg: &RunConfig, run_id: Option<String>) -> RunMetrics {
+        let mut runs = lock(&self.runs);
+        runs.runs.retain(|r| r.active);
+        runs.next += 1;
+        let key = runs.next;
+        let rule = match (&cfg.scenario, cfg.success_status.is_empty()) {
+            (Some(_), _) => Rule::Scenario,
+            (None, true) => Rule::Any2xx,
+            (None, false) => Rule::Statuses(cfg.success_status.clone()),
+        };
+        runs.runs.push(RunFigures {
+            key,
+            id: run_id,
+            rule,
+            open_model: cfg.rate.is_some(),
+            users: cfg.scenario.as_ref().map(|s| (s.users, s.spawn_rate)),
+            started: None,
+            active: true,
+            agents: Vec::new(),
+            total: Totals::default(),
+        });
+        RunMetrics { metrics: self.clone(), key }
+    }
+
+    fn with_run(&self, key: u64, f: impl FnOnce(&mut RunFigures)) {
+        if let Some(r) = lock(&self.runs).runs.iter_mut().find(|r| r.key == key) {
+            f(r);
+        }
+    }
+
+    /// A registry whose one collector encodes these figures at each scrape.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Figures(self.clone())));
+        registry
+    }
+}
+
+/// One run's handle on the [`Metrics`]; dropping it marks the run finished.
+#[derive(Debug)]
+pub struct RunMetrics {
+    metrics: Metrics,
+    key: u64,
+}
+
+impl Drop for RunMetrics {
+    fn drop(&mut self) {
+        self.metrics.with_run(self.key, |r| {
+            r.active = false;
+            for a in &mut r.agents {
+                a.running = false;
+            }
+        });
+    }
+}
+
+/// An [`Observer`] that passes everything on to `inner` and keeps the
+/// run's [`Metrics`] up to date (when it has any).
+pub struct Tee<'a> {
+    inner: &'a mut dyn Observer,
+    run: Option<RunMetrics>,
+}
+
+impl<'a> Tee<'a> {
+    /// Passes on to `inner`, feeding `run` too if given.
+    pub fn new(inner: &'a mut dyn Observer, run: Option<RunMetrics>) -> Tee<'a> {
+        Tee { inner, run }
+    }
+
+    /// Ends the run's figures: `agents` (the outcome's) adds the agents
+    /// found unreachable at the start as down.
+    pub fn finish(self, agents: &[AgentOutcome]) {
+        if let Some(run) = &self.run {
+            unreachable(run, agents);
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RunFigures)) {
+        if let Some(run) = &self.run {
+            run.metrics.with_run(run.key, f);
+        }
+    }
+}
+
+impl Observer for Tee<'_> {
+    fn run_id(&mut self, id: &str) {
+        self.update(|r| {
+            r.id.get_or_insert_with(|| id.to_owned());
+        });
+        self.inner.run_id(id);
+    }
+
+    fn started(&mut self, agents: &[AgentOutcome]) {
+        self.update(|r| {
+            r.started = Some(Instant::now());
+            r.agents = agents
+                .iter()
+                .map(|a| {
+                    // An agent with no share is sent no plan: it never runs.
+                    let runs = a.quota != Some(0) && a.connections > 0;
+                    Agent {
+                        address: a.address.clone(),
+                        connections: a.connections,
+                        rate: a.rate,
+                        running: runs && a.state != AgentState::Unreachable,
+                        up: a.state != AgentState::Unreachable,
+                        in_flight: 0,
+                    }
+                })
+                .collect();
+        });
+        self.inner.started(agents);
+    }
+
+    fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
+        self.update(|r| r.total.add(delta));
+        self.inner.delta(agent, delta, elapsed);
+    }
+
+    fn in_flight(&mut self, agent: usize, n: u64) {
+        self.update(|r| {
+            if let Some(a) = r.agents.get_mut(agent) {
+                a.in_flight = n;
+            }
+        });
+        self.inner.in_flight(agent, n);
+    }
+
+    fn ended(&mut self, agent: usize, state: AgentState, error: Option<&str>) {
+        self.update(|r| {
+            if let Some(a) = r.agents.get_mut(agent) {
+                a.running = false;
+                a.up = !matches!(state, AgentState::Lost | AgentState::Unreachable);
+            }
+        });
+        self.inner.ended(agent, state, error);
+    }
+}
+
+/// Adds unreachable agents (known only once the run is over) as down.
+fn unreachable(run: &RunMetrics, agents: &[AgentOutcome]) {
+    run.metrics.with_run(run.key, |r| {
+        for a in agents.iter().filter(|a| a.state == AgentState::Unreachable) {
+            if !r.agents.iter().any(|k| k.address == a.address) {
+                r.agents.push(Agent {
+                    address: a.address.clone(),
+                    connections: 0,
+                    rate: None,
+                    running: false,
+                    up: false,
+                    in_flight: 0,
+                });
+            }
+        }
+    });
+}
+
+/// The collector: encodes the current figures at each scrape.
+#[derive(Debug)]
+struct Figures(Metrics);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Bucket counts (not cumulative; `+Inf` last) and the sum, in seconds, of
+/// a histogram in microseconds. A sample counts in the bucket holding the
+/// value the report would print for it (its HdrHistogram bucket's highest
+/// equivalent value, within 0.1 %).
+fn buckets(h: &Histogram<u64>) -> (Vec<(f64, u64)>, f64) {
+    let mut out: Vec<(f64, u64)> = BUCKETS_SECONDS.iter().map(|b| (*b, 0)).collect();
+    out.push((f64::INFINITY, 0));
+    let mut sum = 0.0;
+    for v in h.iter_recorded() {
+        let s = v.value_iterated_to() as f64 / 1e6;
+        let n = v.count_at_value();
+        sum += s * n as f64;
+        let i = BUCKETS_SECONDS.iter().position(|b| s <= *b).unwrap_or(BUCKETS_SECONDS.len());
+        out[i].1 += n;
+    }
+    (out, sum)
+}
+
+fn with(base: &Labels, more: &[(&'static str, &str)]) -> Labels {
+    let mut l = base.clone();
+    l.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    l
+}
+
+fn counter(m: &mut MetricEncoder<'_>, labels: &impl EncodeLabelSet, v: u64) -> Result<(), std::fmt::Error> {
+    m.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&v, None)
+}
+
+fn gauge(m: &mut MetricEncoder<'_>, labels: &impl EncodeLabelSet, v: f64) -> Result<(), std::fmt::Error> {
+    m.encode_family(labels)?.encode_gauge(&v)
+}
+
+fn histogram(
+    m: &mut MetricEncoder<'_>,
+    labels: &impl EncodeLabelSet,
+    h: &Histogram<u64>,
+    exact_sum: Option<f64>,
+) -> Result<(), std::fmt::Error> {
+    let (b, approximate_sum) = buckets(h);
+    let count = b.iter().map(|(_, n)| n).sum();
+    m.encode_family(labels)?.encode_histogram::<NoLabelSet>(exact_sum.unwrap_or(approximate_sum), count, &b, None)
+}
+
+/// The status class label of a status: `2xx`, ...
+fn class(status: u16) -> String {
+    format!("{}xx", status / 100)
+}
+
+/// Requests by (outcome, status_class, error_class): exact, and adding up
+/// to the run's requests.
+fn outcomes(r: &RunFigures) -> BTreeMap<(&'static str, String, String), u64> {
+    let t = &r.total;
+    let mut out: BTreeMap<(&'static str, String, String), u64> = BTreeMap::new();
+    let none = || "none".to_owned();
+    let errors: u64 = t.errors.values().sum();
+    for (c, n) in &t.errors {
+        *out.entry(("failure", none(), c.name().to_owned())).or_default() += n;
+    }
+    let by_rule = |out: &mut BTreeMap<_, u64>| {
+        for (code, n) in &t.status_codes {
+            let outcome = if r.rule.accepts(*code) { "success" } else { "failure" };
+            *out.entry((outcome, class(*code), none())).or_default() += n;
+        }
+    };
+    let mut ruled = BTreeMap::new();
+    by_rule(&mut ruled);
+    let ruled_successes: u64 = ruled.iter().filter(|(k, _)| k.0 == "success").map(|(_, n)| *n).sum();
+    if matches!(r.rule, Rule::Scenario) || ruled_successes != t.successes {
+        // Assertions decide: only the split into successes and failures is known.
+        out.insert(("success", "any".into(), none()), t.successes);
+        out.insert(("failure", "any".into(), none()), t.failures.saturating_sub(errors));
+    } else {
+        out.extend(ruled);
+    }
+    out
+}
+
+impl Collector for Figures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let runs = lock(&self.0.runs);
+        // Runs whose id is not known yet have not started: nothing to show.
+        let runs: Vec<(&RunFigures, Labels)> =
+            runs.runs.iter().filter_map(|r| r.id.as_ref().map(|id| (r, vec![("run_id", id.clone())]))).collect();
+
+        let mut m = encoder.encode_descriptor(
+            "volley_requests",
+            "Requests completed (with or without a response), by outcome, status class and error class.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (r, l) in &runs {
+            for ((outcome, status, error), n) in outcomes(r) {
+                counter(
+                    &mut m,
+                    &with(l, &[("outcome", outcome), ("status_class", &status), ("error_class", &error)]),
+                    n,
+                )?;
+            }
+        }
+
+        let unit = Unit::Seconds;
+        let mut m = encoder.encode_descriptor(
+            "volley_request_duration",
+            "Latency of the responses: corrected (open model: from the intended send time) and uncorrected (from \
+             the actual send); the same in the closed model.",
+            Some(&unit),
+            MetricType::Histogram,
+        )?;
+        for (r, l) in &runs {
+            let t = &r.total;
+            let exact = Some(t.latency_sum_ns as f64 / 1e9);
+            histogram(&mut m, &with(l, &[("latency", "corrected")]), &t.histogram, exact)?;
+            if r.open_model {
+                histogram(&mut m, &with(l, &[("latency", "uncorrected")]), &t.uncorrected, None)?;
+            } else {
+                histogram(&mut m, &with(l, &[("latency", "uncorrected")]), &t.histogram, exact)?;
+            }
+        }
+
+        for (name, help, get) in [
+            ("volley_bytes_sent", "Request bytes written.", (|t: &Totals| t.bytes_sent) as fn(&Totals) -> u64),
+            ("volley_bytes_received", "Response bytes read (head and body).", |t| t.bytes_received),
+            ("volley_connects", "Connections established to the target.", |t| t.connects),
+            ("volley_missed", "Open model: requests due before the end that were never sent.", |t| t.missed),
+        ] {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (r, l) in &runs {
+                counter(&mut m, l, get(&r.total))?;
+            }
+        }
+
+        fn running(r: &RunFigures) -> impl Iterator<Item = &Agent> {
+            r.agents.iter().filter(|a| a.running)
+        }
+        for (name, help, get) in [
+            (
+                "volley_connections",
+                "Connections the running agents hold (as planned).",
+                (|r: &RunFigures| running(r).map(|a| f64::from(a.connections)).fold(0.0, |x, y| x + y))
+                    as fn(&RunFigures) -> f64,
+            ),
+            ("volley_in_flight", "Requests sent and not yet completed, as the running agents last reported.", |r| {
+                running(r).map(|a| a.in_flight as f64).fold(0.0, |x, y| x + y)
+            }),
+            ("volley_target_rate", "Open model: the requests per second the running agents are asked.", |r| {
+                running(r).filter_map(|a| a.rate).fold(0.0, |x, y| x + y)
+            }),
+            ("volley_users", "Scenario runs: virtual users started and running.", |r| {
+                if running(r).next().is_none() { 0.0 } else { r.users() as f64 }
+            }),
+            (
+                "volley_run_active",
+                "1 while the run goes, 0 once it is over (its figures stay until the next run).",
+                |r| f64::from(u8::from(r.active)),
+            ),
+        ] {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (r, l) in &runs {
+                gauge(&mut m, l, get(r))?;
+            }
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "volley_agent_up",
+            "1 for an agent taking part in the run (running or done), 0 for one lost or unreachable.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (r, l) in &runs {
+            for a in &r.agents {
+                gauge(&mut m, &with(l, &[("agent", &a.address)]), f64::from(u8::from(a.up)))?;
+            }
+        }
+
+        // Scenario runs: by request name, bounded.
+        let named: Vec<(&Labels, Vec<NameRow>)> =
+            runs.iter().filter(|(r, _)| !r.total.names.is_empty()).map(|(r, l)| (l, names(&r.total))).collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let mut m = encoder.encode_descriptor(
+            "volley_name_requests",
+            "Scenario runs: requests by request name and outcome.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (l, rows) in &named {
+            for (name, method, requests, failures, _, _) in rows {
+                let base = with(l, &[("name", name), ("method", method)]);
+                counter(&mut m, &with(&base, &[("outcome", "success")]), requests - failures)?;
+                counter(&mut m, &with(&base, &[("outcome", "failure")]), *failures)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "volley_name_request_duration",
+            "Scenario runs: latency of the responses by request name.",
+            Some(&unit),
+            MetricType::Histogram,
+        )?;
+        for (l, rows) in &named {
+            for (name, method, _, _, h, sum_ns) in rows {
+                histogram(&mut m, &with(l, &[("name", name), ("method", method)]), h, Some(*sum_ns as f64 / 1e9))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One request name's figures: (name, method, requests, failures,
+/// histogram, latency sum in ns).
+type NameRow = (String, String, u64, u64, Histogram<u64>, u64);
+
+/// The figures by request name: the first [`MAX_NAMES`] in name order, then the rest
+/// merged under [`OTHER_NAMES`].
+fn names(t: &Totals) -> Vec<NameRow> {
+    let mut sorted: Vec<_> = t.names.iter().collect();
+    sorted.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+    let mut out: Vec<_> = sorted
+        .iter()
+        .take(MAX_NAMES)
+        .map(|n| (n.name.clone(), n.method.clone(), n.requests, n.failures, n.histogram.clone(), n.latency_sum_ns))
+        .collect();
+    if sorted.len() > MAX_NAMES {
+        let mut other = (OTHER_NAMES.to_owned(), String::new(), 0, 0, volley_stats::new_histogram(), 0);
+        for n in &sorted[MAX_NAMES..] {
+            other.2 += n.requests;
+            other.3 += n.failures;
+            // Equal bounds: adding cannot fail.
+            let _ = other.4.add(&n.histogram);
+            other.5 += n.latency_sum_ns;
+        }
+        out.push(other);
+    }
+    out
+}
+
+/// The media type of OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Encodes `registry` as OpenMetrics when the scraper accepts it (as
+/// Prometheus does), else in the classic Prometheus text format.
+pub fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let mut body = String::new();
+    let encoded = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut body, registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut body, registry)
+    };
+    match encoded {
+        Ok(()) => {
+            ([(header::CONTENT_TYPE, if openmetrics { OPENMETRICS } else { PROMETHEUS_TEXT })], body).into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response(),
+    }
+}
+
+/// Binds `--metrics-listen`; the error names the flag and the address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, crate::error::Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::error::Error::usage(format!("--metrics-listen {addr}: cannot listen: {e}")))
+}
+
+/// Serves `/metrics` (the figures of `metrics`) on `listener` in the
+/// background, until the runtime ends; says where on stderr.
+pub fn spawn(listener: tokio::net::TcpListener, metrics: &Metrics) {
+    let registry = Arc::new(metrics.registry());
+    if let Ok(addr) = listener.local_addr() {
+        // Tests and scripts learn a port-0 address from this line.
+        eprintln!("controller: serving metrics on http://{addr}/metrics");
+    }
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: HeaderMap| {
+            let registry = registry.clone();
+            async move { exposition(&registry, &headers) }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("controller: the metrics listener failed: {e}");
+        }
+    });
+}
+
+/// The OpenMetrics text of `metrics`, as a scrape would get it.
+pub fn text(metrics: &Metrics) -> String {
+    let mut body = String::new();
+    // Writing to a String cannot fail; the collector only fails on that.
+    let _ = prometheus_client::encoding::text::encode(&mut body, &metrics.registry());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_stats::Recorder;
+
+    fn cfg() -> RunConfig {
+        crate::request::RunRequest {
+            url: Some("http://127.0.0.1:1/".into()),
+            requests: Some(100),
+            ..Default::default()
+        }
+        .check()
+        .unwrap()
+    }
+
+    fn agent(address: &str) -> AgentOutcome {
+        let mut a = AgentOutcome::unreachable(address.into(), String::new());
+        a.state = AgentState::Done;
+        a.connections = 2;
+        a.error = None;
+        a
+    }
+
+    /// The value of the sample `line` starts with.
+    fn value(text: &str, line: &str) -> f64 {
+        let l = text.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{text}"));
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn counters_are_the_merged_totals_and_buckets_hold_every_response() {
+        let metrics = Metrics::new();
+        let mut inner = crate::outcome::NoObserver;
+        let run = metrics.watch(&cfg(), None);
+        let mut tee = Tee::new(&mut inner, Some(run));
+        tee.run_id("run-1");
+        tee.started(&[agent("a:1"), agent("b:2")]);
+        let mut rec = Recorder::new();
+        for i in 0..90u64 {
+            rec.response(if i < 80 { 200 } else { 503 }, i < 80, Duration::from_micros(200 + i * 100), 10, 20);
+        }
+        for _ in 0..10 {
+            rec.error(volley_stats::ErrorClass::Timeout, 10);
+        }
+        tee.in_flight(0, 3);
+        tee.in_flight(1, 4);
+        tee.delta(0, &rec.take(), Duration::from_secs(1));
+        let text = text(&metrics);
+        let l = r#"run_id="run-1""#;
+        assert_eq!(value(&text, &format!(r#"volley_in_flight{{{l}}}"#)), 7.0);
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"volley_requests_total{{{l},outcome="success",status_class="2xx",error_class="none"}}"#)
+            ),
+            80.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"volley_requests_total{{{l},outcome="failure",status_class="5xx",error_class="none"}}"#)
+            ),
+            10.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"volley_requests_total{{{l},outcome="failure",status_class="none",error_class="timeout"}}"#)
+            ),
+            10.0
+        );
+        let inf = format!(r#"volley_request_duration_seconds_bucket{{le="+Inf",{l},latency="corrected"}}"#);
+        assert_eq!(value(&text, &inf), 90.0);
+        let ms1 = format!(r#"volley_request_duration_seconds_bucket{{le="0.001",{l},latency="corrected"}}"#);
+        assert_eq!(value(&text, &ms1), 9.0, "200..=1000 µs");
+        assert_eq!(value(&text, &format!(r#"volley_bytes_sent_total{{{l}}}"#)), 1000.0);
+        assert_eq!(value(&text, &format!(r#"volley_connections{{{l}}}"#)), 4.0);
+        assert_eq!(value(&text, &format!(r#"volley_agent_up{{{l},agent="b:2"}}"#)), 1.0);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+
+        tee.ended(1, AgentState::Lost, Some("gone"));
+        tee.ended(0, AgentState::Done, None);
+        drop(tee);
+        let text = super::text(&metrics);
+        assert_eq!(value(&text, &format!(r#"volley_agent_up{{{l},agent="b:2"}}"#)), 0.0);
+        assert_eq!(value(&text, &format!(r#"volley_connections{{{l}}}"#)), 0.0);
+        assert_eq!(value(&text, &format!(r#"volley_run_active{{{l}}}"#)), 0.0);
+        assert_eq!(value(&text, &inf), 90.0, "a finished run stays");
+        // The next run replaces it.
+        let _next = metrics.watch(&cfg(), Some("next".into()));
+        assert!(!super::text(&metrics).contains("run-1"));
+    }
+
+    #[test]
+    fn every_family_in_the_book_is_exported() {
+        let metrics = Metrics::new();
+        let mut inner = crate::outcome::NoObserver;
+        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
+        tee.started(&[agent("a:1")]);
+        let mut rec = Recorder::with_names([("home", "GET")]);
+        rec.response(200, true, Duration::from_micros(300), 10, 20);
+        rec.named(0, true, Some(Duration::from_micros(300)));
+        tee.delta(0, &rec.take(), Duration::from_secs(1));
+        let text = text(&metrics);
+        let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/prometheus.md")).unwrap();
+        let documented: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with("| `volley_"))
+            .flat_map(|l| l.split('|').nth(1).unwrap_or("").split(", ").map(|n| n.trim().trim_matches('`')))
+            .collect();
+        assert!(documented.len() >= 12, "{documented:?}");
+        for family in &documented {
+            let sample =
+                |l: &&str| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family}_bucket{{"));
+            assert!(text.lines().any(|l| sample(&l)), "{family} is documented but not exported:\n{text}");
+        }
+        // And nothing is exported that the book does not name.
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            let exported = |f: &&str| *f == name || f.strip_suffix("_total") == Some(name);
+            assert!(documented.iter().any(exported), "{name} is exported but not in the book");
+        }
+    }
+
+    #[test]
+    fn buckets_follow_the_report_values() {
+        let mut h = volley_stats::new_histogram();
+        h.record(100).unwrap();
+        h.record(101).unwrap();
+        h.record(5000).unwrap();
+        h.record(200_000_000).unwrap();
+        let (b, _) = buckets(&h);
+        assert_eq!(b[0], (0.0001, 1));
+        assert_eq!(b[1], (0.00025, 1));
+        assert_eq!(b.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(b.iter().map(|(_, n)| n).sum::<u64>(), 4);
+    }
+}
