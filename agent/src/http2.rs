@@ -15,6 +15,12 @@
 //! released at once. The windows are large (as h2load's), so WINDOW_UPDATE
 //! frames are rare.
 //!
+//! A new connection carries one request alone first: the target's
+//! SETTINGS (its SETTINGS_MAX_CONCURRENT_STREAMS among them) come before its
+//! first response, so the other slots start only once the limit is known,
+//! instead of opening streams the target would refuse (RFC 9113 §6.5.2: the
+//! limit is unknown, so unbounded, until the SETTINGS arrive).
+//!
 //! Errors: a stream reset by the target (RST_STREAM) is `h2_rst_<CODE>`, and
 //! the connection is kept; a request cut off by a GOAWAY (a stream above the
 //! last one the target promised to process, or the connection closing under
@@ -120,6 +126,11 @@ pub struct Group {
     opened: Cell<u64>,
     /// Held while connecting, so the slots share one new connection.
     connecting: tokio::sync::Mutex<()>,
+    /// The newest connection whose first request has completed (its
+    /// SETTINGS are known): the other slots may use it.
+    settled: Cell<u64>,
+    /// Wakes the slots waiting for a first request to complete.
+    settle: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Group {
@@ -140,16 +151,42 @@ impl Group {
         if live.as_ref().is_some_and(|(m, _)| *m == n) {
             *live = None;
         }
+        drop(live);
+        // Whoever waited for its first request tries a new connection.
+        self.settled_at(n);
     }
 
-    /// The group's connection, opened (once, for all waiting slots) if there is none.
-    async fn conn(self: &Rc<Self>, w: &Rc<Worker>) -> Result<Live, ErrorClass> {
-        if let Some(live) = self.live.borrow().as_ref() {
-            return Ok(live.clone());
+    /// Connection `n`'s first request is over: let the other slots in.
+    fn settled_at(&self, n: u64) {
+        if self.settled.get() < n {
+            self.settled.set(n);
+            self.settle.notify_waiters();
+        }
+    }
+
+    /// The group's connection, opened (once, for all waiting slots) if there
+    /// is none; a slot that did not open it waits until its first request
+    /// is over. `true` with it: this slot opened it.
+    async fn conn(self: &Rc<Self>, w: &Rc<Worker>) -> Result<(Live, bool), ErrorClass> {
+        loop {
+            let settle = self.settle.notified();
+            tokio::pin!(settle);
+            // Registered before the check, so a settling in between is not missed.
+            settle.as_mut().enable();
+            let live = self.live.borrow().clone();
+            match live {
+                Some(live) if self.settled.get() >= live.0 => return Ok((live, false)),
+                Some(_) => settle.await,
+                None => break,
+            }
         }
         let _connecting = self.connecting.lock().await;
-        if let Some(live) = self.live.borrow().as_ref() {
-            return Ok(live.clone());
+        let opened = self.live.borrow().clone();
+        if let Some(live) = opened {
+            // Another slot opened it meanwhile; its first request may still
+            // be out, so go round again.
+            drop(_connecting);
+            return if self.settled.get() >= live.0 { Ok((live, false)) } else { Box::pin(self.conn(w)).await };
         }
         let plan = &w.shared().plan;
         let (send, conn) = connect(plan.addr, plan.timeout, plan.tls.as_ref()).await?;
@@ -158,7 +195,7 @@ impl Group {
         self.opened.set(n);
         *self.live.borrow_mut() = Some((n, send.clone()));
         tokio::task::spawn_local(drive(conn, Rc::downgrade(self), n, w.clone()));
-        Ok((n, send))
+        Ok(((n, send), true))
     }
 }
 
@@ -278,10 +315,20 @@ impl Slot {
         // A connection going away refuses new streams before anything is
         // sent: then one retry on a new connection, the request not counted twice.
         let mut retried = false;
+        // Set when this request is the first on a connection this slot
+        // opened: it lets the other slots in when it is over, however it ends
+        // (the engine drops this future on a timeout).
+        let mut first = Settle(None);
         let (response, n) = loop {
             let (n, send) = match &mut self.live {
                 Some(live) => live,
-                None => self.live.insert(self.group.conn(w).await?),
+                None => {
+                    let (live, opened) = self.group.conn(w).await?;
+                    if opened {
+                        first = Settle(Some((self.group.clone(), live.0)));
+                    }
+                    self.live.insert(live)
+                }
             };
             let n = *n;
             let opened = match poll_fn(|cx| send.poll_ready(cx)).await {
@@ -319,6 +366,7 @@ impl Slot {
             Ok(Response { status, received, close: false })
         }
         .await;
+        drop(first);
         if let Err(class) = result {
             // A reset ends the stream only; anything else ends the connection.
             if !is_stream_error(class) {
@@ -332,6 +380,17 @@ impl Slot {
     fn forget(&mut self, n: u64) {
         self.live = None;
         self.group.drop_conn(n);
+    }
+}
+
+/// Lets a group's other slots onto connection `n` when dropped.
+struct Settle(Option<(Rc<Group>, u64)>);
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let Some((group, n)) = self.0.take() {
+            group.settled_at(n);
+        }
     }
 }
 
