@@ -166,6 +166,7 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
         spawn_rate,
         ca_pem: p.target_ca_pem.clone(),
         insecure: p.target_insecure,
+        http2: p.http2,
     };
     // Refused here, not on a worker thread: a CA that does not parse.
     plan.client(DEFAULT_TIMEOUT).map_err(|e| invalid("target_ca_pem", e))?;

@@ -300,3 +300,26 @@ fn counts_equal_nginx_stub_status_over_http2() {
     let after = nginx_served(&n);
     assert_eq!(after - before - 1, 4001, "nginx served exactly what the report counted");
 }
+
+#[test]
+fn scenario_runs_speak_http2_with_the_flag() {
+    // The shop scenario over h2c against the target-server: counts exact.
+    let server = volley_testkit::target(1);
+    let base = format!("http://127.0.0.1:{}", server.local_addr().port());
+    let r = Run::new(&base).scenario(volley_testkit::example_scenario()).users(4).requests(200).arg("--http2").json();
+    assert_eq!(r["total_requests"], 200, "{r}");
+    assert_eq!(server.stats().total, 200);
+    assert!(r["errors"].as_object().unwrap().is_empty(), "{}", r["errors"]);
+    assert_eq!(r["protocol"], "HTTP/2");
+
+    // A server that speaks nothing but HTTP/2 answers every request: the
+    // users really spoke it.
+    let h2_only = h2_server(Behaviour::default());
+    let dir = PemDir::new("http2-scenario");
+    let file = dir.write("one.toml", "[[user]]\nname = \"u\"\n\n[[user.request]]\nname = \"root\"\npath = \"/\"\n");
+    let url = format!("http://127.0.0.1:{}", h2_only.port);
+    let r = Run::new(&url).scenario(&file).users(2).requests(50).arg("--http2").json();
+    assert_eq!((r["total_requests"].as_u64(), r["successful_requests"].as_u64()), (Some(50), Some(50)), "{r}");
+    assert_eq!(h2_only.served.load(Ordering::Relaxed), 50);
+    server.shutdown();
+}
