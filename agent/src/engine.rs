@@ -416,7 +416,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
     // Small enough that threads finish together, large enough that the shared
     // atomic is touched rarely.
     let batch = match plan.limit {
-        Limit::Requests(n) => (n / (plan.connections as u64 * 8)).clamp(1, 64),
+        Limit::Requests(n) => (n / (plan.slots() as u64 * 8)).clamp(1, 64),
         Limit::Duration(_) => u64::MAX,
     };
     let connections = plan.connections;
@@ -743,7 +743,7 @@ impl Load {
         match self {
             Load::Connections(_) => {
                 for _ in 0..n {
-                    tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                    spawn_connection(w, tasks, Duration::ZERO);
                 }
             }
             Load::Users(u) => u.take_over(w, tasks, n),
@@ -769,20 +769,49 @@ impl Connections {
     fn start(&self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
         for i in self.range.clone() {
             let delay = self.ramp.mul_f64(i as f64 / self.total as f64);
-            tasks.spawn_local(connection(w.clone(), delay));
+            spawn_connection(w, tasks, delay);
+        }
+    }
+}
+
+/// Starts one connection's tasks: one for HTTP/1.1; with HTTP/2, one per
+/// stream slot, sharing one connection.
+fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, delay: Duration) {
+    if w.shared.plan.http2.is_some() {
+        let group = crate::http2::Group::new();
+        for _ in 0..w.shared.plan.streams {
+            tasks.spawn_local(connection(w.clone(), delay, Client::H2(crate::http2::Slot::new(group.clone()))));
+        }
+    } else {
+        tasks.spawn_local(connection(w.clone(), delay, Client::H1(None)));
+    }
+}
+
+/// What a connection task sends on: its own HTTP/1.1 connection (none while
+/// closed), or a stream slot of a shared HTTP/2 connection.
+enum Client {
+    H1(Option<Conn>),
+    H2(crate::http2::Slot),
+}
+
+impl Client {
+    /// Forgets an HTTP/1.1 connection after a failure or a `close`; an HTTP/2
+    /// slot decides for itself (a reset stream leaves the connection usable).
+    fn drop_h1(&mut self) {
+        if let Client::H1(conn) = self {
+            *conn = None;
         }
     }
 }
 
 /// Drives one connection: request after request until the plan says stop.
-async fn connection(w: Rc<Worker>, delay: Duration) {
+async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client) {
     let s = w.shared.clone();
     let plan = &s.plan;
-    let sent = plan.request.len() as u64;
+    let sent = plan.http2.as_ref().map_or(plan.request.len() as u64, |r| r.sent());
     if !delay.is_zero() {
         tokio::time::sleep_until((s.start + delay).into()).await;
     }
-    let mut conn: Option<Conn> = None;
     // Consecutive failed connects: the pause before the next attempt doubles.
     let mut refused: u32 = 0;
     // One timer per connection, re-armed per request: no timer allocation per request.
@@ -853,7 +882,7 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                     rec.scheduled(end - t0, lag);
                 }
                 if resp.close {
-                    conn = None;
+                    conn.drop_h1();
                 }
                 false
             }
@@ -864,7 +893,7 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
                     ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout | ErrorClass::Connect | ErrorClass::Tls
                 );
                 w.recorder.borrow_mut().error(class, if connect_failed { 0 } else { sent });
-                conn = None;
+                conn.drop_h1();
                 if connect_failed {
                     refused = refused.saturating_add(1);
                     // A dead target is not hammered with connects: each
@@ -901,8 +930,16 @@ fn connect_backoff(n: u32) -> Duration {
     Duration::from_millis(1u64 << n.saturating_sub(1).min(16)).min(MAX_CONNECT_BACKOFF)
 }
 
-async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1::Response, ErrorClass> {
+async fn round_trip(conn: &mut Client, w: &Rc<Worker>) -> Result<crate::http1::Response, ErrorClass> {
     let plan = &w.shared.plan;
+    let conn = match conn {
+        Client::H1(conn) => conn,
+        Client::H2(slot) => {
+            // Set whenever the slots are HTTP/2 (see `spawn_connection`).
+            let Some(request) = &plan.http2 else { return Err(ErrorClass::Protocol) };
+            return slot.round_trip(request, w).await;
+        }
+    };
     let c = match conn {
         Some(c) => c,
         None => {

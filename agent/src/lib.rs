@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`plan`]: a plan from the wire, checked and resolved.
 //! - [`http1`]: the lean HTTP/1.1 client connection (the hot path).
+//! - [`http2`]: HTTP/2 (`--http2`): stream slots sharing h2 connections.
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
@@ -20,6 +21,7 @@
 
 pub mod engine;
 pub mod http1;
+pub mod http2;
 pub mod listen;
 pub mod metrics;
 pub mod plan;

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use volley_proto::limits::{
-    DEFAULT_TIMEOUT, MAX_CONNECTIONS, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_SCENARIO, MAX_THREADS, MAX_TIMEOUT,
-    MAX_URL, MIN_PLAN_RATE,
+    DEFAULT_TIMEOUT, MAX_CONNECTIONS, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_SCENARIO, MAX_SLOTS, MAX_STREAMS,
+    MAX_THREADS, MAX_TIMEOUT, MAX_URL, MIN_PLAN_RATE,
 };
 use volley_proto::target::{Target, parse_url};
 use volley_proto::{PROTOCOL_VERSION, RunPlan, run_plan};
@@ -84,6 +84,17 @@ pub struct Plan {
     pub tls: Option<crate::tls::TlsTarget>,
     /// Scenario runs: the scenario and this agent's users.
     pub scenario: Option<std::sync::Arc<crate::scenario::ScenarioPlan>>,
+    /// HTTP/2 (`--http2`, not scenarios): the request, built once.
+    pub http2: Option<crate::http2::H2Request>,
+    /// HTTP/2: concurrent streams per connection (1 for HTTP/1.1).
+    pub streams: usize,
+}
+
+impl Plan {
+    /// Request slots: connections × streams (the requests in flight at most).
+    pub fn slots(&self) -> usize {
+        self.connections * self.streams
+    }
 }
 
 /// Why a plan was refused.
@@ -155,6 +166,7 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
         spawn_rate,
         ca_pem: p.target_ca_pem.clone(),
         insecure: p.target_insecure,
+        http2: p.http2,
     };
     // Refused here, not on a worker thread: a CA that does not parse.
     plan.client(DEFAULT_TIMEOUT).map_err(|e| invalid("target_ca_pem", e))?;
@@ -177,7 +189,7 @@ impl Plan {
         let scenario = scenario_plan(&p)?;
         let tls = match (target.tls, &scenario) {
             (true, None) => Some(
-                crate::tls::TlsTarget::new(&target.host, &p.target_ca_pem, p.target_insecure)
+                crate::tls::TlsTarget::with_alpn(&target.host, &p.target_ca_pem, p.target_insecure, p.http2)
                     .map_err(|e| invalid("target_ca_pem", e))?,
             ),
             _ => None,
@@ -266,6 +278,36 @@ impl Plan {
             .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
         let body_len = p.body.len();
+        if p.streams > MAX_STREAMS {
+            return Err(invalid("streams", format!("{} is more than {MAX_STREAMS}", p.streams)));
+        }
+        if p.streams > 1 && !p.http2 {
+            return Err(invalid("streams", "more than one stream per connection needs http2"));
+        }
+        let streams = p.streams.max(1) as usize;
+        if (connections * streams) as u64 > MAX_SLOTS {
+            return Err(invalid(
+                "streams",
+                format!("{connections} connections × {streams} streams is more than {MAX_SLOTS} requests in flight"),
+            ));
+        }
+        let http2 = match (p.http2, &scenario) {
+            (true, None) => {
+                let scheme = if target.tls { "https" } else { "http" };
+                Some(
+                    crate::http2::H2Request::new(
+                        &method,
+                        scheme,
+                        &target.host_header,
+                        &target.path_and_query,
+                        &headers,
+                        &p.body,
+                    )
+                    .map_err(|e| invalid("http2", e))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Plan {
             run_id: p.run_id,
             target: target.clone(),
@@ -284,6 +326,8 @@ impl Plan {
             open_quota,
             tls,
             scenario,
+            http2,
+            streams,
         })
     }
 }
@@ -324,6 +368,9 @@ mod tests {
             (|p| p.rate = f64::INFINITY, "`rate`"),
             (|p| p.timeout_ms = u64::MAX, "`timeout_ms`"),
             (|p| p.ramp_up_ms = u64::MAX, "`ramp_up_ms`"),
+            (|p| p.streams = 10, "needs http2"),
+            (|p| (p.http2, p.streams) = (true, 1001), "`streams`"),
+            (|p| (p.http2, p.streams, p.connections) = (true, 1000, 100_000), "requests in flight"),
         ];
         for (mutate, needle) in cases {
             let mut p = plan();

@@ -36,6 +36,8 @@ pub struct ScenarioPlan {
     pub ca_pem: Vec<u8>,
     /// Accept any target certificate.
     pub insecure: bool,
+    /// `--http2`: speak HTTP/2 only (prior knowledge for http://, ALPN h2 for https://).
+    pub http2: bool,
 }
 
 impl ScenarioPlan {
@@ -63,6 +65,9 @@ impl ScenarioPlan {
                 }
             }))
             .danger_accept_invalid_certs(self.insecure);
+        if self.http2 {
+            b = b.http2_prior_knowledge();
+        }
         if !self.ca_pem.is_empty() {
             for cert in reqwest::Certificate::from_pem_bundle(&self.ca_pem).map_err(|e| format!("target CA: {e}"))? {
                 b = b.add_root_certificate(cert);

@@ -31,6 +31,11 @@ impl TlsTarget {
     /// TLS to `host`, trusting the web's roots and the certificates in
     /// `ca_pem`; with `insecure`, trusting any certificate.
     pub fn new(host: &str, ca_pem: &[u8], insecure: bool) -> Result<TlsTarget, String> {
+        TlsTarget::with_alpn(host, ca_pem, insecure, false)
+    }
+
+    /// [`TlsTarget::new`], offering only `h2` by ALPN when `http2` (else `http/1.1`).
+    pub fn with_alpn(host: &str, ca_pem: &[u8], insecure: bool, http2: bool) -> Result<TlsTarget, String> {
         // The name and CA rules are the contract's: the controller checks
         // `--target-ca` with the same ones.
         let name = volley_proto::tls::server_name(host).map_err(|e| e.to_string())?;
@@ -47,7 +52,7 @@ impl TlsTarget {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             builder.with_root_certificates(roots).with_no_client_auth()
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![if http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
         Ok(TlsTarget { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), name })
     }
 }

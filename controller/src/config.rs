@@ -81,6 +81,10 @@ pub struct RunConfig {
     pub target_ca_pem: Vec<u8>,
     /// HTTPS targets: accept any certificate.
     pub target_insecure: bool,
+    /// Speak HTTP/2 (`--http2`).
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (1 without `--streams`).
+    pub streams: u32,
 }
 
 /// A checked scenario run.

@@ -69,11 +69,15 @@ pub enum Field {
     Html,
     /// `--hdr-log` (command line only).
     HdrLog,
+    /// `--http2` / `http2`.
+    Http2,
+    /// `--streams` / `streams`.
+    Streams,
 }
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 29] = [
+    pub const ALL: [Field; 31] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -103,6 +107,8 @@ impl Field {
         Field::Baseline,
         Field::Html,
         Field::HdrLog,
+        Field::Http2,
+        Field::Streams,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -137,6 +143,8 @@ impl Field {
             Field::Baseline => "--baseline",
             Field::Html => "--html",
             Field::HdrLog => "--hdr-log",
+            Field::Http2 => "--http2",
+            Field::Streams => "--streams",
         }
     }
 
@@ -165,6 +173,8 @@ impl Field {
             Field::Tags => "tags",
             Field::ExcludeTags => "exclude_tags",
             Field::TargetInsecure => "target_insecure",
+            Field::Http2 => "http2",
+            Field::Streams => "streams",
             Field::TargetCa
             | Field::TlsCa
             | Field::TlsCert

@@ -295,6 +295,10 @@ pub struct Report {
     pub rate: Option<RateReport>,
     /// The ramp-up time in seconds (0 for none); its requests are included.
     pub ramp_up_s: f64,
+    /// The protocol spoken: `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// HTTP/2 runs: streams and the targets' stream limit; `null` otherwise.
+    pub http2: Option<Http2Report>,
     /// Responses by status code.
     pub status_codes: BTreeMap<String, u64>,
     /// Requests without a response, by error class.
@@ -331,6 +335,21 @@ pub struct Report {
     /// The merged latency histograms themselves, so a saved report is a
     /// complete record (`controller compare` reads them).
     pub histograms: Histograms,
+}
+
+/// HTTP/2: what the streams were and what the target allowed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Http2Report {
+    /// Streams per connection asked for (`--streams`).
+    pub streams: u32,
+    /// Requests in flight asked for: connections × streams.
+    pub in_flight: u64,
+    /// The lowest SETTINGS_MAX_CONCURRENT_STREAMS any target connection
+    /// announced; `null` when none was announced (no limit).
+    pub server_max_streams: Option<u64>,
+    /// The target's limit was below `--streams`: streams beyond it waited
+    /// for a free one (h2 queues them), so fewer were in flight.
+    pub streams_limited: bool,
 }
 
 /// The merged latency histograms in microseconds, each in HdrHistogram's
@@ -416,6 +435,16 @@ impl Report {
         if cfg.scenario.is_some() {
             report.method = None;
             report.connections_opened = None;
+        }
+        if cfg.http2 {
+            report.protocol = "HTTP/2";
+            let server_max_streams = outcome.total.h2_max_streams;
+            report.http2 = cfg.scenario.is_none().then(|| Http2Report {
+                streams: cfg.streams,
+                in_flight: u64::from(cfg.connections) * u64::from(cfg.streams),
+                server_max_streams,
+                streams_limited: server_max_streams.is_some_and(|m| m < u64::from(cfg.streams)),
+            });
         }
         report.settings = Some(Settings {
             requests: match cfg.limit {
@@ -555,6 +584,8 @@ impl Report {
             latency_uncorrected_ms: rate.as_ref().map(|_| Latency::of_histogram(&t.uncorrected, None)),
             rate,
             ramp_up_s: ramp_up.as_secs_f64(),
+            protocol: "HTTP/1.1",
+            http2: None,
             status_codes: t.status_codes.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             errors: t.errors.iter().map(|(c, n)| (c.name().to_owned(), *n)).collect(),
             agents: outcome
@@ -711,7 +742,22 @@ impl Report {
         let _ = writeln!(s, "Requests per second:    {:.2} [#/sec] (mean)", self.requests_per_second);
         let _ = writeln!(s, "Error rate:             {:.2} %", self.error_rate * 100.0);
         let _ = writeln!(s, "Time taken for tests:   {:.3} seconds", self.duration_s);
+        let _ = writeln!(s, "Protocol:               {}", self.protocol);
         let _ = writeln!(s, "Connections:            {}", self.connections);
+        if let Some(h) = &self.http2 {
+            let _ = writeln!(s, "Streams per connection: {} ({} requests in flight at most)", h.streams, h.in_flight);
+            if let Some(m) = h.server_max_streams {
+                let _ = writeln!(
+                    s,
+                    "Server max streams:     {m}{}",
+                    if h.streams_limited {
+                        " (SETTINGS_MAX_CONCURRENT_STREAMS below --streams: the extra streams waited their turn)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
         let _ = writeln!(s, "Time per request:       {:.3} [ms] (mean)", self.time_per_request_ms);
         let _ = writeln!(
             s,
@@ -896,6 +942,8 @@ pub fn describe_error(class: &str) -> &'static str {
         "reset" => "the target reset the connection",
         "closed" => "the target closed the connection before answering",
         "protocol" => "the responses were not valid HTTP/1.1",
+        "h2_goaway" => "the target's HTTP/2 GOAWAY cut the request off (counted failed; the connection is reopened)",
+        c if c.starts_with("h2_rst_") => "the target reset the HTTP/2 stream (RST_STREAM) with this error code",
         "tls" => {
             "the TLS handshake failed (certificate signed by an unknown authority, or a target that does not \
              speak TLS; see --target-ca, -k)"

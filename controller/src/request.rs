@@ -86,6 +86,15 @@ pub struct RunRequest {
     #[arg(short = 'k', long)]
     #[serde(default, deserialize_with = "or_default")]
     pub target_insecure: bool,
+    /// Speak HTTP/2: TLS with ALPN h2 for https://, cleartext with prior
+    /// knowledge (h2c) for http://.
+    #[arg(long, visible_alias = "h2")]
+    #[serde(default, deserialize_with = "or_default")]
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (h2load's -m; default 1);
+    /// requests in flight are connections × streams.
+    #[arg(long, value_name = "N")]
+    pub streams: Option<u32>,
     /// Total requests, split across agents; exactly this many are sent.
     #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
@@ -209,6 +218,19 @@ impl RunRequest {
             }
         };
         let limit = self.limit()?;
+        let streams = self.streams.unwrap_or(1);
+        if streams == 0 || streams > limits::MAX_STREAMS {
+            return Err(usage(Field::Streams, format!("{streams} is not in 1..={}", limits::MAX_STREAMS)));
+        }
+        if streams > 1 && !self.http2 {
+            return Err(usage(Field::Streams, "more than one stream per connection needs --http2"));
+        }
+        if streams > 1 && scenario.is_some() {
+            return Err(usage(
+                Field::Streams,
+                "scenario runs open their own HTTP/2 streams; --streams is not for them",
+            ));
+        }
         let asked = self.connections.unwrap_or(DEFAULT_CONNECTIONS);
         if asked == 0 {
             return Err(usage(Field::Connections, "must be at least 1"));
@@ -351,6 +373,8 @@ impl RunRequest {
             scenario,
             target_ca_pem,
             target_insecure: self.target_insecure,
+            http2: self.http2,
+            streams,
         })
     }
 

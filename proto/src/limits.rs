@@ -9,6 +9,10 @@ use std::time::Duration;
 
 /// Most connections one plan may ask of one agent.
 pub const MAX_CONNECTIONS: u32 = 100_000;
+/// Most HTTP/2 streams per connection one plan may ask for (`--streams`).
+pub const MAX_STREAMS: u32 = 1000;
+/// Most request slots (connections × HTTP/2 streams) one plan may ask of one agent.
+pub const MAX_SLOTS: u64 = 1_000_000;
 /// Most worker threads one plan may ask for.
 pub const MAX_THREADS: u32 = 1024;
 /// Longest run one plan may ask for (a day).

@@ -63,11 +63,58 @@ pub enum ErrorClass {
     /// The TLS handshake failed: a certificate not trusted, or a server that
     /// hung up on the hello (one that does not speak TLS).
     Tls,
+    /// HTTP/2: the target reset the stream with `NO_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstNoError,
+    /// HTTP/2: the target reset the stream with `PROTOCOL_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstProtocolError,
+    /// HTTP/2: the target reset the stream with `INTERNAL_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstInternalError,
+    /// HTTP/2: the target reset the stream with `FLOW_CONTROL_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstFlowControlError,
+    /// HTTP/2: the target reset the stream with `SETTINGS_TIMEOUT` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstSettingsTimeout,
+    /// HTTP/2: the target reset the stream with `STREAM_CLOSED` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstStreamClosed,
+    /// HTTP/2: the target reset the stream with `FRAME_SIZE_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstFrameSizeError,
+    /// HTTP/2: the target reset the stream with `REFUSED_STREAM` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstRefusedStream,
+    /// HTTP/2: the target reset the stream with `CANCEL` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstCancel,
+    /// HTTP/2: the target reset the stream with `COMPRESSION_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstCompressionError,
+    /// HTTP/2: the target reset the stream with `CONNECT_ERROR` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstConnectError,
+    /// HTTP/2: the target reset the stream with `ENHANCE_YOUR_CALM` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstEnhanceYourCalm,
+    /// HTTP/2: the target reset the stream with `INADEQUATE_SECURITY` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstInadequateSecurity,
+    /// HTTP/2: the target reset the stream with `HTTP_1_1_REQUIRED` (RST_STREAM, or a
+    /// connection error with that code).
+    H2RstHttp11Required,
+    /// HTTP/2: a reset with an error code RFC 9113 does not define.
+    H2RstUnknown,
+    /// HTTP/2: the target's GOAWAY cut the request off (its stream was not
+    /// processed, or the connection closed before the response was complete).
+    H2GoAway,
 }
 
 impl ErrorClass {
     /// Every class, in the order of their indices.
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 25] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
         ErrorClass::Connect,
@@ -77,6 +124,22 @@ impl ErrorClass {
         ErrorClass::Protocol,
         ErrorClass::Io,
         ErrorClass::Tls,
+        ErrorClass::H2RstNoError,
+        ErrorClass::H2RstProtocolError,
+        ErrorClass::H2RstInternalError,
+        ErrorClass::H2RstFlowControlError,
+        ErrorClass::H2RstSettingsTimeout,
+        ErrorClass::H2RstStreamClosed,
+        ErrorClass::H2RstFrameSizeError,
+        ErrorClass::H2RstRefusedStream,
+        ErrorClass::H2RstCancel,
+        ErrorClass::H2RstCompressionError,
+        ErrorClass::H2RstConnectError,
+        ErrorClass::H2RstEnhanceYourCalm,
+        ErrorClass::H2RstInadequateSecurity,
+        ErrorClass::H2RstHttp11Required,
+        ErrorClass::H2RstUnknown,
+        ErrorClass::H2GoAway,
     ];
 
     /// The stable name used in reports, JSON and the protocol.
@@ -91,6 +154,22 @@ impl ErrorClass {
             ErrorClass::Protocol => "protocol",
             ErrorClass::Io => "io",
             ErrorClass::Tls => "tls",
+            ErrorClass::H2RstNoError => "h2_rst_NO_ERROR",
+            ErrorClass::H2RstProtocolError => "h2_rst_PROTOCOL_ERROR",
+            ErrorClass::H2RstInternalError => "h2_rst_INTERNAL_ERROR",
+            ErrorClass::H2RstFlowControlError => "h2_rst_FLOW_CONTROL_ERROR",
+            ErrorClass::H2RstSettingsTimeout => "h2_rst_SETTINGS_TIMEOUT",
+            ErrorClass::H2RstStreamClosed => "h2_rst_STREAM_CLOSED",
+            ErrorClass::H2RstFrameSizeError => "h2_rst_FRAME_SIZE_ERROR",
+            ErrorClass::H2RstRefusedStream => "h2_rst_REFUSED_STREAM",
+            ErrorClass::H2RstCancel => "h2_rst_CANCEL",
+            ErrorClass::H2RstCompressionError => "h2_rst_COMPRESSION_ERROR",
+            ErrorClass::H2RstConnectError => "h2_rst_CONNECT_ERROR",
+            ErrorClass::H2RstEnhanceYourCalm => "h2_rst_ENHANCE_YOUR_CALM",
+            ErrorClass::H2RstInadequateSecurity => "h2_rst_INADEQUATE_SECURITY",
+            ErrorClass::H2RstHttp11Required => "h2_rst_HTTP_1_1_REQUIRED",
+            ErrorClass::H2RstUnknown => "h2_rst_UNKNOWN",
+            ErrorClass::H2GoAway => "h2_goaway",
         }
     }
 
@@ -109,6 +188,27 @@ impl ErrorClass {
             TimedOut => ErrorClass::Timeout,
             InvalidData => ErrorClass::Protocol,
             _ => ErrorClass::Io,
+        }
+    }
+
+    /// HTTP/2: the class of a reset with error code `code` (RFC 9113 §7).
+    pub fn h2_reset(code: u32) -> ErrorClass {
+        match code {
+            0 => ErrorClass::H2RstNoError,
+            1 => ErrorClass::H2RstProtocolError,
+            2 => ErrorClass::H2RstInternalError,
+            3 => ErrorClass::H2RstFlowControlError,
+            4 => ErrorClass::H2RstSettingsTimeout,
+            5 => ErrorClass::H2RstStreamClosed,
+            6 => ErrorClass::H2RstFrameSizeError,
+            7 => ErrorClass::H2RstRefusedStream,
+            8 => ErrorClass::H2RstCancel,
+            9 => ErrorClass::H2RstCompressionError,
+            10 => ErrorClass::H2RstConnectError,
+            11 => ErrorClass::H2RstEnhanceYourCalm,
+            12 => ErrorClass::H2RstInadequateSecurity,
+            13 => ErrorClass::H2RstHttp11Required,
+            _ => ErrorClass::H2RstUnknown,
         }
     }
 
@@ -273,6 +373,13 @@ impl Recorder {
         self.totals_without_status.missed += n;
     }
 
+    /// HTTP/2: notes the SETTINGS_MAX_CONCURRENT_STREAMS a target announced
+    /// (the lowest one is kept).
+    pub fn h2_max_streams(&mut self, n: u64) {
+        let t = &mut self.totals_without_status;
+        t.h2_max_streams = min_some(t.h2_max_streams, Some(n));
+    }
+
     /// Records a new connection to the target.
     #[inline]
     pub fn connect(&mut self) {
@@ -349,6 +456,9 @@ pub struct Totals {
     /// When the last of these requests completed, in microseconds after the
     /// run's common start instant (`None`: none completed).
     pub last_done_us: Option<u64>,
+    /// HTTP/2: the lowest SETTINGS_MAX_CONCURRENT_STREAMS a target announced
+    /// on any connection (`None`: none announced, or not HTTP/2).
+    pub h2_max_streams: Option<u64>,
 }
 
 impl Default for Totals {
@@ -372,6 +482,7 @@ impl Default for Totals {
             cancelled: 0,
             first_send_us: None,
             last_done_us: None,
+            h2_max_streams: None,
         }
     }
 }
@@ -404,6 +515,7 @@ impl Totals {
         self.cancelled += other.cancelled;
         self.first_send_us = min_some(self.first_send_us, other.first_send_us);
         self.last_done_us = self.last_done_us.max(other.last_done_us);
+        self.h2_max_streams = min_some(self.h2_max_streams, other.h2_max_streams);
     }
 
     /// The time from the first request sent to the last one completed: the
@@ -477,6 +589,7 @@ impl Totals {
             cancelled: self.cancelled,
             first_send_us: self.first_send_us,
             last_done_us: self.last_done_us,
+            h2_max_streams: self.h2_max_streams,
         }
     }
 
@@ -544,6 +657,7 @@ impl Totals {
             cancelled: s.cancelled,
             first_send_us: s.first_send_us,
             last_done_us: s.last_done_us,
+            h2_max_streams: s.h2_max_streams,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The demo target for Volley: a small, fast HTTP/1.1 server that counts
-//! exactly what it serves, so a load test's report can be checked against it.
+//! The demo target for Volley: a small, fast HTTP/1.1 and HTTP/2 server that
+//! counts exactly what it serves, so a load test's report can be checked
+//! against it.
 //!
 //! # Routes
 //!

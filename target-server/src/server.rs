@@ -5,6 +5,10 @@
 //! a connection then lives on one thread from accept to close, with no work
 //! stealing or cross-thread wakeups, which is the cheapest way to serve many
 //! small requests. All threads accept on clones of the same listening socket.
+//!
+//! Each connection speaks HTTP/1.1 or HTTP/2 (hyper-util's auto builder reads
+//! the connection preface): h2c with prior knowledge on a plain port, and
+//! HTTP/2 chosen by ALPN (`h2`) over TLS, counted alike.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -12,9 +16,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
@@ -78,7 +82,7 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerC
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not fit: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -172,8 +176,9 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut http = http1::Builder::new();
-    http.keep_alive(true)
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .keep_alive(true)
         // Answer pipelined requests with one write instead of one each.
         .pipeline_flush(true)
         // A load tester may hold idle keep-alive connections between phases;
@@ -200,9 +205,10 @@ async fn serve(
         let service_worker = Arc::clone(&worker);
         let service = service_fn(move |request| respond(request, &service_worker));
         let Some(acceptor) = &tls else {
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            // The connection borrows its builder: each task owns a clone (a few Arcs).
+            let (http, watcher) = (http.clone(), graceful.watcher());
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                if let Err(err) = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await {
                     tracing::debug!(%err, "connection ended with an error");
                 }
             });

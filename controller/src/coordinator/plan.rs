@@ -112,5 +112,7 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         users: share.users.clone(),
         spawn_rate: cfg.scenario.as_ref().and_then(|sc| sc.spawn_rate).map_or(0.0, of_connections),
         await_start: true,
+        http2: cfg.http2,
+        streams: cfg.streams,
     }
 }
