@@ -103,6 +103,10 @@ pub fn describe(cfg: &RunConfig) -> String {
     if let Some(k) = cfg.min_agents {
         let _ = writeln!(out, "at least {k} agents must answer");
     }
+    if let Some(addr) = cfg.metrics_listen {
+        let linger = humantime::format_duration(cfg.metrics_linger);
+        let _ = writeln!(out, "metrics: live figures on http://{addr}/metrics, kept {linger} after the report");
+    }
     let _ = writeln!(out, "output: {:?}", cfg.output);
     out
 }
