@@ -272,7 +272,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Connections in total (ApacheBench's concurrency level; scenario runs: users).
     pub connections: u32,
-    /// Mean time per request per connection (ab's "Time per request (mean)").
+    /// Mean time per request per connection, or per stream in HTTP/2 runs
+    /// (ab's "Time per request (mean)").
     pub time_per_request_ms: f64,
     /// Run time over requests (ab's "across all concurrent requests").
     pub time_per_request_all_ms: f64,
@@ -445,6 +446,11 @@ impl Report {
                 server_max_streams,
                 streams_limited: server_max_streams.is_some_and(|m| m < u64::from(cfg.streams)),
             });
+            // ab's "Time per request (mean)" is the span one request slot
+            // waits per request: with streams, the slots are connections × streams.
+            if let Some(h) = &report.http2 {
+                report.time_per_request_ms = report.time_per_request_all_ms * h.in_flight as f64;
+            }
         }
         report.settings = Some(Settings {
             requests: match cfg.limit {
