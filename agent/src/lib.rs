@@ -249,8 +249,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         // Printed on stdout so scripts and tests can learn a port-0 address.
-        println!("agent listening on {addr} with {threads} worker threads");
         let files = config.limits.open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        println!("agent listening on {addr} with {threads} worker threads, open-file limit {files}");
         tracing::info!(open_files = %files, "open-file limit (RLIMIT_NOFILE, raised to the hard limit)");
         tracing::info!(%addr, threads, "agent ready");
         serve(listener, config, shutdown).await.context("gRPC server failed")?;

@@ -93,6 +93,7 @@ impl Agent for AgentService {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
             hostname: hostname(),
             busy: lock(&self.active).is_some(),
+            open_files: self.limits.open_files.unwrap_or(0),
         }))
     }
 
