@@ -713,9 +713,13 @@ impl Load {
     /// Takes over `n` more connections (or users) of a lost agent.
     fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
         match self {
-            Load::Connections(_) => {
+            Load::Connections(c) => {
                 for _ in 0..n {
-                    tasks.spawn_local(connection(w.clone(), Duration::ZERO));
+                    // Past the agent's own connections in the round-robin
+                    // over source addresses.
+                    c.taken_over += 1;
+                    let source = source_of(w, c.total + c.taken_over - 1);
+                    tasks.spawn_local(connection(w.clone(), Duration::ZERO, source));
                 }
             }
             Load::Users(u) => u.take_over(w, tasks, n),
@@ -730,24 +734,31 @@ struct Connections {
     /// ramp·i/C, so the active connections grow linearly.
     ramp: Duration,
     total: usize,
+    /// Connections this thread took over from lost agents.
+    taken_over: usize,
 }
 
 impl Connections {
     fn new(shared: &Shared, range: std::ops::Range<usize>, open_model: bool) -> Connections {
         let ramp = if open_model { Duration::ZERO } else { shared.plan.ramp_up };
-        Connections { range, ramp, total: shared.plan.connections }
+        Connections { range, ramp, total: shared.plan.connections, taken_over: 0 }
     }
 
     fn start(&self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
         for i in self.range.clone() {
             let delay = self.ramp.mul_f64(i as f64 / self.total as f64);
-            tasks.spawn_local(connection(w.clone(), delay));
+            tasks.spawn_local(connection(w.clone(), delay, source_of(w, i)));
         }
     }
 }
 
+/// The source address of the agent's connection `i`, if the plan names any.
+fn source_of(w: &Worker, i: usize) -> Option<std::net::IpAddr> {
+    w.shared.plan.sources.as_ref().map(|s| s.for_connection(i as u64))
+}
+
 /// Drives one connection: request after request until the plan says stop.
-async fn connection(w: Rc<Worker>, delay: Duration) {
+async fn connection(w: Rc<Worker>, delay: Duration, source: Option<std::net::IpAddr>) {
     let s = w.shared.clone();
     let plan = &s.plan;
     let sent = plan.request.len() as u64;
@@ -805,7 +816,7 @@ async fn connection(w: Rc<Worker>, delay: Duration) {
         w.sent_at(t0.into_std());
         let result = tokio::select! {
             biased;
-            r = round_trip(&mut conn, &w) => r,
+            r = round_trip(&mut conn, &w, source) => r,
             _ = &mut timer => {
                 if cut {
                     // Sent, but no answer within the grace: cancelled, not failed.
@@ -873,12 +884,16 @@ fn connect_backoff(n: u32) -> Duration {
     Duration::from_millis(1u64 << n.saturating_sub(1).min(16)).min(MAX_CONNECT_BACKOFF)
 }
 
-async fn round_trip(conn: &mut Option<Conn>, w: &Worker) -> Result<crate::http1::Response, ErrorClass> {
+async fn round_trip(
+    conn: &mut Option<Conn>,
+    w: &Worker,
+    source: Option<std::net::IpAddr>,
+) -> Result<crate::http1::Response, ErrorClass> {
     let plan = &w.shared.plan;
     let c = match conn {
         Some(c) => c,
         None => {
-            let c = Conn::connect(plan.addr, plan.timeout, plan.tls.as_ref()).await?;
+            let c = Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref()).await?;
             w.recorder.borrow_mut().connect();
             conn.insert(c)
         }

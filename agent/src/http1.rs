@@ -11,7 +11,7 @@
 //! Interim 1xx responses are skipped. `Connection: close` (or an HTTP/1.0
 //! response without keep-alive) marks the connection as done after the response.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +23,12 @@ use volley_stats::ErrorClass;
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers parsed per response head.
 const MAX_HEADERS: usize = 64;
-/// Initial read buffer per connection.
-const BUF_SIZE: usize = 16 * 1024;
+/// Initial read buffer per connection: most load-test responses fit, and a
+/// run with 100,000 connections holds 100,000 of them.
+const INITIAL_BUF: usize = 1024;
+/// The size a read buffer grows to, doubling, while reads keep filling it
+/// (large bodies: fewer reads per body). Heads may grow it up to [`MAX_HEAD`].
+const MAX_BUF: usize = 16 * 1024;
 
 /// One request, serialised once and written as is for every round trip.
 #[derive(Debug, Clone)]
@@ -130,28 +134,21 @@ pub struct Conn {
     // Unconsumed bytes are buf[start..end].
     start: usize,
     end: usize,
+    /// The last read filled all the room there was: double the buffer (up
+    /// to [`MAX_BUF`]) once it is empty.
+    grow: bool,
 }
 
 impl Conn {
-    /// Connects with TCP_NODELAY set (requests are small and latency
-    /// matters), then does the TLS handshake when `tls` is given.
+    /// Connects (from `source`, if given: see [`crate::connect::tcp`]),
+    /// then does the TLS handshake when `tls` is given.
     pub async fn connect(
         addr: SocketAddr,
+        source: Option<IpAddr>,
         timeout: Duration,
         tls: Option<&crate::tls::TlsTarget>,
     ) -> Result<Conn, ErrorClass> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ErrorClass::ConnectTimeout),
-            Ok(Err(e)) => {
-                return Err(match ErrorClass::of_io(&e) {
-                    ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
-                    ErrorClass::Timeout => ErrorClass::ConnectTimeout,
-                    _ => ErrorClass::Connect,
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
-        stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
+        let stream = crate::connect::tcp(addr, source, timeout).await?;
         let stream = match tls {
             None => Stream::Plain(stream),
             Some(t) => match tokio::time::timeout(timeout, t.connector.connect(t.name.clone(), stream)).await {
@@ -160,7 +157,7 @@ impl Conn {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             },
         };
-        Ok(Conn { stream, buf: vec![0; BUF_SIZE], start: 0, end: 0 })
+        Ok(Conn { stream, buf: vec![0; INITIAL_BUF], start: 0, end: 0, grow: false })
     }
 
     /// Writes the request and reads one complete response, skipping its body.
@@ -223,6 +220,11 @@ impl Conn {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.grow {
+                // Nothing to keep: a fresh (calloc'd) buffer, no copy.
+                self.grow = false;
+                self.buf = vec![0; (self.buf.len() * 2).min(MAX_BUF)];
+            }
         } else if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -233,8 +235,12 @@ impl Conn {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
         }
+        let room = self.buf.len() - self.end;
         let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| ErrorClass::of_io(&e))?;
         self.end += n;
+        // Responses larger than the buffer: grow it, so a big body takes few
+        // reads; small responses never pay for a big buffer.
+        self.grow = n == room && self.buf.len() < MAX_BUF;
         Ok(n)
     }
 
@@ -432,7 +438,7 @@ mod tests {
     }
 
     async fn conn(addr: SocketAddr) -> Conn {
-        Conn::connect(addr, Duration::from_secs(5), None).await.unwrap()
+        Conn::connect(addr, None, Duration::from_secs(5), None).await.unwrap()
     }
 
     #[tokio::test]
@@ -448,6 +454,45 @@ mod tests {
         assert_eq!(r.received, 39 + 12);
         let r = c.round_trip(&get()).await.unwrap();
         assert_eq!((r.status, r.close), (404, true));
+    }
+
+    /// The buffer starts small, grows (doubling, to `MAX_BUF`) only while
+    /// reads fill it, and large bodies and heads are still read exactly.
+    #[tokio::test]
+    async fn the_read_buffer_grows_only_for_large_responses() {
+        let body = vec![b'x'; 100_000];
+        let mut big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        big.extend_from_slice(&body);
+        let long_head = format!("HTTP/1.1 200 OK\r\nX-Long: {}\r\nContent-Length: 2\r\n\r\nok", "h".repeat(3000));
+        let small = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello World!".to_vec();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let replies = [small.clone(), small.clone(), long_head.clone().into_bytes(), big.clone(), small.clone()];
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            for reply in replies {
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "client closed early");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(&reply).await.unwrap();
+            }
+        });
+        let mut c = conn(addr).await;
+        for _ in 0..2 {
+            assert_eq!(c.round_trip(&get()).await.unwrap().received, small.len() as u64);
+            assert_eq!(c.buf.len(), INITIAL_BUF, "small responses keep the small buffer");
+        }
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.received), (200, long_head.len() as u64));
+        assert!(c.buf.len() >= 4096, "a head larger than the buffer grows it");
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.received), (200, big.len() as u64));
+        assert_eq!(c.round_trip(&get()).await.unwrap().received, small.len() as u64);
+        assert_eq!(c.buf.len(), MAX_BUF, "a large body grew the buffer to its cap, no further");
     }
 
     #[tokio::test]
@@ -506,7 +551,7 @@ mod tests {
         let hello = RequestBytes::new("GET", "/hello", "localhost", &[], b"");
 
         let trusted = TlsTarget::new("localhost", pki.ca_pem.as_bytes(), false).unwrap();
-        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&trusted)).await.unwrap();
+        let mut c = Conn::connect(server.local_addr(), None, Duration::from_secs(5), Some(&trusted)).await.unwrap();
         let Stream::Tls(s) = &c.stream else { panic!("an https target got a plain connection") };
         assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
         for _ in 0..3 {
@@ -516,7 +561,7 @@ mod tests {
         }
         // -k: a name the certificate does not carry, and no CA, still work.
         let insecure = TlsTarget::new("elsewhere.test", b"", true).unwrap();
-        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&insecure)).await.unwrap();
+        let mut c = Conn::connect(server.local_addr(), None, Duration::from_secs(5), Some(&insecure)).await.unwrap();
         assert_eq!(c.round_trip(&hello).await.unwrap().status, 200);
         assert_eq!(server.stats().count("/hello", 200), 4);
     }
@@ -526,7 +571,8 @@ mod tests {
         use crate::tls::{TlsTarget, test_pki};
         let pki = test_pki::pki(&["localhost"]);
         let server = pki.server();
-        let connect = |addr, t| async move { Conn::connect(addr, Duration::from_secs(5), Some(&t)).await.map(drop) };
+        let connect =
+            |addr, t| async move { Conn::connect(addr, None, Duration::from_secs(5), Some(&t)).await.map(drop) };
 
         // The web's roots do not know the test CA.
         let untrusted = TlsTarget::new("localhost", b"", false).unwrap();
@@ -543,7 +589,7 @@ mod tests {
         // A server that accepts TCP but never answers the handshake: the
         // connect timeout covers the handshake too.
         let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let r = Conn::connect(silent.local_addr().unwrap(), Duration::from_millis(200), Some(&trusted)).await;
+        let r = Conn::connect(silent.local_addr().unwrap(), None, Duration::from_millis(200), Some(&trusted)).await;
         assert_eq!(r.map(drop), Err(ErrorClass::ConnectTimeout));
     }
 

@@ -17,6 +17,7 @@
 //!   and the standard `grpc.health.v1` service, for Kubernetes probes); the
 //!   binary's flags and entry.
 
+pub mod connect;
 pub mod engine;
 pub mod http1;
 pub mod listen;
@@ -82,6 +83,11 @@ pub struct Args {
     /// :PORT or :LOW-HIGH (repeatable, or comma-separated); default: any target.
     #[arg(long = "allow-target", value_name = "PATTERN", value_delimiter = ',')]
     pub allow_target: Vec<TargetPattern>,
+    /// Source addresses plans may bind their connections to (controller
+    /// --source-addr): addresses, ranges A-B or CIDRs, comma-separated, or
+    /// `any`; default: loopback only (127.0.0.0/8, ::1).
+    #[arg(long = "allow-source", value_name = "LIST", default_value = "127.0.0.0/8,::1")]
+    pub allow_source: volley_proto::source::SourceAddrs,
     /// Most connections one run may hold.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
@@ -182,6 +188,7 @@ impl Args {
             max_duration: self.max_duration,
             max_body: self.max_body,
             open_files: None,
+            allow_source: self.allow_source.clone(),
         };
         Ok(ServeConfig { threads, token, tls, limits, auth_timeout: self.auth_timeout })
     }

@@ -84,6 +84,25 @@ pub struct Plan {
     pub tls: Option<crate::tls::TlsTarget>,
     /// Scenario runs: the scenario and this agent's users.
     pub scenario: Option<std::sync::Arc<crate::scenario::ScenarioPlan>>,
+    /// Wide runs: the source addresses connections bind to, round-robin.
+    pub sources: Option<Sources>,
+}
+
+/// The source addresses of a run and where this agent's connections begin
+/// in the run-wide round-robin over them.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The addresses.
+    pub addrs: std::sync::Arc<volley_proto::source::SourceAddrs>,
+    /// The run-wide index of this agent's first connection.
+    pub offset: u64,
+}
+
+impl Sources {
+    /// The address for this agent's connection `i`.
+    pub fn for_connection(&self, i: u64) -> std::net::IpAddr {
+        self.addrs.nth(self.offset.wrapping_add(i))
+    }
 }
 
 /// Why a plan was refused.
@@ -264,6 +283,7 @@ impl Plan {
             .map_err(|e| PlanError::Resolve { host: target.authority.clone(), reason: e.to_string() })?
             .next()
             .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
+        let sources = sources(&p, addr)?;
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
         let body_len = p.body.len();
         Ok(Plan {
@@ -284,8 +304,30 @@ impl Plan {
             open_quota,
             tls,
             scenario,
+            sources,
         })
     }
+}
+
+/// Checks a plan's source addresses: they parse and are of the target's
+/// family (whether this agent allows them is [`crate::security::Limits`]'
+/// call; whether they are this host's, [`crate::connect::check_sources`]').
+fn sources(p: &RunPlan, target: SocketAddr) -> Result<Option<Sources>, PlanError> {
+    if p.source_addrs.is_empty() {
+        return Ok(None);
+    }
+    if !p.scenario.is_empty() {
+        return Err(invalid("source_addrs", "not for scenario runs"));
+    }
+    let addrs = volley_proto::source::SourceAddrs::parse(&p.source_addrs)
+        .map_err(|e| invalid("source_addrs", e.to_string()))?;
+    if let Some(other) = addrs.family_mismatch(target.ip()) {
+        return Err(invalid(
+            "source_addrs",
+            format!("{other} is not of the target's address family ({})", target.ip()),
+        ));
+    }
+    Ok(Some(Sources { addrs: std::sync::Arc::new(addrs), offset: p.source_offset }))
 }
 
 #[cfg(test)]
@@ -324,6 +366,8 @@ mod tests {
             (|p| p.rate = f64::INFINITY, "`rate`"),
             (|p| p.timeout_ms = u64::MAX, "`timeout_ms`"),
             (|p| p.ramp_up_ms = u64::MAX, "`ramp_up_ms`"),
+            (|p| p.source_addrs = vec!["127.0.0.2-x".into()], "`source_addrs`"),
+            (|p| p.source_addrs = vec!["::1".into()], "not of the target's address family"),
         ];
         for (mutate, needle) in cases {
             let mut p = plan();

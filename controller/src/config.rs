@@ -77,6 +77,8 @@ pub struct RunConfig {
     pub target_ca_pem: Vec<u8>,
     /// HTTPS targets: accept any certificate.
     pub target_insecure: bool,
+    /// Wide runs: source addresses the connections bind to, round-robin.
+    pub source_addrs: Option<volley_proto::source::SourceAddrs>,
 }
 
 /// A checked scenario run.

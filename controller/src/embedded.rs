@@ -30,6 +30,8 @@ impl EmbeddedAgent {
         // process may open is refused before any load (the binary raised its
         // soft limit to the hard one at start; this only reads it again).
         config.limits.open_files = agent::listen::raise_open_files();
+        // Whoever runs the controller here may use this host's addresses.
+        config.limits.allow_source = volley_proto::source::SourceAddrs::any();
         let task = tokio::spawn(agent::serve(listener, config, async {
             let _ = rx.await;
         }));

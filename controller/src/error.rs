@@ -63,6 +63,8 @@ pub enum Field {
     TlsKey,
     /// `controller serve --listen` (command line only).
     Listen,
+    /// `--source-addr` / `source_addr`.
+    SourceAddr,
     /// `--baseline` (command line only: the API compares stored runs).
     Baseline,
     /// `--html` (command line only).
@@ -73,7 +75,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 29] = [
+    pub const ALL: [Field; 30] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -103,6 +105,7 @@ impl Field {
         Field::Baseline,
         Field::Html,
         Field::HdrLog,
+        Field::SourceAddr,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -137,6 +140,7 @@ impl Field {
             Field::Baseline => "--baseline",
             Field::Html => "--html",
             Field::HdrLog => "--hdr-log",
+            Field::SourceAddr => "--source-addr",
         }
     }
 
@@ -165,6 +169,7 @@ impl Field {
             Field::Tags => "tags",
             Field::ExcludeTags => "exclude_tags",
             Field::TargetInsecure => "target_insecure",
+            Field::SourceAddr => "source_addr",
             Field::TargetCa
             | Field::TlsCa
             | Field::TlsCert

@@ -79,7 +79,12 @@ pub async fn execute(
     // Phase one: send every plan; a refusal by any agent, or no answer in
     // time, aborts the run before any agent starts.
     let mut sends = Vec::new();
+    // Each agent's first connection in the run, for the round-robin over
+    // source addresses.
+    let mut offset = 0u64;
     for (i, (a, share)) in agents.iter().zip(&shares).enumerate() {
+        let source_offset = offset;
+        offset += share.connections;
         let limit = match cfg.limit {
             Limit::Requests(_) => match ledger.first_grant(i) {
                 Some(first) => run_plan::Limit::Requests(first),
@@ -87,7 +92,8 @@ pub async fn execute(
             },
             Limit::Duration(d) => run_plan::Limit::DurationMs(d.as_millis().max(1) as u64),
         };
-        let plan = plan::run_plan(cfg, share, &run_id, a.link.lease(), limit);
+        let mut plan = plan::run_plan(cfg, share, &run_id, a.link.lease(), limit);
+        plan.source_offset = source_offset;
         let mut client = a.client.clone();
         // The agent checks the plan (and resolves the target) before it answers.
         let wait = CONNECT_TIMEOUT + a.link.renew_timeout();

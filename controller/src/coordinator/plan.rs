@@ -112,5 +112,8 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         users: share.users.clone(),
         spawn_rate: cfg.scenario.as_ref().and_then(|sc| sc.spawn_rate).map_or(0.0, of_connections),
         await_start: true,
+        source_addrs: cfg.source_addrs.as_ref().map(|s| s.to_strings()).unwrap_or_default(),
+        // Set per agent by the coordinator (its first connection's index).
+        source_offset: 0,
     }
 }
