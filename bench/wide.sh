@@ -12,13 +12,14 @@
 # above that needs more source addresses (Volley: --source-addr).
 #
 # Usage: bench/wide.sh [-d SECONDS] [-c LIST] [--bin DIR]
-#   -c LIST   connection counts, comma-separated (default 1000,10000,20000)
+#   -c LIST   connection counts, comma-separated (default 1000,10000,18000;
+#             each must fit in the hard open-file limit, `ulimit -Hn`)
 #   --bin DIR take controller and agent from DIR (e.g. an older build) instead
 #             of building target/release
-# Needs root (it raises the open-file limits of the processes it starts with
-# prlimit) and nginx, wrk, curl, /usr/bin/time (apt-get: nginx-light wrk curl time).
+# Needs nginx, wrk, curl, /usr/bin/time, prlimit (apt-get: nginx-light wrk curl
+# time util-linux).
 set -euo pipefail
-D=5 CS=1000,10000,20000 BIN=
+D=5 CS=1000,10000,18000 BIN=
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
@@ -35,7 +36,10 @@ if [[ -z $BIN ]]; then
   cargo build --release --quiet -p controller -p agent
   BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
-FILES=200000
+# Every process here may open up to the hard limit (agents raise their soft
+# limit themselves; wrk and nginx are started with it raised).
+FILES=$(ulimit -Hn)
+[[ $FILES == unlimited ]] && FILES=1048576
 
 dir=$(mktemp -d)
 pids=()

@@ -893,7 +893,10 @@ async fn round_trip(
     let c = match conn {
         Some(c) => c,
         None => {
-            let c = Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref()).await?;
+            // Boxed: the connect and TLS handshake states are large, and
+            // inline they would size every connection's task for its whole
+            // life; one allocation per connect, none per request.
+            let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
             w.recorder.borrow_mut().connect();
             conn.insert(c)
         }

@@ -10,7 +10,16 @@
 //! `Content-Length`; otherwise the body runs to the end of the connection.
 //! Interim 1xx responses are skipped. `Connection: close` (or an HTTP/1.0
 //! response without keep-alive) marks the connection as done after the response.
+//!
+//! Memory per connection is kept lean for wide runs (100,000 connections): a
+//! plain connection waiting for its response holds no read buffer. It waits
+//! until the socket is readable, then takes a buffer from its thread's pool,
+//! and gives it back once the response is consumed; so a thread needs only
+//! as many buffers as connections it is reading at the same instant. A
+//! connection whose responses outgrow the pooled size keeps its own, grown
+//! buffer; TLS connections keep theirs too.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -29,6 +38,46 @@ const INITIAL_BUF: usize = 1024;
 /// The size a read buffer grows to, doubling, while reads keep filling it
 /// (large bodies: fewer reads per body). Heads may grow it up to [`MAX_HEAD`].
 const MAX_BUF: usize = 16 * 1024;
+
+thread_local! {
+    /// This thread's spare read buffers (each [`INITIAL_BUF`] long), shared
+    /// by its plain connections; the engine's workers are one thread each.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer from this thread's pool, or a new one.
+fn take_buffer() -> Vec<u8> {
+    POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| vec![0; INITIAL_BUF])
+}
+
+/// Returns a read buffer to this thread's pool.
+fn give_back(buf: Vec<u8>) {
+    // During thread teardown the pool is gone: the buffer is just freed.
+    let _ = POOL.try_with(|p| p.borrow_mut().push(buf));
+}
+
+/// Reads from a plain socket into `buf[end..]`, taking a pooled buffer only
+/// once bytes have arrived if `buf` is empty (none held), and giving it back
+/// if the socket turns out to have nothing after all while it holds no bytes.
+async fn read_plain(s: &TcpStream, buf: &mut Vec<u8>, end: usize) -> std::io::Result<usize> {
+    loop {
+        if buf.is_empty() {
+            s.readable().await?;
+            *buf = take_buffer();
+        }
+        match s.try_read(&mut buf[end..]) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if end == 0 && buf.len() == INITIAL_BUF {
+                    give_back(std::mem::take(buf));
+                } else {
+                    s.readable().await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// One request, serialised once and written as is for every round trip.
 #[derive(Debug, Clone)]
@@ -116,20 +165,14 @@ impl Stream {
             }
         }
     }
-
-    #[inline]
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-        }
-    }
 }
 
 /// A keep-alive HTTP/1.1 connection to one target.
 #[derive(Debug)]
 pub struct Conn {
     stream: Stream,
+    /// The read buffer; empty while a plain connection holds none (see the
+    /// module's notes on memory).
     buf: Vec<u8>,
     // Unconsumed bytes are buf[start..end].
     start: usize,
@@ -157,11 +200,32 @@ impl Conn {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             },
         };
-        Ok(Conn { stream, buf: vec![0; INITIAL_BUF], start: 0, end: 0, grow: false })
+        let buf = if matches!(stream, Stream::Tls(_)) { vec![0; INITIAL_BUF] } else { Vec::new() };
+        Ok(Conn { stream, buf, start: 0, end: 0, grow: false })
     }
 
     /// Writes the request and reads one complete response, skipping its body.
     pub async fn round_trip(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
+        let response = self.exchange(request).await;
+        self.release();
+        response
+    }
+
+    /// A plain connection with nothing left to read gives its buffer back to
+    /// the thread's pool (unless it has grown beyond the pooled size).
+    fn release(&mut self) {
+        if matches!(self.stream, Stream::Plain(_))
+            && self.start == self.end
+            && self.buf.len() == INITIAL_BUF
+            && !self.grow
+        {
+            give_back(std::mem::take(&mut self.buf));
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    async fn exchange(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
         self.stream.write_all(&request.bytes).await.map_err(|e| ErrorClass::of_io(&e))?;
         let mut received = 0u64;
         loop {
@@ -235,8 +299,13 @@ impl Conn {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
         }
+        let n = match &mut self.stream {
+            Stream::Plain(s) => read_plain(s, &mut self.buf, self.end).await,
+            Stream::Tls(s) => s.read(&mut self.buf[self.end..]).await,
+        }
+        .map_err(|e| ErrorClass::of_io(&e))?;
+        // After the read: a plain connection may only now hold a buffer.
         let room = self.buf.len() - self.end;
-        let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| ErrorClass::of_io(&e))?;
         self.end += n;
         // Responses larger than the buffer: grow it, so a big body takes few
         // reads; small responses never pay for a big buffer.
@@ -484,7 +553,8 @@ mod tests {
         let mut c = conn(addr).await;
         for _ in 0..2 {
             assert_eq!(c.round_trip(&get()).await.unwrap().received, small.len() as u64);
-            assert_eq!(c.buf.len(), INITIAL_BUF, "small responses keep the small buffer");
+            assert!(c.buf.is_empty(), "between responses a plain connection holds no buffer");
+            assert_eq!(POOL.with(|p| p.borrow().len()), 1, "its buffer went back to the thread's pool");
         }
         let r = c.round_trip(&get()).await.unwrap();
         assert_eq!((r.status, r.received), (200, long_head.len() as u64));

@@ -41,6 +41,7 @@ pub mod link;
 mod merge;
 mod plan;
 
+use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 
 pub use connect::{Bearer, Client, ConnectError};
@@ -56,6 +57,12 @@ use crate::outcome::{AgentOutcome, Observer, Outcome};
 /// How often the controller renews every agent's lease (each Renew may take
 /// longer: see [`link::Link::renew_timeout`]).
 pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+
+/// Most agents connected to, or sent their plans, at once: a thousand
+/// agents are reached in waves instead of a thousand handshakes and
+/// round-trip probes fighting for this process's one core at once (which
+/// would inflate the round trips measured, and with them every timeout).
+const FAN_OUT: usize = 64;
 
 /// Runs `cfg` on the agents at `addresses` and merges their results, telling
 /// `observer` as it goes. When `cancel` completes, the agents are cancelled
@@ -101,7 +108,8 @@ pub async fn execute(
     }
     let mut streams = Vec::new();
     let mut refusals = Vec::new();
-    for (i, r) in futures::future::join_all(sends).await {
+    let answers: Vec<_> = futures::stream::iter(sends).buffer_unordered(FAN_OUT).collect().await;
+    for (i, r) in answers {
         let address = &agents[i].address;
         match r {
             Ok(Ok(s)) => streams.push((i, s.into_inner())),
@@ -145,7 +153,10 @@ fn refusal(cfg: &RunConfig, agent: &str, message: &str) -> String {
 /// any cannot be used, unless at least `--min-agents` can: then returns the
 /// others as unreachable outcomes and goes on.
 async fn connect_all(cfg: &RunConfig, addresses: &[String]) -> Result<(Vec<Connected>, Vec<AgentOutcome>), Error> {
-    let results = futures::future::join_all(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone()))).await;
+    let results: Vec<_> = futures::stream::iter(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone())))
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
     let mut agents = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for (addr, r) in addresses.iter().zip(results) {
