@@ -12,7 +12,7 @@
 # report counts against what the target-server served, and the agents' mean
 # RSS (one agent process each; 1,000 of them fit in a few GiB).
 #
-# Usage: bench/controller-cost.sh [-d SECONDS] [N ...]   (default: -d 10 10 50 100)
+# Usage: [VOLLEY_BIN=DIR] bench/controller-cost.sh [-d SECONDS] [N ...]   (default: -d 10 10 50 100)
 set -euo pipefail
 D=10
 if [[ ${1:-} == -d ]]; then D=$2; shift 2; fi
@@ -20,8 +20,13 @@ COUNTS=("$@")
 [[ ${#COUNTS[@]} -gt 0 ]] || COUNTS=(10 50 100)
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet -p controller -p agent -p target-server
-BIN=$PWD/target/release
+# VOLLEY_BIN=DIR: take the binaries from DIR instead of building them.
+if [[ -n ${VOLLEY_BIN:-} ]]; then
+  BIN=$VOLLEY_BIN
+else
+  cargo build --release --quiet -p controller -p agent -p target-server
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 export RUST_LOG=warn
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
