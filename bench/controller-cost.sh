@@ -7,9 +7,12 @@
 # and the controller's CPU time is mostly coordination: connecting, planning,
 # and merging one snapshot per agent per second (HdrHistogram decode + add).
 # Prints, for each N: the controller's user+sys CPU, CPU per agent per second
-# of run, and its peak RSS.
+# of run, its peak RSS, the agents' start skew (the largest |start_skew_ms|
+# of the JSON report: how far apart their workers began), the requests the
+# report counts against what the target-server served, and the agents' mean
+# RSS (one agent process each; 1,000 of them fit in a few GiB).
 #
-# Usage: bench/controller-cost.sh [-d SECONDS] [N ...]   (default: -d 10 10 50 100)
+# Usage: [VOLLEY_BIN=DIR] bench/controller-cost.sh [-d SECONDS] [N ...]   (default: -d 10 10 50 100)
 set -euo pipefail
 D=10
 if [[ ${1:-} == -d ]]; then D=$2; shift 2; fi
@@ -17,8 +20,13 @@ COUNTS=("$@")
 [[ ${#COUNTS[@]} -gt 0 ]] || COUNTS=(10 50 100)
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet -p controller -p agent -p target-server
-BIN=$PWD/target/release
+# VOLLEY_BIN=DIR: take the binaries from DIR instead of building them.
+if [[ -n ${VOLLEY_BIN:-} ]]; then
+  BIN=$VOLLEY_BIN
+else
+  cargo build --release --quiet -p controller -p agent -p target-server
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 export RUST_LOG=warn
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
@@ -35,16 +43,23 @@ start() {
 }
 
 start target "$BIN/target-server" --listen 127.0.0.1:0 --threads 1
-printf "%8s %10s %14s %10s\n" agents "cpu s" "us/agent/s" "rss MiB"
+printf "%8s %10s %14s %10s %10s %12s %12s %14s\n" agents "cpu s" "us/agent/s" "rss MiB" "skew ms" "reported" "served" "agent rss MiB"
+json=$(mktemp)
+served() { curl -s "http://$target/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
 for n in "${COUNTS[@]}"; do
   agents=()
   for _ in $(seq "$n"); do start a "$BIN/agent" --listen 127.0.0.1:0 --threads 1; agents+=("$a"); done
   list=$(IFS=,; echo "${agents[*]}")
+  before=$(served)
   out=$( { /usr/bin/time -f "%U %S %M" "$BIN/controller" run --agents "$list" --url "http://$target/delay/100" \
-           -z "${D}s" -c "$n" --output json >/dev/null; } 2>&1 | tail -n 1)
+           -z "${D}s" -c "$n" --output json >"$json"; } 2>&1 | tail -n 1)
+  after=$(served)
   read -r user sys rss <<<"$out"
-  awk -v n="$n" -v d="$D" -v u="$user" -v s="$sys" -v r="$rss" \
-    'BEGIN { printf "%8d %10.2f %14.1f %10.1f\n", n, u + s, (u + s) * 1e6 / (n * d), r / 1024 }'
+  read -r skew reported < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))
+print(max(abs(a.get("start_skew_ms") or 0) for a in r["agents"]), r["total_requests"])' "$json")
+  agent_rss=$(for p in "${pids[@]:1}"; do awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1; n++} END{printf "%.1f", n ? s / n / 1024 : 0}')
+  awk -v n="$n" -v d="$D" -v u="$user" -v s="$sys" -v r="$rss" -v k="$skew" -v rep="$reported" -v srv=$((after - before)) -v ar="$agent_rss" \
+    'BEGIN { printf "%8d %10.2f %14.1f %10.1f %10.1f %12d %12d %14s\n", n, u + s, (u + s) * 1e6 / (n * d), r / 1024, k, rep, srv, ar }'
   # Stop this round's agents before the next (the target-server stays).
   for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
   pids=("${pids[0]}")

@@ -741,9 +741,13 @@ impl Load {
     /// Takes over `n` more connections (or users) of a lost agent.
     fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
         match self {
-            Load::Connections(_) => {
+            Load::Connections(c) => {
                 for _ in 0..n {
-                    spawn_connection(w, tasks, Duration::ZERO);
+                    // Past the agent's own connections in the round-robin
+                    // over source addresses.
+                    c.taken_over += 1;
+                    let source = source_of(w, c.total + c.taken_over - 1);
+                    spawn_connection(w, tasks, Duration::ZERO, source);
                 }
             }
             Load::Users(u) => u.take_over(w, tasks, n),
@@ -758,32 +762,40 @@ struct Connections {
     /// ramp·i/C, so the active connections grow linearly.
     ramp: Duration,
     total: usize,
+    /// Connections this thread took over from lost agents.
+    taken_over: usize,
 }
 
 impl Connections {
     fn new(shared: &Shared, range: std::ops::Range<usize>, open_model: bool) -> Connections {
         let ramp = if open_model { Duration::ZERO } else { shared.plan.ramp_up };
-        Connections { range, ramp, total: shared.plan.connections }
+        Connections { range, ramp, total: shared.plan.connections, taken_over: 0 }
     }
 
     fn start(&self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
         for i in self.range.clone() {
             let delay = self.ramp.mul_f64(i as f64 / self.total as f64);
-            spawn_connection(w, tasks, delay);
+            spawn_connection(w, tasks, delay, source_of(w, i));
         }
     }
 }
 
 /// Starts one connection's tasks: one for HTTP/1.1; with HTTP/2, one per
 /// stream slot, sharing one connection.
-fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, delay: Duration) {
+fn spawn_connection(
+    w: &Rc<Worker>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    delay: Duration,
+    source: Option<std::net::IpAddr>,
+) {
     if w.shared.plan.http2.is_some() {
-        let group = crate::http2::Group::new();
+        let group = crate::http2::Group::new(source);
         for _ in 0..w.shared.plan.streams {
-            tasks.spawn_local(connection(w.clone(), delay, Client::H2(crate::http2::Slot::new(group.clone()))));
+            let slot = Client::H2(crate::http2::Slot::new(group.clone()));
+            tasks.spawn_local(connection(w.clone(), delay, slot, source));
         }
     } else {
-        tasks.spawn_local(connection(w.clone(), delay, Client::H1(None)));
+        tasks.spawn_local(connection(w.clone(), delay, Client::H1(None), source));
     }
 }
 
@@ -804,8 +816,13 @@ impl Client {
     }
 }
 
+/// The source address of the agent's connection `i`, if the plan names any.
+fn source_of(w: &Worker, i: usize) -> Option<std::net::IpAddr> {
+    w.shared.plan.sources.as_ref().map(|s| s.for_connection(i as u64))
+}
+
 /// Drives one connection: request after request until the plan says stop.
-async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client) {
+async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client, source: Option<std::net::IpAddr>) {
     let s = w.shared.clone();
     let plan = &s.plan;
     let sent = plan.http2.as_ref().map_or(plan.request.len() as u64, |r| r.sent());
@@ -862,7 +879,7 @@ async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client) {
         w.sent_at(t0.into_std());
         let result = tokio::select! {
             biased;
-            r = round_trip(&mut conn, &w) => r,
+            r = round_trip(&mut conn, &w, source) => r,
             _ = &mut timer => {
                 if cut {
                     // Sent, but no answer within the grace: cancelled, not failed.
@@ -930,7 +947,11 @@ fn connect_backoff(n: u32) -> Duration {
     Duration::from_millis(1u64 << n.saturating_sub(1).min(16)).min(MAX_CONNECT_BACKOFF)
 }
 
-async fn round_trip(conn: &mut Client, w: &Rc<Worker>) -> Result<crate::http1::Response, ErrorClass> {
+async fn round_trip(
+    conn: &mut Client,
+    w: &Rc<Worker>,
+    source: Option<std::net::IpAddr>,
+) -> Result<crate::http1::Response, ErrorClass> {
     let plan = &w.shared.plan;
     let conn = match conn {
         Client::H1(conn) => conn,
@@ -943,7 +964,10 @@ async fn round_trip(conn: &mut Client, w: &Rc<Worker>) -> Result<crate::http1::R
     let c = match conn {
         Some(c) => c,
         None => {
-            let c = Conn::connect(plan.addr, plan.timeout, plan.tls.as_ref()).await?;
+            // Boxed: the connect and TLS handshake states are large, and
+            // inline they would size every connection's task for its whole
+            // life; one allocation per connect, none per request.
+            let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
             w.recorder.borrow_mut().connect();
             conn.insert(c)
         }

@@ -10,8 +10,17 @@
 //! `Content-Length`; otherwise the body runs to the end of the connection.
 //! Interim 1xx responses are skipped. `Connection: close` (or an HTTP/1.0
 //! response without keep-alive) marks the connection as done after the response.
+//!
+//! Memory per connection is kept lean for wide runs (100,000 connections): a
+//! plain connection waiting for its response holds no read buffer. It waits
+//! until the socket is readable, then takes a buffer from its thread's pool,
+//! and gives it back once the response is consumed; so a thread needs only
+//! as many buffers as connections it is reading at the same instant. A
+//! connection whose responses outgrow the pooled size keeps its own, grown
+//! buffer; TLS connections keep theirs too.
 
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +32,52 @@ use volley_stats::ErrorClass;
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers parsed per response head.
 const MAX_HEADERS: usize = 64;
-/// Initial read buffer per connection.
-const BUF_SIZE: usize = 16 * 1024;
+/// Initial read buffer per connection: most load-test responses fit, and a
+/// run with 100,000 connections holds 100,000 of them.
+const INITIAL_BUF: usize = 1024;
+/// The size a read buffer grows to, doubling, while reads keep filling it
+/// (large bodies: fewer reads per body). Heads may grow it up to [`MAX_HEAD`].
+const MAX_BUF: usize = 16 * 1024;
+
+thread_local! {
+    /// This thread's spare read buffers (each [`INITIAL_BUF`] long), shared
+    /// by its plain connections; the engine's workers are one thread each.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer from this thread's pool, or a new one.
+fn take_buffer() -> Vec<u8> {
+    POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| vec![0; INITIAL_BUF])
+}
+
+/// Returns a read buffer to this thread's pool.
+fn give_back(buf: Vec<u8>) {
+    // During thread teardown the pool is gone: the buffer is just freed.
+    let _ = POOL.try_with(|p| p.borrow_mut().push(buf));
+}
+
+/// Reads from a plain socket into `buf[end..]`, taking a pooled buffer only
+/// once bytes have arrived if `buf` is empty (none held), and giving it back
+/// if the socket turns out to have nothing after all while it holds no bytes.
+async fn read_plain(s: &TcpStream, buf: &mut Vec<u8>, end: usize) -> std::io::Result<usize> {
+    loop {
+        if buf.is_empty() {
+            s.readable().await?;
+            *buf = take_buffer();
+        }
+        match s.try_read(&mut buf[end..]) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if end == 0 && buf.len() == INITIAL_BUF {
+                    give_back(std::mem::take(buf));
+                } else {
+                    s.readable().await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// One request, serialised once and written as is for every round trip.
 #[derive(Debug, Clone)]
@@ -112,46 +165,33 @@ impl Stream {
             }
         }
     }
-
-    #[inline]
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-        }
-    }
 }
 
 /// A keep-alive HTTP/1.1 connection to one target.
 #[derive(Debug)]
 pub struct Conn {
     stream: Stream,
+    /// The read buffer; empty while a plain connection holds none (see the
+    /// module's notes on memory).
     buf: Vec<u8>,
     // Unconsumed bytes are buf[start..end].
     start: usize,
     end: usize,
+    /// The last read filled all the room there was: double the buffer (up
+    /// to [`MAX_BUF`]) once it is empty.
+    grow: bool,
 }
 
 impl Conn {
-    /// Connects with TCP_NODELAY set (requests are small and latency
-    /// matters), then does the TLS handshake when `tls` is given.
+    /// Connects (from `source`, if given: see [`crate::connect::tcp`]),
+    /// then does the TLS handshake when `tls` is given.
     pub async fn connect(
         addr: SocketAddr,
+        source: Option<IpAddr>,
         timeout: Duration,
         tls: Option<&crate::tls::TlsTarget>,
     ) -> Result<Conn, ErrorClass> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ErrorClass::ConnectTimeout),
-            Ok(Err(e)) => {
-                return Err(match ErrorClass::of_io(&e) {
-                    ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
-                    ErrorClass::Timeout => ErrorClass::ConnectTimeout,
-                    _ => ErrorClass::Connect,
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
-        stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
+        let stream = crate::connect::tcp(addr, source, timeout).await?;
         let stream = match tls {
             None => Stream::Plain(stream),
             Some(t) => match tokio::time::timeout(timeout, t.connector.connect(t.name.clone(), stream)).await {
@@ -160,11 +200,32 @@ impl Conn {
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             },
         };
-        Ok(Conn { stream, buf: vec![0; BUF_SIZE], start: 0, end: 0 })
+        let buf = if matches!(stream, Stream::Tls(_)) { vec![0; INITIAL_BUF] } else { Vec::new() };
+        Ok(Conn { stream, buf, start: 0, end: 0, grow: false })
     }
 
     /// Writes the request and reads one complete response, skipping its body.
     pub async fn round_trip(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
+        let response = self.exchange(request).await;
+        self.release();
+        response
+    }
+
+    /// A plain connection with nothing left to read gives its buffer back to
+    /// the thread's pool (unless it has grown beyond the pooled size).
+    fn release(&mut self) {
+        if matches!(self.stream, Stream::Plain(_))
+            && self.start == self.end
+            && self.buf.len() == INITIAL_BUF
+            && !self.grow
+        {
+            give_back(std::mem::take(&mut self.buf));
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    async fn exchange(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
         self.stream.write_all(&request.bytes).await.map_err(|e| ErrorClass::of_io(&e))?;
         let mut received = 0u64;
         loop {
@@ -223,6 +284,11 @@ impl Conn {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.grow {
+                // Nothing to keep: a fresh (calloc'd) buffer, no copy.
+                self.grow = false;
+                self.buf = vec![0; (self.buf.len() * 2).min(MAX_BUF)];
+            }
         } else if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -233,8 +299,17 @@ impl Conn {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await.map_err(|e| ErrorClass::of_io(&e))?;
+        let n = match &mut self.stream {
+            Stream::Plain(s) => read_plain(s, &mut self.buf, self.end).await,
+            Stream::Tls(s) => s.read(&mut self.buf[self.end..]).await,
+        }
+        .map_err(|e| ErrorClass::of_io(&e))?;
+        // After the read: a plain connection may only now hold a buffer.
+        let room = self.buf.len() - self.end;
         self.end += n;
+        // Responses larger than the buffer: grow it, so a big body takes few
+        // reads; small responses never pay for a big buffer.
+        self.grow = n == room && self.buf.len() < MAX_BUF;
         Ok(n)
     }
 
@@ -432,7 +507,7 @@ mod tests {
     }
 
     async fn conn(addr: SocketAddr) -> Conn {
-        Conn::connect(addr, Duration::from_secs(5), None).await.unwrap()
+        Conn::connect(addr, None, Duration::from_secs(5), None).await.unwrap()
     }
 
     #[tokio::test]
@@ -448,6 +523,46 @@ mod tests {
         assert_eq!(r.received, 39 + 12);
         let r = c.round_trip(&get()).await.unwrap();
         assert_eq!((r.status, r.close), (404, true));
+    }
+
+    /// The buffer starts small, grows (doubling, to `MAX_BUF`) only while
+    /// reads fill it, and large bodies and heads are still read exactly.
+    #[tokio::test]
+    async fn the_read_buffer_grows_only_for_large_responses() {
+        let body = vec![b'x'; 100_000];
+        let mut big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        big.extend_from_slice(&body);
+        let long_head = format!("HTTP/1.1 200 OK\r\nX-Long: {}\r\nContent-Length: 2\r\n\r\nok", "h".repeat(3000));
+        let small = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello World!".to_vec();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let replies = [small.clone(), small.clone(), long_head.clone().into_bytes(), big.clone(), small.clone()];
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            for reply in replies {
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "client closed early");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(&reply).await.unwrap();
+            }
+        });
+        let mut c = conn(addr).await;
+        for _ in 0..2 {
+            assert_eq!(c.round_trip(&get()).await.unwrap().received, small.len() as u64);
+            assert!(c.buf.is_empty(), "between responses a plain connection holds no buffer");
+            assert_eq!(POOL.with(|p| p.borrow().len()), 1, "its buffer went back to the thread's pool");
+        }
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.received), (200, long_head.len() as u64));
+        assert!(c.buf.len() >= 4096, "a head larger than the buffer grows it");
+        let r = c.round_trip(&get()).await.unwrap();
+        assert_eq!((r.status, r.received), (200, big.len() as u64));
+        assert_eq!(c.round_trip(&get()).await.unwrap().received, small.len() as u64);
+        assert_eq!(c.buf.len(), MAX_BUF, "a large body grew the buffer to its cap, no further");
     }
 
     #[tokio::test]
@@ -506,7 +621,7 @@ mod tests {
         let hello = RequestBytes::new("GET", "/hello", "localhost", &[], b"");
 
         let trusted = TlsTarget::new("localhost", pki.ca_pem.as_bytes(), false).unwrap();
-        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&trusted)).await.unwrap();
+        let mut c = Conn::connect(server.local_addr(), None, Duration::from_secs(5), Some(&trusted)).await.unwrap();
         let Stream::Tls(s) = &c.stream else { panic!("an https target got a plain connection") };
         assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
         for _ in 0..3 {
@@ -516,7 +631,7 @@ mod tests {
         }
         // -k: a name the certificate does not carry, and no CA, still work.
         let insecure = TlsTarget::new("elsewhere.test", b"", true).unwrap();
-        let mut c = Conn::connect(server.local_addr(), Duration::from_secs(5), Some(&insecure)).await.unwrap();
+        let mut c = Conn::connect(server.local_addr(), None, Duration::from_secs(5), Some(&insecure)).await.unwrap();
         assert_eq!(c.round_trip(&hello).await.unwrap().status, 200);
         assert_eq!(server.stats().count("/hello", 200), 4);
     }
@@ -526,7 +641,8 @@ mod tests {
         use crate::tls::{TlsTarget, test_pki};
         let pki = test_pki::pki(&["localhost"]);
         let server = pki.server();
-        let connect = |addr, t| async move { Conn::connect(addr, Duration::from_secs(5), Some(&t)).await.map(drop) };
+        let connect =
+            |addr, t| async move { Conn::connect(addr, None, Duration::from_secs(5), Some(&t)).await.map(drop) };
 
         // The web's roots do not know the test CA.
         let untrusted = TlsTarget::new("localhost", b"", false).unwrap();
@@ -543,7 +659,7 @@ mod tests {
         // A server that accepts TCP but never answers the handshake: the
         // connect timeout covers the handshake too.
         let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let r = Conn::connect(silent.local_addr().unwrap(), Duration::from_millis(200), Some(&trusted)).await;
+        let r = Conn::connect(silent.local_addr().unwrap(), None, Duration::from_millis(200), Some(&trusted)).await;
         assert_eq!(r.map(drop), Err(ErrorClass::ConnectTimeout));
     }
 

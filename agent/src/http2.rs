@@ -37,7 +37,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use tokio::net::TcpStream;
 use volley_stats::ErrorClass;
 
 use crate::engine::Worker;
@@ -131,6 +130,8 @@ pub struct Group {
     settled: Cell<u64>,
     /// Wakes the slots waiting for a first request to complete.
     settle: tokio::sync::Notify,
+    /// The local address its connections leave from (`--source-addr`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Group {
@@ -140,9 +141,10 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    /// A group with no connection yet.
-    pub fn new() -> Rc<Group> {
-        Rc::new(Group::default())
+    /// A group with no connection yet, whose connections leave from
+    /// `source` if given.
+    pub fn new(source: Option<std::net::IpAddr>) -> Rc<Group> {
+        Rc::new(Group { source, ..Group::default() })
     }
 
     /// Forgets connection `n` (it failed or is going away); a newer one stays.
@@ -189,7 +191,7 @@ impl Group {
             return if self.settled.get() >= live.0 { Ok((live, false)) } else { Box::pin(self.conn(w)).await };
         }
         let plan = &w.shared().plan;
-        let (send, conn) = connect(plan.addr, plan.timeout, plan.tls.as_ref()).await?;
+        let (send, conn) = connect(plan.addr, self.source, plan.timeout, plan.tls.as_ref()).await?;
         w.recorder().borrow_mut().connect();
         let n = self.opened.get() + 1;
         self.opened.set(n);
@@ -248,16 +250,12 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Io for T {}
 /// HTTP/2 handshake, all within `timeout`.
 async fn connect(
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     timeout: Duration,
     tls: Option<&crate::tls::TlsTarget>,
 ) -> Result<(SendRequest<Bytes>, h2::client::Connection<Box<dyn Io>, Bytes>), ErrorClass> {
     let open = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| match ErrorClass::of_io(&e) {
-            ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
-            ErrorClass::Timeout => ErrorClass::ConnectTimeout,
-            _ => ErrorClass::Connect,
-        })?;
-        stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
+        let stream = crate::connect::tcp(addr, source, timeout).await?;
         let io: Box<dyn Io> = match tls {
             None => Box::new(stream),
             Some(t) => {

@@ -19,6 +19,7 @@
 //!   and the standard `grpc.health.v1` service, for Kubernetes probes); the
 //!   binary's flags and entry.
 
+pub mod connect;
 pub mod engine;
 pub mod http1;
 pub mod http2;
@@ -86,6 +87,11 @@ pub struct Args {
     /// :PORT or :LOW-HIGH (repeatable, or comma-separated); default: any target.
     #[arg(long = "allow-target", value_name = "PATTERN", value_delimiter = ',')]
     pub allow_target: Vec<TargetPattern>,
+    /// Source addresses plans may bind their connections to (controller
+    /// --source-addr): addresses, ranges A-B or CIDRs, comma-separated, or
+    /// `any`; default: loopback only (127.0.0.0/8, ::1).
+    #[arg(long = "allow-source", value_name = "LIST", default_value = "127.0.0.0/8,::1")]
+    pub allow_source: volley_proto::source::SourceAddrs,
     /// Most connections one run may hold.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
@@ -190,6 +196,7 @@ impl Args {
             max_duration: self.max_duration,
             max_body: self.max_body,
             open_files: None,
+            allow_source: self.allow_source.clone(),
         };
         Ok(ServeConfig { threads, token, tls, limits, auth_timeout: self.auth_timeout })
     }
@@ -277,8 +284,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         // Printed on stdout so scripts and tests can learn a port-0 address.
-        println!("agent listening on {addr} with {threads} worker threads");
         let files = config.limits.open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        println!("agent listening on {addr} with {threads} worker threads, open-file limit {files}");
         tracing::info!(open_files = %files, "open-file limit (RLIMIT_NOFILE, raised to the hard limit)");
         tracing::info!(%addr, threads, "agent ready");
         let metrics = match args.metrics_listen {

@@ -88,12 +88,31 @@ pub struct Plan {
     pub http2: Option<crate::http2::H2Request>,
     /// HTTP/2: concurrent streams per connection (1 for HTTP/1.1).
     pub streams: usize,
+    /// Wide runs: the source addresses connections bind to, round-robin.
+    pub sources: Option<Sources>,
 }
 
 impl Plan {
     /// Request slots: connections × streams (the requests in flight at most).
     pub fn slots(&self) -> usize {
         self.connections * self.streams
+    }
+}
+
+/// The source addresses of a run and where this agent's connections begin
+/// in the run-wide round-robin over them.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The addresses.
+    pub addrs: std::sync::Arc<volley_proto::source::SourceAddrs>,
+    /// The run-wide index of this agent's first connection.
+    pub offset: u64,
+}
+
+impl Sources {
+    /// The address for this agent's connection `i`.
+    pub fn for_connection(&self, i: u64) -> std::net::IpAddr {
+        self.addrs.nth(self.offset.wrapping_add(i))
     }
 }
 
@@ -276,6 +295,7 @@ impl Plan {
             .map_err(|e| PlanError::Resolve { host: target.authority.clone(), reason: e.to_string() })?
             .next()
             .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
+        let sources = sources(&p, addr)?;
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
         let body_len = p.body.len();
         if p.streams > MAX_STREAMS {
@@ -328,8 +348,30 @@ impl Plan {
             scenario,
             http2,
             streams,
+            sources,
         })
     }
+}
+
+/// Checks a plan's source addresses: they parse and are of the target's
+/// family (whether this agent allows them is [`crate::security::Limits`]'
+/// call; whether they are this host's, [`crate::connect::check_sources`]').
+fn sources(p: &RunPlan, target: SocketAddr) -> Result<Option<Sources>, PlanError> {
+    if p.source_addrs.is_empty() {
+        return Ok(None);
+    }
+    if !p.scenario.is_empty() {
+        return Err(invalid("source_addrs", "not for scenario runs"));
+    }
+    let addrs = volley_proto::source::SourceAddrs::parse(&p.source_addrs)
+        .map_err(|e| invalid("source_addrs", e.to_string()))?;
+    if let Some(other) = addrs.family_mismatch(target.ip()) {
+        return Err(invalid(
+            "source_addrs",
+            format!("{other} is not of the target's address family ({})", target.ip()),
+        ));
+    }
+    Ok(Some(Sources { addrs: std::sync::Arc::new(addrs), offset: p.source_offset }))
 }
 
 #[cfg(test)]
@@ -371,6 +413,8 @@ mod tests {
             (|p| p.streams = 10, "needs http2"),
             (|p| (p.http2, p.streams) = (true, 1001), "`streams`"),
             (|p| (p.http2, p.streams, p.connections) = (true, 1000, 100_000), "requests in flight"),
+            (|p| p.source_addrs = vec!["127.0.0.2-x".into()], "`source_addrs`"),
+            (|p| p.source_addrs = vec!["::1".into()], "not of the target's address family"),
         ];
         for (mutate, needle) in cases {
             let mut p = plan();

@@ -173,6 +173,8 @@ pub struct Limits {
     /// The process's open-file limit (`RLIMIT_NOFILE`), if known: a run may
     /// hold no more connections than it leaves room for.
     pub open_files: Option<u64>,
+    /// Source addresses plans may bind connections to (`--allow-source`).
+    pub allow_source: volley_proto::source::SourceAddrs,
 }
 
 impl Default for Limits {
@@ -184,6 +186,7 @@ impl Default for Limits {
             max_duration: None,
             max_body: DEFAULT_MAX_BODY,
             open_files: None,
+            allow_source: volley_proto::source::SourceAddrs::loopback(),
         }
     }
 }
@@ -238,6 +241,14 @@ impl Limits {
                  raise its hard limit (ulimit -Hn, LimitNOFILE=) or ask for fewer connections",
                 plan.connections,
                 plan.connections as u64 + crate::listen::SPARE_FILES
+            )));
+        }
+        if let Some(sources) = &plan.sources
+            && let Some(outside) = self.allow_source.first_outside(&sources.addrs)
+        {
+            return Err(Status::permission_denied(format!(
+                "source address {outside} is not allowed on this agent (--allow-source {})",
+                self.allow_source
             )));
         }
         if plan.body_len > self.max_body {

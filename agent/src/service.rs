@@ -131,6 +131,7 @@ impl Agent for AgentService {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
             hostname: hostname(),
             busy: lock(&self.active).is_some(),
+            open_files: self.limits.open_files.unwrap_or(0),
         }))
     }
 
@@ -161,6 +162,11 @@ impl Agent for AgentService {
         let await_start = plan.await_start;
         let mut plan = Plan::from_proto(plan, self.threads).await.map_err(plan_status)?;
         self.limits.check(&plan)?;
+        // Only allowed source addresses are tried on this host.
+        if let Some(s) = &plan.sources {
+            crate::connect::check_sources(&s.addrs)
+                .map_err(|e| plan_status(crate::plan::PlanError::Invalid { field: "source_addrs", reason: e }))?;
+        }
         let (tx, rx) = mpsc::channel::<Result<RunEvent, Status>>(16);
         if !await_start {
             self.launch(plan, guard, tx)?;

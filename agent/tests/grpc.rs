@@ -62,7 +62,15 @@ async fn drain(stream: &mut tonic::Streaming<volley_proto::RunEvent>) -> (usize,
 async fn describes_itself() {
     // The binary, with --threads, and the in-process agent say the same.
     let binary = spawn_agent_bin(env!("CARGO_BIN_EXE_agent"), "127.0.0.1:0", &["--threads", "2"]);
-    assert_eq!(binary.ready_line, format!("agent listening on {} with 2 worker threads", binary.addr));
+    let prefix = format!("agent listening on {} with 2 worker threads, open-file limit ", binary.addr);
+    let files = binary.ready_line.strip_prefix(&prefix).unwrap_or_else(|| panic!("{:?}", binary.ready_line));
+    // The soft limit was raised to the hard one, which the ready line and
+    // Describe both name.
+    let hard = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    assert_eq!(files, hard, "the ready line names the hard limit");
+    let info = client(&binary.addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.open_files.to_string(), if hard == "unlimited" { "0" } else { hard.as_str() });
     let in_process = spawn_agent();
     for addr in [&binary.addr, &in_process.addr] {
         let info = client(addr).await.describe(DescribeRequest {}).await.unwrap().into_inner();

@@ -85,6 +85,8 @@ pub struct RunConfig {
     pub http2: bool,
     /// HTTP/2: concurrent streams per connection (1 without `--streams`).
     pub streams: u32,
+    /// Wide runs: source addresses the connections bind to, round-robin.
+    pub source_addrs: Option<volley_proto::source::SourceAddrs>,
 }
 
 /// A checked scenario run.

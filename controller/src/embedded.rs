@@ -25,7 +25,14 @@ impl EmbeddedAgent {
         let (shutdown, rx) = oneshot::channel();
         // The listener is already bound, so clients can connect at once: no
         // readiness wait is needed.
-        let task = tokio::spawn(agent::serve(listener, agent::ServeConfig::plain(threads), async {
+        let mut config = agent::ServeConfig::plain(threads);
+        // Like the `agent` binary: a plan needing more descriptors than the
+        // process may open is refused before any load (the binary raised its
+        // soft limit to the hard one at start; this only reads it again).
+        config.limits.open_files = agent::listen::raise_open_files();
+        // Whoever runs the controller here may use this host's addresses.
+        config.limits.allow_source = volley_proto::source::SourceAddrs::any();
+        let task = tokio::spawn(agent::serve(listener, config, async {
             let _ = rx.await;
         }));
         Ok(EmbeddedAgent { address, shutdown, task })

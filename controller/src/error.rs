@@ -63,6 +63,8 @@ pub enum Field {
     TlsKey,
     /// `controller serve --listen` (command line only).
     Listen,
+    /// `--source-addr` / `source_addr`.
+    SourceAddr,
     /// `--baseline` (command line only: the API compares stored runs).
     Baseline,
     /// `--html` (command line only).
@@ -77,7 +79,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 31] = [
+    pub const ALL: [Field; 32] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -109,6 +111,7 @@ impl Field {
         Field::HdrLog,
         Field::Http2,
         Field::Streams,
+        Field::SourceAddr,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -145,6 +148,7 @@ impl Field {
             Field::HdrLog => "--hdr-log",
             Field::Http2 => "--http2",
             Field::Streams => "--streams",
+            Field::SourceAddr => "--source-addr",
         }
     }
 
@@ -175,6 +179,7 @@ impl Field {
             Field::TargetInsecure => "target_insecure",
             Field::Http2 => "http2",
             Field::Streams => "streams",
+            Field::SourceAddr => "source_addr",
             Field::TargetCa
             | Field::TlsCa
             | Field::TlsCert

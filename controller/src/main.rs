@@ -36,6 +36,10 @@ fn main() {
         // Colour codes only for a person at a terminal, never in log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Embedded agents' connections and links to many agents need
+    // descriptors: take all the hard limit allows (embedded agents refuse
+    // plans beyond it, see embedded.rs).
+    agent::listen::raise_open_files();
     let code = match controller::run_cli(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -12,6 +12,7 @@
 //! `--target-ca`), writing outputs, and the agents' TLS files.
 
 use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use clap::Args;
@@ -177,6 +178,13 @@ pub struct RunRequest {
     #[arg(long, value_name = "DURATION", requires = "metrics_listen", value_parser = volley_common::parse_duration)]
     #[serde(skip)]
     pub metrics_linger: Option<Duration>,
+    /// Local addresses the connections leave from, round-robin: addresses,
+    /// ranges (127.0.0.2-127.0.0.9) or CIDRs, comma-separated; each agent must
+    /// allow them (agent --allow-source). For runs wider than one address's
+    /// ephemeral ports (~28k connections to one target).
+    #[arg(long, value_name = "LIST")]
+    #[serde(default, deserialize_with = "joined")]
+    pub source_addr: Option<String>,
     /// How to reach the agents.
     #[command(flatten)]
     #[serde(skip)]
@@ -347,6 +355,25 @@ impl RunRequest {
                 format!("{:?} compares with a baseline; give --baseline FILE", t.to_string()),
             ));
         }
+        let source_addrs = match &self.source_addr {
+            None => None,
+            Some(_) if scenario.is_some() => {
+                return Err(usage(Field::SourceAddr, "not for --scenario runs"));
+            }
+            Some(list) => {
+                let addrs = volley_proto::source::SourceAddrs::parse(&[list])
+                    .map_err(|e| usage(Field::SourceAddr, e.to_string()))?;
+                if let Some(other) =
+                    std::net::IpAddr::from_str(&target.host).ok().and_then(|ip| addrs.family_mismatch(ip))
+                {
+                    return Err(usage(
+                        Field::SourceAddr,
+                        format!("{other} is not of the target's address family ({})", target.host),
+                    ));
+                }
+                Some(addrs)
+            }
+        };
         Ok(RunConfig {
             agents,
             url,
@@ -375,6 +402,7 @@ impl RunRequest {
             target_insecure: self.target_insecure,
             http2: self.http2,
             streams,
+            source_addrs,
         })
     }
 

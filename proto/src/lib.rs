@@ -12,9 +12,11 @@
 //! - [`limits`]: the most a plan may ask (connections, threads, rate, time...).
 //! - [`auth`]: the shared [`Token`](auth::Token) that lets a caller command an agent.
 //! - [`tls`]: the checks on an `https://` target's name and extra CA.
+//! - [`source`]: lists of source addresses (`--source-addr`, `--allow-source`).
 
 pub mod auth;
 pub mod limits;
+pub mod source;
 pub mod target;
 pub mod tls;
 

@@ -191,7 +191,10 @@ async fn serve(
             // A dropped sender also means stop: `wait_for` then returns an error.
             _ = stop.wait_for(|&stopped| stopped) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => {
+                    worker.counters.accepted(peer.ip());
+                    stream
+                }
                 Err(err) => {
                     accept_failed(err).await;
                     continue;

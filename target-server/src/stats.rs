@@ -11,6 +11,7 @@
 //! compare when load reached the server with when a load tester says it ran.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +28,10 @@ const MAX_METHODS: usize = 16;
 
 /// The key that paths past [`MAX_PATHS`] are counted under.
 pub const OTHER: &str = "(other)";
+
+/// How many distinct peer addresses get a count of their own in
+/// [`Stats::connections_by_peer`]; the rest share [`OTHER`].
+pub const MAX_PEERS: usize = 1000;
 
 /// A snapshot of what the server has answered (requests to `/stats` excluded).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,6 +52,10 @@ pub struct Stats {
     /// the Unix epoch; `None` before any.
     #[serde(default)]
     pub last_request_unix_us: Option<u64>,
+    /// Connections accepted, by the peer's IP address (its source address),
+    /// those that asked for `/stats` included.
+    #[serde(default)]
+    pub connections_by_peer: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -68,6 +77,11 @@ impl Stats {
     /// Responses to `path`, whatever their status.
     pub fn path_total(&self, path: &str) -> u64 {
         self.by_path.get(path).map_or(0, |by_status| by_status.values().sum())
+    }
+
+    /// Connections accepted from `ip`.
+    pub fn connections_from(&self, ip: &str) -> u64 {
+        self.connections_by_peer.get(ip).copied().unwrap_or(0)
     }
 }
 
@@ -92,11 +106,25 @@ type ByMethod = HashMap<Box<str>, BTreeMap<u16, u64>>;
 pub(crate) struct Counters {
     shards: Box<[Shard]>,
     admitted: Mutex<HashSet<Box<str>>>,
+    /// Connections by peer IP (`None`: past [`MAX_PEERS`]); taken once per
+    /// accepted connection, never per request.
+    peers: Mutex<HashMap<Option<IpAddr>, u64>>,
 }
 
 impl Counters {
     pub(crate) fn new(threads: usize) -> Self {
-        Counters { shards: (0..threads).map(|_| Shard::default()).collect(), admitted: Mutex::new(HashSet::new()) }
+        Counters {
+            shards: (0..threads).map(|_| Shard::default()).collect(),
+            admitted: Mutex::new(HashSet::new()),
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one accepted connection from `peer`.
+    pub(crate) fn accepted(&self, peer: IpAddr) {
+        let mut peers = lock(&self.peers);
+        let key = if peers.len() < MAX_PEERS || peers.contains_key(&Some(peer)) { Some(peer) } else { None };
+        *peers.entry(key).or_default() += 1;
     }
 
     /// Counts one `GET /hello` answered 200 on thread `shard`.
@@ -142,6 +170,9 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> Stats {
         let mut stats = Stats::default();
+        for (peer, &n) in lock(&self.peers).iter() {
+            stats.connections_by_peer.insert(peer.map_or_else(|| OTHER.to_owned(), |ip| ip.to_string()), n);
+        }
         for shard in self.shards.iter() {
             let (first, last) = (shard.first_us.load(Ordering::Relaxed), shard.last_us.load(Ordering::Relaxed));
             if first != 0 {
@@ -264,6 +295,20 @@ mod tests {
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(json["first_request_unix_us"], first);
         assert_eq!(json["last_request_unix_us"], last);
+    }
+
+    #[test]
+    fn connections_are_counted_by_peer_up_to_a_cap() {
+        let counters = Counters::new(1);
+        let ip = |i: usize| IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        for i in 0..MAX_PEERS + 2 {
+            counters.accepted(ip(i));
+        }
+        counters.accepted(ip(0));
+        let stats = counters.snapshot();
+        assert_eq!(stats.connections_by_peer.len(), MAX_PEERS + 1);
+        assert_eq!(stats.connections_from("10.0.0.0"), 2);
+        assert_eq!(stats.connections_from(OTHER), 2);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Ledger {
     pub fn heard_from(&mut self, i: usize, now: Instant) -> bool {
         let s = &mut self.slots[i];
         if s.running {
-            s.last_event = now;
+            s.last_event = s.last_event.max(now);
         }
         s.running
     }

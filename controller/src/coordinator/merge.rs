@@ -57,7 +57,8 @@ pub struct Merge<'a> {
     ledger: Ledger,
     links: Vec<Link>,
     observer: &'a mut dyn Observer,
-    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    /// Events with the agent's index and the instant they arrived.
+    events: mpsc::UnboundedReceiver<(usize, Instant, Event)>,
     total: Totals,
     cancelled: bool,
     /// Count mode: requests no agent was left to send.
@@ -115,8 +116,8 @@ impl<'a> Merge<'a> {
         while self.ledger.any_running() {
             tokio::select! {
                 ev = self.events.recv() => {
-                    let Some((i, ev)) = ev else { break };
-                    self.on_event(i, ev);
+                    let Some((i, at, ev)) = ev else { break };
+                    self.on_event(i, at, ev);
                 }
                 _ = watchdog.tick() => self.on_watchdog(),
                 _ = &mut cancel, if !self.cancelled => self.on_cancel(),
@@ -124,8 +125,10 @@ impl<'a> Merge<'a> {
         }
     }
 
-    fn on_event(&mut self, i: usize, ev: Event) {
-        if !self.ledger.heard_from(i, Instant::now()) {
+    fn on_event(&mut self, i: usize, at: Instant, ev: Event) {
+        // When it arrived, not when this loop got to it: with many agents a
+        // backlog here is this process's delay, not the agent's silence.
+        if !self.ledger.heard_from(i, at) {
             return; // already given up on
         }
         match ev {
@@ -159,6 +162,12 @@ impl<'a> Merge<'a> {
     /// Gives up on agents that have sent nothing for their link's loss time
     /// ([`Link::lost_after`](super::link::Link::lost_after)).
     fn on_watchdog(&mut self) {
+        // What has arrived counts first, so a backlog is never taken for silence.
+        // Only what is queued now: a steady stream cannot hold the watchdog up.
+        for _ in 0..self.events.len() {
+            let Ok((i, at, ev)) = self.events.try_recv() else { break };
+            self.on_event(i, at, ev);
+        }
         for (i, silent) in self.ledger.silent(Instant::now()) {
             // An earlier loss in this round may have ended it already.
             if self.ledger.slots()[i].running {
@@ -253,7 +262,7 @@ impl<'a> Merge<'a> {
 async fn forward(
     i: usize,
     mut stream: tonic::Streaming<volley_proto::RunEvent>,
-    tx: mpsc::UnboundedSender<(usize, Event)>,
+    tx: mpsc::UnboundedSender<(usize, Instant, Event)>,
 ) {
     loop {
         let event = match stream.next().await {
@@ -279,7 +288,7 @@ async fn forward(
             },
         };
         let last = matches!(event, Event::Finished { .. } | Event::Broken(_) | Event::Failed(_));
-        if tx.send((i, event)).is_err() || last {
+        if tx.send((i, Instant::now(), event)).is_err() || last {
             return;
         }
     }
@@ -296,7 +305,12 @@ async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedRece
         let req = tokio::select! {
             biased;
             r = rx.recv() => match r {
-                Some(r) => r,
+                // A grant renews the lease too: the next beat waits a whole
+                // period (fewer calls per agent, which count at 1,000 agents).
+                Some(r) => {
+                    beat.reset();
+                    r
+                }
                 None => return,
             },
             _ = beat.tick() => RenewRequest { run_id: run_id.clone(), ..Default::default() },

@@ -41,6 +41,7 @@ pub mod link;
 mod merge;
 mod plan;
 
+use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 
 pub use connect::{Bearer, Client, ConnectError};
@@ -56,6 +57,12 @@ use crate::outcome::{AgentOutcome, Observer, Outcome};
 /// How often the controller renews every agent's lease (each Renew may take
 /// longer: see [`link::Link::renew_timeout`]).
 pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+
+/// Most agents connected to, or sent their plans, at once: a thousand
+/// agents are reached in waves instead of a thousand handshakes and
+/// round-trip probes fighting for this process's one core at once (which
+/// would inflate the round trips measured, and with them every timeout).
+const FAN_OUT: usize = 64;
 
 /// Runs `cfg` on the agents at `addresses` and merges their results, telling
 /// `observer` as it goes. When `cancel` completes, the agents are cancelled
@@ -79,7 +86,12 @@ pub async fn execute(
     // Phase one: send every plan; a refusal by any agent, or no answer in
     // time, aborts the run before any agent starts.
     let mut sends = Vec::new();
+    // Each agent's first connection in the run, for the round-robin over
+    // source addresses.
+    let mut offset = 0u64;
     for (i, (a, share)) in agents.iter().zip(&shares).enumerate() {
+        let source_offset = offset;
+        offset += share.connections;
         let limit = match cfg.limit {
             Limit::Requests(_) => match ledger.first_grant(i) {
                 Some(first) => run_plan::Limit::Requests(first),
@@ -87,7 +99,8 @@ pub async fn execute(
             },
             Limit::Duration(d) => run_plan::Limit::DurationMs(d.as_millis().max(1) as u64),
         };
-        let plan = plan::run_plan(cfg, share, &run_id, a.link.lease(), limit);
+        let mut plan = plan::run_plan(cfg, share, &run_id, a.link.lease(), limit);
+        plan.source_offset = source_offset;
         let mut client = a.client.clone();
         // The agent checks the plan (and resolves the target) before it answers.
         let wait = CONNECT_TIMEOUT + a.link.renew_timeout();
@@ -95,7 +108,8 @@ pub async fn execute(
     }
     let mut streams = Vec::new();
     let mut refusals = Vec::new();
-    for (i, r) in futures::future::join_all(sends).await {
+    let answers: Vec<_> = futures::stream::iter(sends).buffer_unordered(FAN_OUT).collect().await;
+    for (i, r) in answers {
         let address = &agents[i].address;
         match r {
             Ok(Ok(s)) => streams.push((i, s.into_inner())),
@@ -139,7 +153,10 @@ fn refusal(cfg: &RunConfig, agent: &str, message: &str) -> String {
 /// any cannot be used, unless at least `--min-agents` can: then returns the
 /// others as unreachable outcomes and goes on.
 async fn connect_all(cfg: &RunConfig, addresses: &[String]) -> Result<(Vec<Connected>, Vec<AgentOutcome>), Error> {
-    let results = futures::future::join_all(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone()))).await;
+    let results: Vec<_> = futures::stream::iter(addresses.iter().cloned().map(|a| connect(a, cfg.channel.clone())))
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
     let mut agents = Vec::with_capacity(results.len());
     let mut problems = Vec::new();
     for (addr, r) in addresses.iter().zip(results) {

@@ -114,5 +114,8 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         await_start: true,
         http2: cfg.http2,
         streams: cfg.streams,
+        source_addrs: cfg.source_addrs.as_ref().map(|s| s.to_strings()).unwrap_or_default(),
+        // Set per agent by the coordinator (its first connection's index).
+        source_offset: 0,
     }
 }
