@@ -12,7 +12,7 @@
 # the extra CPU per agent-second and as a share of the run without metrics.
 # Goal: under 2 % more.
 #
-# Usage: bench/metrics-cost.sh [-d SECONDS] [-r ROUNDS] [N]   (default: -d 10 -r 3 20)
+# Usage: [BIN=DIR] bench/metrics-cost.sh [-d SECONDS] [-r ROUNDS] [N]   (default: -d 10 -r 3 20)
 set -euo pipefail
 D=10
 R=3
@@ -27,8 +27,11 @@ N=${1:-20}
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
-cargo build --release --quiet -p controller -p agent -p target-server
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+# BIN=DIR uses binaries already built there instead of building release ones.
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release --quiet -p controller -p agent -p target-server
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 export RUST_LOG=warn
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
