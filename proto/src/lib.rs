@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod profile;
 pub mod target;
 pub mod tls;
 

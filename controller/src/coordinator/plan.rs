@@ -112,5 +112,11 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         users: share.users.clone(),
         spawn_rate: cfg.scenario.as_ref().and_then(|sc| sc.spawn_rate).map_or(0.0, of_connections),
         await_start: true,
+        stages: cfg
+            .stages
+            .iter()
+            .flat_map(|st| &st.levels)
+            .map(|(d, level)| volley_proto::Stage { duration_ms: d.as_millis() as u64, level: *level })
+            .collect(),
     }
 }
