@@ -87,7 +87,7 @@ pub struct RunRequest {
     #[serde(default, deserialize_with = "or_default")]
     pub target_insecure: bool,
     /// Total requests, split across agents; exactly this many are sent.
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", conflicts_with = "duration")]
     pub requests: Option<u64>,
     /// Run for this long instead of a request count (e.g. 10s, 1m30s).
     #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
