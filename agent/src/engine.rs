@@ -38,11 +38,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
+use volley_proto::profile::Profile;
 use volley_stats::{ErrorClass, Recorder, Totals};
 
 use crate::http1::Conn;
@@ -80,6 +81,14 @@ pub(crate) struct Shared {
     /// Requests in flight, as the threads last published them (about once a
     /// second each: not touched per request).
     in_flight: AtomicU64,
+    /// The shape of the rate (open model) or of the active connections
+    /// (closed model, when `gated`): the plan's stages or ramp-up, else flat.
+    profile: Profile,
+    /// Closed model with a profile: connections open and close with it.
+    gated: bool,
+    /// Connections this agent has been given (its plan's, plus those taken
+    /// over from lost agents): the `C` of the closed model's `level · C > i`.
+    conn_total: AtomicUsize,
     /// The first panic on any worker thread or connection task: the run has
     /// failed, whatever the counts say (a bug must never end as `done`).
     panic: OnceLock<String>,
@@ -238,7 +247,7 @@ impl Stopper {
 #[derive(Debug, Clone)]
 pub struct Control {
     shared: Arc<Shared>,
-    spawners: Vec<mpsc::UnboundedSender<usize>>,
+    spawners: Vec<mpsc::UnboundedSender<std::ops::Range<usize>>>,
 }
 
 impl Control {
@@ -267,11 +276,15 @@ impl Control {
     /// Opens `n` more connections, spread over the worker threads.
     pub fn add_connections(&self, n: usize) {
         let threads = self.spawners.len().max(1);
+        // The new connections are numbered after the agent's others, so that
+        // a profile opens them last.
+        let mut first = self.shared.conn_total.fetch_add(n, Ordering::Relaxed);
         for (i, tx) in self.spawners.iter().enumerate() {
             let share = n / threads + usize::from(i < n % threads);
             if share > 0 {
                 // A thread that already finished has nothing left to do.
-                let _ = tx.send(share);
+                let _ = tx.send(first..first + share);
+                first += share;
             }
         }
     }
@@ -351,50 +364,55 @@ impl Run {
 }
 
 /// A thread's fixed send schedule in the open model.
+///
+/// The rate at time x (seconds since `start`, less the phase) is
+/// `rate · level(x)` of the run's [`Profile`] (flat, a ramp or stages), so
+/// the slots due by x number `rate · ∫level`, and slot k is due where that
+/// integral reaches k: [`Profile::inverse`]. After a rate change the schedule
+/// is re-based: slot `first_slot` is due at `from` (profile time), and later
+/// slots follow the new rate along the same profile.
 #[derive(Debug, Clone, Copy)]
 struct Schedule {
     start: Instant,
-    /// Requests per second at full rate.
+    /// Requests per second at the profile's level 1.
     rate: f64,
-    /// Ramp-up time in seconds: the rate grows linearly from zero over it.
-    ramp: f64,
     /// Offset in seconds, so threads interleave instead of firing together.
     phase: f64,
-    /// The slot `start` refers to (non-zero after a rate change).
+    /// The slot `from` refers to (non-zero after a rate change).
     first_slot: u64,
+    /// Profile time (seconds) of the re-basing, and the profile's integral there.
+    from: f64,
+    base: f64,
 }
 
 impl Schedule {
-    /// When slot `k` (counting from zero) is due. With a linear ramp the number
-    /// of slots due by time t is r·t²/(2d) until d, then r·d/2 + r·(t − d);
-    /// this inverts it.
-    fn due(&self, k: u64) -> Instant {
-        let (k, r, d) = ((k - self.first_slot.min(k)) as f64, self.rate, self.ramp);
-        let secs = if d > 0.0 && k < r * d / 2.0 { (2.0 * d * k / r).sqrt() } else { d / 2.0 + k / r };
-        after(self.start, secs + self.phase)
+    /// A schedule from the start.
+    fn new(start: Instant, rate: f64, phase: f64) -> Schedule {
+        Schedule { start, rate, phase, first_slot: 0, from: 0.0, base: 0.0 }
+    }
+
+    /// When slot `k` (counting from zero) is due under `profile`.
+    fn due(&self, k: u64, profile: &Profile) -> Instant {
+        let k = (k - self.first_slot.min(k)) as f64;
+        let x = profile.inverse(self.base + k / self.rate).max(self.from);
+        after(self.start, x + self.phase)
     }
 
     /// How many slots, counting from zero (and across re-basings), fall due
     /// strictly before `t`: what the schedule asked of the thread by then.
-    fn slots_before(&self, t: Instant) -> u64 {
-        let (r, d) = (self.rate, self.ramp);
+    fn slots_before(&self, t: Instant, profile: &Profile) -> u64 {
+        let r = self.rate;
         if !(r.is_finite() && r > 0.0) {
             return self.first_slot;
         }
         let x = t.saturating_duration_since(self.start).as_secs_f64() - self.phase;
-        let estimate = if x <= 0.0 {
-            0.0
-        } else if d > 0.0 && x <= d {
-            r * x * x / (2.0 * d)
-        } else {
-            r * (x - d / 2.0)
-        };
-        let mut n = self.first_slot + estimate.ceil() as u64;
+        let estimate = if x <= self.from { 0.0 } else { r * (profile.integral(x) - self.base) };
+        let mut n = self.first_slot + estimate.max(0.0).min(u64::MAX as f64 / 2.0).ceil() as u64;
         // Rounding can put the estimate one off; settle it on `due` itself.
-        while n > self.first_slot && self.due(n - 1) >= t {
+        while n > self.first_slot && self.due(n - 1, profile) >= t {
             n -= 1;
         }
-        while self.due(n) < t {
+        while self.due(n, profile) < t {
             n += 1;
         }
         n
@@ -422,6 +440,8 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
     let connections = plan.connections;
     let cut_off = deadline.map(|d| d + END_GRACE.min(plan.timeout));
     let quota = Quota::new(remaining, batch, plan.open_quota);
+    let gated = plan.profile.is_some() && plan.rate.is_none() && plan.scenario.is_none();
+    let profile = plan.profile.clone().unwrap_or_else(Profile::flat);
     let shared = Arc::new(Shared {
         plan,
         stop: AtomicBool::new(false),
@@ -434,6 +454,9 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         quota,
         rate: RateControl::default(),
         in_flight: AtomicU64::new(0),
+        gated,
+        profile,
+        conn_total: AtomicUsize::new(connections),
         panic: OnceLock::new(),
     });
     let (tx, deltas) = mpsc::unbounded_channel();
@@ -447,13 +470,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         // the connections.
         let schedule = shared.plan.rate.map(|rate| {
             let rate = rate * conns as f64 / connections as f64;
-            Schedule {
-                start,
-                rate,
-                ramp: shared.plan.ramp_up.as_secs_f64(),
-                phase: i as f64 / threads as f64 / rate,
-                first_slot: 0,
-            }
+            Schedule::new(start, rate, i as f64 / threads as f64 / rate)
         });
         let shared = shared.clone();
         let tx = tx.clone();
@@ -561,7 +578,7 @@ impl Worker {
         if self.shared.stopped() {
             return;
         }
-        let missed = schedule.slots_before(deadline).saturating_sub(self.slot.get());
+        let missed = schedule.slots_before(deadline, &self.shared.profile).saturating_sub(self.slot.get());
         if missed > 0 {
             self.recorder.borrow_mut().missed(missed);
         }
@@ -617,8 +634,9 @@ impl Worker {
         let rate = self.shared.rate.rate() * self.rate_share;
         // The new rate applies from now (or from the next due slot, if the
         // schedule is behind), counting slots from k.
-        let from = current.due(k).max(now);
-        let rebased = Schedule { start: from, rate, ramp: 0.0, phase: 0.0, first_slot: k };
+        let from = current.due(k, &self.shared.profile).max(now);
+        let x = from.saturating_duration_since(current.start).as_secs_f64() - current.phase;
+        let rebased = Schedule { rate, first_slot: k, from: x, base: self.shared.profile.integral(x), ..current };
         self.schedule.set(Some(rebased));
         Some(rebased)
     }
@@ -632,7 +650,7 @@ fn worker(
     conns: std::ops::Range<usize>,
     schedule: Option<Schedule>,
     rate_share: f64,
-    mut spawn: mpsc::UnboundedReceiver<usize>,
+    mut spawn: mpsc::UnboundedReceiver<std::ops::Range<usize>>,
     tx: mpsc::UnboundedSender<Totals>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -660,7 +678,7 @@ fn worker(
                     return;
                 }
             },
-            None => Load::Connections(Connections::new(&shared, conns, schedule.is_some())),
+            None => Load::Connections(Connections { range: conns }),
         };
         let recorder = match &shared.plan.scenario {
             Some(sc) => Recorder::with_names(sc.compiled.names.iter().map(|(n, m)| (n.as_str(), m.as_str()))),
@@ -738,19 +756,15 @@ impl Load {
         }
     }
 
-    /// Takes over `n` more connections (or users) of a lost agent.
-    fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
+    /// Takes over more connections (or users) of a lost agent, numbered `ranks`.
+    fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, ranks: std::ops::Range<usize>) {
         match self {
-            Load::Connections(c) => {
-                for _ in 0..n {
-                    // Past the agent's own connections in the round-robin
-                    // over source addresses.
-                    c.taken_over += 1;
-                    let source = source_of(w, c.total + c.taken_over - 1);
-                    spawn_connection(w, tasks, Duration::ZERO, source);
+            Load::Connections(_) => {
+                for rank in ranks {
+                    spawn_connection(w, tasks, rank);
                 }
             }
-            Load::Users(u) => u.take_over(w, tasks, n),
+            Load::Users(u) => u.take_over(w, tasks, ranks.len()),
         }
     }
 }
@@ -758,44 +772,29 @@ impl Load {
 /// A thread's plain connections: its range of the agent's connections.
 struct Connections {
     range: std::ops::Range<usize>,
-    /// Closed model with a ramp: connection i of the agent's C begins at
-    /// ramp·i/C, so the active connections grow linearly.
-    ramp: Duration,
-    total: usize,
-    /// Connections this thread took over from lost agents.
-    taken_over: usize,
 }
 
 impl Connections {
-    fn new(shared: &Shared, range: std::ops::Range<usize>, open_model: bool) -> Connections {
-        let ramp = if open_model { Duration::ZERO } else { shared.plan.ramp_up };
-        Connections { range, ramp, total: shared.plan.connections, taken_over: 0 }
-    }
-
     fn start(&self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>) {
-        for i in self.range.clone() {
-            let delay = self.ramp.mul_f64(i as f64 / self.total as f64);
-            spawn_connection(w, tasks, delay, source_of(w, i));
+        for rank in self.range.clone() {
+            spawn_connection(w, tasks, rank);
         }
     }
 }
 
-/// Starts one connection's tasks: one for HTTP/1.1; with HTTP/2, one per
-/// stream slot, sharing one connection.
-fn spawn_connection(
-    w: &Rc<Worker>,
-    tasks: &mut tokio::task::JoinSet<()>,
-    delay: Duration,
-    source: Option<std::net::IpAddr>,
-) {
+/// Starts the agent's `rank`-th connection's tasks: one for HTTP/1.1; with
+/// HTTP/2, one per stream slot, sharing one connection. It leaves from its
+/// source address, if the plan names any.
+fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, rank: usize) {
+    let source = source_of(w, rank);
     if w.shared.plan.http2.is_some() {
         let group = crate::http2::Group::new(source);
         for _ in 0..w.shared.plan.streams {
             let slot = Client::H2(crate::http2::Slot::new(group.clone()));
-            tasks.spawn_local(connection(w.clone(), delay, slot, source));
+            tasks.spawn_local(connection(w.clone(), rank, slot, source));
         }
     } else {
-        tasks.spawn_local(connection(w.clone(), delay, Client::H1(None), source));
+        tasks.spawn_local(connection(w.clone(), rank, Client::H1(None), source));
     }
 }
 
@@ -816,19 +815,55 @@ impl Client {
     }
 }
 
+/// Closed model with a profile: whether connection `rank` may send now,
+/// else (its connection closed) waits until the profile opens it again.
+/// `false` when it never will before the end, or the run stopped.
+async fn gate(s: &Shared, rank: usize, conn: &mut Client) -> bool {
+    loop {
+        let now = Instant::now();
+        let x = now.saturating_duration_since(s.start).as_secs_f64();
+        // Connection i of C is open while level · C > i (a hair above, so
+        // that a level of exactly 2/6 opens 1 of 3 connections, not 2).
+        let theta = (rank as f64 + 1e-6) / s.conn_total.load(Ordering::Relaxed).max(1) as f64;
+        if s.profile.level(x) > theta {
+            return true;
+        }
+        // Closed while the profile keeps it closed: the target sees the
+        // connections fall as well as rise (HTTP/2: the stream slot idles;
+        // its connection stays for the group's other slots).
+        conn.drop_h1();
+        let Some(next) = s.profile.next_above(x, theta) else { return false };
+        // At least a millisecond, so that a level that only touches the
+        // threshold cannot spin.
+        let mut until = after(s.start, next).max(now + Duration::from_millis(1));
+        if let Some(deadline) = s.deadline {
+            if now >= deadline {
+                return false;
+            }
+            until = until.min(deadline);
+        }
+        let halted = s.halt.notified();
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = halted => {}
+        }
+        if s.stopped() {
+            return false;
+        }
+    }
+}
+
 /// The source address of the agent's connection `i`, if the plan names any.
 fn source_of(w: &Worker, i: usize) -> Option<std::net::IpAddr> {
     w.shared.plan.sources.as_ref().map(|s| s.for_connection(i as u64))
 }
 
-/// Drives one connection: request after request until the plan says stop.
-async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client, source: Option<std::net::IpAddr>) {
+/// Drives one connection, the agent's `rank`-th (or one HTTP/2 stream slot
+/// of it): request after request until the plan says stop.
+async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option<std::net::IpAddr>) {
     let s = w.shared.clone();
     let plan = &s.plan;
     let sent = plan.http2.as_ref().map_or(plan.request.len() as u64, |r| r.sent());
-    if !delay.is_zero() {
-        tokio::time::sleep_until((s.start + delay).into()).await;
-    }
     // Consecutive failed connects: the pause before the next attempt doubles.
     let mut refused: u32 = 0;
     // One timer per connection, re-armed per request: no timer allocation per request.
@@ -840,8 +875,15 @@ async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client, source: Op
         let mut counted_from = t0;
         let mut lag = None;
         // Open model: the next slot's due time; closed model: now.
+        if s.gated {
+            if !gate(&s, rank, &mut conn).await {
+                break;
+            }
+            t0 = tokio::time::Instant::now();
+            counted_from = t0;
+        }
         let k = w.slot.get();
-        let due = w.schedule_at(k, t0.into_std()).map(|schedule| schedule.due(k));
+        let due = w.schedule_at(k, t0.into_std()).map(|schedule| schedule.due(k, &s.profile));
         match w.may_send(due.unwrap_or_else(|| t0.into_std())) {
             Permit::Yes => {}
             Permit::No => break,
@@ -857,8 +899,17 @@ async fn connection(w: Rc<Worker>, delay: Duration, mut conn: Client, source: Op
             }
             w.slot.set(k + 1);
             if due > t0.into_std() {
-                tokio::time::sleep_until(due.into()).await;
-                if s.stop.load(Ordering::Relaxed) {
+                // Never past the end (a profile ending at 0 has no more slots
+                // due), and a stop wakes the wait.
+                let until = s.deadline.map_or(due, |end| due.min(end));
+                let halted = s.halt.notified();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = halted => {}
+                }
+                if s.stop.load(Ordering::Relaxed) || s.deadline.is_some_and(|end| due >= end) {
+                    // The slot was not due before the end: not missed either.
+                    w.slot.set(k);
                     break;
                 }
                 t0 = tokio::time::Instant::now();
@@ -1003,10 +1054,10 @@ mod tests {
         assert_eq!(after(now, 1.5), now + Duration::from_millis(1500));
         // The rates of the issue: 1e-300 and 1e-19 per second, any slot.
         for rate in [1e-300, 1e-19, f64::MIN_POSITIVE] {
-            for ramp in [0.0, 1e9] {
-                let s = Schedule { start: now, rate, ramp, phase: 1.0 / rate, first_slot: 0 };
+            for profile in [Profile::flat(), Profile::ramp(1e9)] {
+                let s = Schedule::new(now, rate, 1.0 / rate);
                 for k in [0, 1, u64::MAX] {
-                    assert!(s.due(k) >= now, "rate {rate}, slot {k}");
+                    assert!(s.due(k, &profile) >= now, "rate {rate}, slot {k}");
                 }
             }
         }
@@ -1037,24 +1088,34 @@ mod tests {
 mod schedule_tests {
     use super::*;
 
-    /// `slots_before` agrees with `due` exactly, with and without a ramp
-    /// and after a re-basing.
+    /// `slots_before` agrees with `due` exactly, with and without a ramp,
+    /// with stages and after a re-basing.
     #[test]
     fn slots_before_counts_the_slots_due_by_then() {
         let start = Instant::now();
+        let stages = Profile::from_stages([(0.5, 0.5), (1.0, 0.5), (0.0, 1.0), (1.0, 0.2), (0.5, 0.0)]);
+        let rebased =
+            Schedule { first_slot: 4321, from: 1.2, base: stages.integral(1.2), ..Schedule::new(start, 50.0, 0.0) };
         let schedules = [
-            Schedule { start, rate: 1000.0, ramp: 0.0, phase: 0.0003, first_slot: 0 },
-            Schedule { start, rate: 333.3, ramp: 1.5, phase: 0.001, first_slot: 0 },
-            Schedule { start, rate: 50.0, ramp: 0.0, phase: 0.0, first_slot: 4321 },
+            (Schedule::new(start, 1000.0, 0.0003), Profile::flat()),
+            (Schedule::new(start, 333.3, 0.001), Profile::ramp(1.5)),
+            (Schedule { first_slot: 4321, ..Schedule::new(start, 50.0, 0.0) }, Profile::flat()),
+            (Schedule::new(start, 400.0, 0.001), stages.clone()),
+            (rebased, stages),
         ];
-        for s in schedules {
-            for ms in [0, 1, 7, 250, 999, 1000, 1499, 1500, 2000, 3333] {
+        for (s, p) in &schedules {
+            for ms in [0, 1, 7, 250, 999, 1000, 1200, 1499, 1500, 2000, 2700, 3333] {
                 let t = start + Duration::from_millis(ms);
-                let brute = (s.first_slot..).find(|&k| s.due(k) >= t).unwrap();
-                assert_eq!(s.slots_before(t), brute, "{s:?} at {ms} ms");
+                let brute = (s.first_slot..).find(|&k| s.due(k, p) >= t).unwrap();
+                assert_eq!(s.slots_before(t, p), brute, "{s:?} at {ms} ms");
             }
         }
-        let idle = Schedule { start, rate: 0.0, ramp: 0.0, phase: 0.0, first_slot: 7 };
-        assert_eq!(idle.slots_before(start + Duration::from_secs(5)), 7);
+        // Stages: the slots due follow the profile's integral, 400/s at level 1.
+        let (s, p) = &schedules[3];
+        let at = |secs: f64| s.slots_before(start + Duration::from_secs_f64(secs), p) as f64;
+        assert!((at(1.5) - at(0.5) - 200.0).abs() <= 1.0, "a plateau at 200/s");
+        assert!((at(10.0) - 400.0 * p.integral(3.0)).abs() <= 1.0, "nothing after the profile ends at 0");
+        let idle = Schedule { first_slot: 7, ..Schedule::new(start, 0.0, 0.0) };
+        assert_eq!(idle.slots_before(start + Duration::from_secs(5), &Profile::flat()), 7);
     }
 }

@@ -76,6 +76,10 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Time over which the rate (or the active connections) grows from zero.
     pub ramp_up: Duration,
+    /// How the rate (or the active connections) moves over time, as
+    /// fractions of `rate` (or `connections`): the stages, or the ramp-up;
+    /// `None` when the run is flat from the start.
+    pub profile: Option<volley_proto::profile::Profile>,
     /// The run lease: stop if the controller does not renew for this long.
     pub lease: Option<Duration>,
     /// Count mode: the request limit is a first grant; more may follow.
@@ -145,6 +149,34 @@ pub enum PlanError {
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
     PlanError::Invalid { field, reason: reason.into() }
+}
+
+/// The plan's profile: its stages (checked), else its ramp-up, else none.
+fn profile(p: &RunPlan, ramp_up: Duration) -> Result<Option<volley_proto::profile::Profile>, PlanError> {
+    if p.stages.is_empty() {
+        return Ok((!ramp_up.is_zero()).then(|| volley_proto::profile::Profile::ramp(ramp_up.as_secs_f64())));
+    }
+    if p.stages.len() > volley_proto::limits::MAX_STAGES {
+        return Err(invalid(
+            "stages",
+            format!("{} stages are more than {}", p.stages.len(), volley_proto::limits::MAX_STAGES),
+        ));
+    }
+    if !p.scenario.is_empty() || p.ramp_up_ms > 0 {
+        return Err(invalid("stages", "not with a scenario or a ramp-up"));
+    }
+    let mut total = Duration::ZERO;
+    for s in &p.stages {
+        if !(0.0..=1.0).contains(&s.level) {
+            return Err(invalid("stages", format!("level {} is not a fraction in [0, 1]", s.level)));
+        }
+        total = total.saturating_add(Duration::from_millis(s.duration_ms));
+    }
+    if total > MAX_DURATION {
+        return Err(invalid("stages", format!("they last longer than the {} s limit", MAX_DURATION.as_secs())));
+    }
+    let stages = p.stages.iter().map(|s| (s.duration_ms as f64 / 1000.0, s.level));
+    Ok(Some(volley_proto::profile::Profile::from_stages(stages)))
 }
 
 /// Checks a scenario plan's own fields.
@@ -286,6 +318,7 @@ impl Plan {
                 format!("{} ms is longer than the {} s limit", p.ramp_up_ms, MAX_DURATION.as_secs()),
             ));
         }
+        let profile = profile(&p, ramp_up)?;
         let lease = (p.lease_ms > 0).then(|| Duration::from_millis(p.lease_ms.max(100)));
         let open_quota = p.open_quota && matches!(limit, Limit::Requests(_));
         let start_at =
@@ -342,6 +375,7 @@ impl Plan {
             start_at,
             rate,
             ramp_up,
+            profile,
             lease,
             open_quota,
             tls,
@@ -415,6 +449,17 @@ mod tests {
             (|p| (p.http2, p.streams, p.connections) = (true, 1000, 100_000), "requests in flight"),
             (|p| p.source_addrs = vec!["127.0.0.2-x".into()], "`source_addrs`"),
             (|p| p.source_addrs = vec!["::1".into()], "not of the target's address family"),
+            (|p| p.stages = vec![volley_proto::Stage { duration_ms: 1, level: 1.5 }], "`stages`"),
+            (|p| p.stages = vec![volley_proto::Stage { duration_ms: 1, level: f64::NAN }], "`stages`"),
+            (|p| p.stages = vec![volley_proto::Stage { duration_ms: u64::MAX, level: 1.0 }; 2], "`stages`"),
+            (|p| p.stages = vec![volley_proto::Stage::default(); 1001], "`stages`"),
+            (
+                |p| {
+                    p.stages = vec![volley_proto::Stage { duration_ms: 1, level: 1.0 }];
+                    p.ramp_up_ms = 5;
+                },
+                "`stages`",
+            ),
         ];
         for (mutate, needle) in cases {
             let mut p = plan();

@@ -28,6 +28,35 @@ pub enum Limit {
     Duration(Duration),
 }
 
+/// A run's checked `--stage`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages {
+    /// Each stage's duration and its target as a fraction of the peak.
+    pub levels: Vec<(Duration, f64)>,
+    /// Each stage's duration and its target as given (requests per second,
+    /// or connections).
+    pub targets: Vec<(Duration, f64)>,
+    /// Whether the targets are rates (open model) rather than connections.
+    pub rates: bool,
+}
+
+impl Stages {
+    /// The stages as a profile of fractions of the peak.
+    pub fn profile(&self) -> volley_proto::profile::Profile {
+        volley_proto::profile::Profile::from_stages(self.levels.iter().map(|(d, l)| (d.as_secs_f64(), *l)))
+    }
+
+    /// The stages as a profile of their targets.
+    pub fn targets(&self) -> volley_proto::profile::Profile {
+        volley_proto::profile::Profile::from_stages(self.targets.iter().map(|(d, t)| (d.as_secs_f64(), *t)))
+    }
+
+    /// The stages' total time.
+    pub fn length(&self) -> Duration {
+        self.levels.iter().map(|(d, _)| *d).sum()
+    }
+}
+
 /// A checked `controller run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -57,6 +86,9 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     /// Ramp-up time (zero for none).
     pub ramp_up: Duration,
+    /// `--stage`: the run's shape, as fractions of `rate` (open model) or
+    /// `connections` (closed model), which are then the stages' peak.
+    pub stages: Option<Stages>,
     /// Agents that must answer at the start (default: all).
     pub min_agents: Option<usize>,
     /// How to reach the agents: token and TLS.

@@ -23,6 +23,8 @@ pub enum Field {
     Rate,
     /// `--ramp-up` / `ramp_up`.
     RampUp,
+    /// `--stage` / `stages`.
+    Stages,
     /// `-m/--method` / `method`.
     Method,
     /// `-H/--header` / `headers`.
@@ -79,13 +81,14 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 32] = [
+    pub const ALL: [Field; 33] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
         Field::Connections,
         Field::Rate,
         Field::RampUp,
+        Field::Stages,
         Field::Method,
         Field::Headers,
         Field::Body,
@@ -123,6 +126,7 @@ impl Field {
             Field::Connections => "-c/--connections",
             Field::Rate => "-q/--rate",
             Field::RampUp => "--ramp-up",
+            Field::Stages => "--stage",
             Field::Method => "-m/--method",
             Field::Headers => "-H/--header",
             Field::Body => "-d/--body",
@@ -162,6 +166,7 @@ impl Field {
             Field::Connections => "concurrency",
             Field::Rate => "rate",
             Field::RampUp => "ramp_up",
+            Field::Stages => "stages",
             Field::Method => "method",
             Field::Headers => "headers",
             Field::Body => "body",

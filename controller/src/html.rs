@@ -175,7 +175,9 @@ pub fn rate_over_time(series: &[SecondRow], requested: Option<f64>) -> String {
         },
     ];
     if let Some(requested) = requested {
-        lines.push(Line { name: "requested", color: chart::GREY, values: vec![Some(requested); series.len()] });
+        // Each second's own target where the run has a shape (stages, a ramp).
+        let values = series.iter().map(|s| Some(s.target.unwrap_or(requested))).collect();
+        lines.push(Line { name: "requested", color: chart::GREY, values });
     }
     chart::time_chart("rate-chart", "requests per second", "req/s", &lines)
 }
@@ -346,6 +348,7 @@ mod tests {
                 p90_ms: Some(2.0),
                 p99_ms: Some(3.0 + (second % 5) as f64),
                 max_ms: Some(9.0),
+                target: None,
             })
             .collect()
     }

@@ -161,6 +161,24 @@ pub struct RateReport {
     pub warning: Option<String>,
 }
 
+/// A run's stages as given.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagesReport {
+    /// What the targets count: `requests_per_second` (open model) or `connections`.
+    pub unit: &'static str,
+    /// The stages in order.
+    pub stages: Vec<StageRow>,
+}
+
+/// One stage: the target reached linearly from the previous one's at its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    /// Its duration in seconds (0: a step).
+    pub duration_s: f64,
+    /// Its target, in the report's `unit`.
+    pub target: f64,
+}
+
 /// Scenario runs: one request name's row (Locust's statistics table).
 #[derive(Debug, Clone, Serialize)]
 pub struct NameRow {
@@ -300,6 +318,8 @@ pub struct Report {
     pub protocol: &'static str,
     /// HTTP/2 runs: streams and the targets' stream limit; `null` otherwise.
     pub http2: Option<Http2Report>,
+    /// `--stage`: the stages as given; `null` without.
+    pub stages: Option<StagesReport>,
     /// Responses by status code.
     pub status_codes: BTreeMap<String, u64>,
     /// Requests without a response, by error class.
@@ -421,7 +441,27 @@ impl Report {
     /// `outcome`, the scenario's users, the per-second `series` (empty when
     /// nothing watched the run), and the verdict on each of `cfg`'s thresholds.
     pub fn build(cfg: &RunConfig, outcome: &Outcome, series: Vec<SecondRow>) -> Report {
-        let mut report = Report::of_outcome(&cfg.url, &cfg.method, cfg.connections, cfg.rate, cfg.ramp_up, outcome);
+        let shape = match &cfg.stages {
+            Some(st) => st.profile(),
+            None => volley_proto::profile::Profile::ramp(cfg.ramp_up.as_secs_f64()),
+        };
+        // Stages hold their last level only as long as -z runs on: the
+        // shortfall counts the stages' time, not the last responses' tail.
+        let planned = match cfg.limit {
+            crate::config::Limit::Duration(d) if cfg.stages.is_some() => d.as_secs_f64(),
+            _ => f64::INFINITY,
+        };
+        let of_run = (&shape, planned);
+        let mut report = Report::of_outcome(&cfg.url, &cfg.method, cfg.connections, cfg.rate, of_run, outcome);
+        report.ramp_up_s = cfg.ramp_up.as_secs_f64();
+        report.stages = cfg.stages.as_ref().map(|st| StagesReport {
+            unit: if st.rates { "requests_per_second" } else { "connections" },
+            stages: st
+                .targets
+                .iter()
+                .map(|(d, target)| StageRow { duration_s: d.as_secs_f64(), target: *target })
+                .collect(),
+        });
         report.scenario = cfg.scenario.as_ref().map(|sc| ScenarioInfo {
             users: sc.users,
             spawn_rate: sc.spawn_rate,
@@ -468,6 +508,16 @@ impl Report {
             agents: cfg.agents.iter().map(|a| a.to_string()).collect(),
         });
         report.series = series;
+        // Each second's target: the profile's mean over it, times the peak.
+        let peak = cfg.rate.or((cfg.stages.is_some() || !cfg.ramp_up.is_zero()).then_some(f64::from(cfg.connections)));
+        if let Some(peak) = peak.filter(|_| cfg.scenario.is_none()) {
+            for row in &mut report.series {
+                let s = row.second as f64;
+                let target = peak * (shape.integral(s + 1.0) - shape.integral(s));
+                // Rounded to a millionth: 2, not 1.9999999999999996.
+                row.target = Some((target * 1e6).round() / 1e6);
+            }
+        }
         let baseline = |m: &str| cfg.baseline.as_ref().and_then(|b| b.measure(m));
         report.thresholds = cfg
             .thresholds
@@ -539,14 +589,16 @@ impl Report {
         method: &str,
         concurrency: u32,
         rate: Option<f64>,
-        ramp_up: Duration,
+        (shape, planned): (&volley_proto::profile::Profile, f64),
         outcome: &Outcome,
     ) -> Report {
         let t = &outcome.total;
         let d = outcome.duration;
         let secs = d.as_secs_f64();
         let rate = rate.map(|requested| {
-            let full_rate_secs = (secs - ramp_up.as_secs_f64() / 2.0).max(f64::MIN_POSITIVE);
+            // The run's time at the full rate: a linear ramp counts half,
+            // stages by their level.
+            let full_rate_secs = shape.integral(secs.min(planned)).max(f64::MIN_POSITIVE);
             let achieved = t.requests as f64 / full_rate_secs;
             // Above the requested rate is no shortfall.
             let shortfall_percent = ((1.0 - achieved / requested) * 100.0).max(0.0);
@@ -589,9 +641,10 @@ impl Report {
             latency_ms: Latency::of(t),
             latency_uncorrected_ms: rate.as_ref().map(|_| Latency::of_histogram(&t.uncorrected, None)),
             rate,
-            ramp_up_s: ramp_up.as_secs_f64(),
+            ramp_up_s: 0.0,
             protocol: "HTTP/1.1",
             http2: None,
+            stages: None,
             status_codes: t.status_codes.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             errors: t.errors.iter().map(|(c, n)| (c.name().to_owned(), *n)).collect(),
             agents: outcome

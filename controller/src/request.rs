@@ -39,7 +39,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// set (files on this host, outputs) are skipped by serde, so a body naming
 /// them is refused as an unknown field.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
-#[command(group(clap::ArgGroup::new("limit").required(true).args(["requests", "duration"])))]
+#[command(group(clap::ArgGroup::new("limit").required(true).multiple(true).args(["requests", "duration", "stages"])))]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// Agents, comma-separated: HOST:PORT, dns:NAME:PORT (one agent per address of NAME, e.g. a
@@ -97,7 +97,7 @@ pub struct RunRequest {
     #[arg(long, value_name = "N")]
     pub streams: Option<u32>,
     /// Total requests, split across agents; exactly this many are sent.
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", conflicts_with = "duration")]
     pub requests: Option<u64>,
     /// Run for this long instead of a request count (e.g. 10s, 1m30s).
     #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
@@ -113,6 +113,13 @@ pub struct RunRequest {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub ramp_up: Option<Duration>,
+    /// A stage DURATION:TARGET (repeatable): the target moves linearly from the
+    /// previous stage's (0 at first) to TARGET over DURATION (0 is a step).
+    /// TARGET N/s is a rate (open model, as -q), a plain N connections. The
+    /// run lasts the stages' total unless -z says otherwise.
+    #[arg(id = "stages", long = "stage", value_name = "DURATION:TARGET")]
+    #[serde(default, deserialize_with = "comma_list")]
+    pub stages: Vec<String>,
     /// Concurrent connections in total, split across agents.
     #[arg(short = 'c', long, value_name = "N", default_value = "10")]
     #[serde(rename = "concurrency")]
@@ -225,7 +232,11 @@ impl RunRequest {
                 pem
             }
         };
-        let limit = self.limit()?;
+        let stages = self.stages(scenario.is_some())?;
+        let limit = match (&stages, self.duration) {
+            (Some(st), None) => Limit::Duration(st.length()),
+            _ => self.limit()?,
+        };
         let streams = self.streams.unwrap_or(1);
         if streams == 0 || streams > limits::MAX_STREAMS {
             return Err(usage(Field::Streams, format!("{streams} is not in 1..={}", limits::MAX_STREAMS)));
@@ -239,7 +250,11 @@ impl RunRequest {
                 "scenario runs open their own HTTP/2 streams; --streams is not for them",
             ));
         }
-        let asked = self.connections.unwrap_or(DEFAULT_CONNECTIONS);
+        let asked = match &stages {
+            // Plain targets are the connections; their peak is the run's.
+            Some(st) if !st.rates => st.targets.iter().map(|(_, c)| *c as u32).max().unwrap_or(0),
+            _ => self.connections.unwrap_or(DEFAULT_CONNECTIONS),
+        };
         if asked == 0 {
             return Err(usage(Field::Connections, "must be at least 1"));
         }
@@ -386,8 +401,12 @@ impl RunRequest {
             timeout,
             success_status: self.success_status.clone(),
             output: self.output,
-            rate: self.rate,
+            rate: match &stages {
+                Some(st) if st.rates => Some(st.targets.iter().map(|(_, r)| *r).fold(0.0, f64::max)),
+                _ => self.rate,
+            },
             ramp_up,
+            stages,
             min_agents: self.min_agents,
             channel: self.link.channel()?,
             thresholds,
@@ -404,6 +423,65 @@ impl RunRequest {
             streams,
             source_addrs,
         })
+    }
+
+    /// The `--stage`s, checked; `None` without any.
+    fn stages(&self, scenario: bool) -> Result<Option<crate::config::Stages>, UsageError> {
+        if self.stages.is_empty() {
+            return Ok(None);
+        }
+        let refuse = |reason: &str| Err(usage(Field::Stages, reason));
+        if scenario {
+            return refuse("not for scenario runs yet (their users grow with -r)");
+        }
+        if self.requests.is_some() {
+            return refuse("stages shape a time; give -z (or nothing: the stages' total), not -n");
+        }
+        if self.rate.is_some() {
+            return refuse("the stages set the rate (targets N/s); drop -q");
+        }
+        if self.ramp_up.is_some() {
+            return refuse("the stages are the ramp (a first stage 10s:100/s ramps up); drop --ramp-up");
+        }
+        if self.stages.len() > limits::MAX_STAGES {
+            return Err(usage(
+                Field::Stages,
+                format!("{} stages are more than {}", self.stages.len(), limits::MAX_STAGES),
+            ));
+        }
+        let mut targets = Vec::with_capacity(self.stages.len());
+        let mut kinds = Vec::with_capacity(self.stages.len());
+        for given in &self.stages {
+            let (duration, target) = parse_stage(given)?;
+            targets.push((duration, target.0));
+            kinds.push(target.1);
+        }
+        let rates = kinds[0];
+        if kinds.iter().any(|&k| k != rates) {
+            return refuse(
+                "mixes rates (N/s, open model) and connections (plain N, closed model); give every target one way",
+            );
+        }
+        let total: Duration = targets.iter().map(|(d, _)| *d).sum();
+        if total > limits::MAX_DURATION {
+            return Err(usage(
+                Field::Stages,
+                format!(
+                    "they last {}, longer than the {} limit",
+                    humantime::format_duration(total),
+                    humantime::format_duration(limits::MAX_DURATION)
+                ),
+            ));
+        }
+        if total.is_zero() && self.duration.is_none() {
+            return refuse("they last 0 s in total; give a stage a duration (or -z)");
+        }
+        let peak = targets.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+        if peak <= 0.0 {
+            return refuse("every target is 0: there is nothing to send");
+        }
+        let levels = targets.iter().map(|(d, t)| (*d, t / peak)).collect();
+        Ok(Some(crate::config::Stages { levels, targets, rates }))
     }
 
     /// Exactly one of a request count and a run time.
@@ -532,6 +610,36 @@ fn url_hint(url: &str, e: volley_proto::target::UrlError) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// One `--stage DURATION:TARGET`: its duration and its target, with whether
+/// the target is a rate (`N/s`) rather than connections (`N`).
+fn parse_stage(given: &str) -> Result<(Duration, (f64, bool)), UsageError> {
+    let bad = |why: String| usage(Field::Stages, format!("{given:?}: {why}"));
+    let Some((duration, target)) = given.split_once(':') else {
+        return Err(bad("is not DURATION:TARGET (e.g. 30s:100/s for a rate, 1m:50 for connections)".into()));
+    };
+    let duration = volley_common::parse_duration(duration).map_err(|e| bad(e.to_string()))?;
+    let target = target.trim();
+    if let Some(rate) = target.strip_suffix("/s") {
+        let r: f64 =
+            rate.trim().parse().map_err(|_| bad(format!("{rate:?} is not a number of requests per second")))?;
+        if !(r == 0.0 || (limits::MIN_RATE..=limits::MAX_RATE * 100.0).contains(&r)) {
+            return Err(bad(format!(
+                "{} is not 0 or a rate between 1/86400 and {:e} requests per second",
+                number(r),
+                limits::MAX_RATE * 100.0
+            )));
+        }
+        return Ok((duration, (r, true)));
+    }
+    let c: u32 = target
+        .parse()
+        .map_err(|_| bad(format!("{target:?} is neither a rate (N/s) nor a whole number of connections")))?;
+    if c > limits::MAX_CONNECTIONS {
+        return Err(bad(format!("{c} connections are more than {}", limits::MAX_CONNECTIONS)));
+    }
+    Ok((duration, (f64::from(c), false)))
 }
 
 /// A user's number as a message shows it: `1e-300`, not 300 digits.

@@ -44,6 +44,10 @@ pub struct SecondRow {
     pub p99_ms: Option<f64>,
     /// Slowest.
     pub max_ms: Option<f64>,
+    /// What the run asked of this second, next to what it got: requests
+    /// (with a rate) or connections on average (closed-model stages or
+    /// ramp-up), from the stages or the ramp; `null` for a flat closed run.
+    pub target: Option<f64>,
 }
 
 impl SecondRow {
@@ -59,6 +63,7 @@ impl SecondRow {
             p90_ms: q(0.9),
             p99_ms: q(0.99),
             max_ms: (t.responses() > 0).then(|| ms(t.histogram.max())),
+            target: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod profile;
 pub mod source;
 pub mod target;
 pub mod tls;

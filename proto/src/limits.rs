@@ -50,3 +50,5 @@ pub const PLAN_OVERHEAD: usize = 4 << 20;
 pub fn max_plan_message(max_body: usize) -> usize {
     max_body.saturating_add(MAX_SCENARIO).saturating_add(PLAN_OVERHEAD)
 }
+/// Most stages in one run (`--stage`).
+pub const MAX_STAGES: usize = 1000;

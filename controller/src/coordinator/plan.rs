@@ -117,5 +117,11 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         source_addrs: cfg.source_addrs.as_ref().map(|s| s.to_strings()).unwrap_or_default(),
         // Set per agent by the coordinator (its first connection's index).
         source_offset: 0,
+        stages: cfg
+            .stages
+            .iter()
+            .flat_map(|st| &st.levels)
+            .map(|(d, level)| volley_proto::Stage { duration_ms: d.as_millis() as u64, level: *level })
+            .collect(),
     }
 }
