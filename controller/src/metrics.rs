@@ -25,8 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use hdrhistogram::Histogram;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
@@ -543,33 +542,6 @@ fn names(t: &Totals) -> Vec<NameRow> {
     out
 }
 
-/// The media type of OpenMetrics text.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// The media type of the Prometheus text format.
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Encodes `registry` as OpenMetrics when the scraper accepts it (as
-/// Prometheus does), else in the classic Prometheus text format.
-pub fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
-    let openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let mut body = String::new();
-    let encoded = if openmetrics {
-        prometheus_client::encoding::text::encode(&mut body, registry)
-    } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut body, registry)
-    };
-    match encoded {
-        Ok(()) => {
-            ([(header::CONTENT_TYPE, if openmetrics { OPENMETRICS } else { PROMETHEUS_TEXT })], body).into_response()
-        }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response(),
-    }
-}
-
 /// Binds `--metrics-listen`; the error names the flag and the address.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, crate::error::Error> {
     tokio::net::TcpListener::bind(addr)
@@ -589,7 +561,7 @@ pub fn spawn(listener: tokio::net::TcpListener, metrics: &Metrics) {
         "/metrics",
         axum::routing::get(move |headers: HeaderMap| {
             let registry = registry.clone();
-            async move { exposition(&registry, &headers) }
+            async move { agent::metrics::exposition(&registry, &headers) }
         }),
     );
     tokio::spawn(async move {
