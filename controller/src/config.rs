@@ -51,6 +51,17 @@ impl Stages {
         volley_proto::profile::Profile::from_stages(self.targets.iter().map(|(d, t)| (d.as_secs_f64(), *t)))
     }
 
+    /// Where each stage ends, in seconds since the start.
+    pub fn ends(&self) -> Vec<f64> {
+        self.levels
+            .iter()
+            .scan(0.0, |at, (d, _)| {
+                *at += d.as_secs_f64();
+                Some(*at)
+            })
+            .collect()
+    }
+
     /// The stages' total time.
     pub fn length(&self) -> Duration {
         self.levels.iter().map(|(d, _)| *d).sum()

@@ -31,6 +31,7 @@ pub mod dry_run;
 pub mod embedded;
 pub mod error;
 pub mod html;
+pub mod latency;
 pub mod metrics;
 pub mod outcome;
 pub mod output;
@@ -102,7 +103,7 @@ pub async fn demo(args: &DemoArgs) -> Result<DemoOutcome, Error> {
     let result = match request.check() {
         Ok(cfg) => run_on_agents(&cfg, &mut outcome::NoObserver, std::future::pending())
             .await
-            .map(|outcome| Report::build(&cfg, &outcome, Vec::new())),
+            .map(|outcome| Report::build(&cfg, &outcome, Vec::new(), Vec::new())),
         Err(e) => Err(e.into()),
     };
     a.stop().await;
@@ -166,7 +167,8 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     let goal = Some(cfg.limit);
     let users = cfg.scenario.as_ref().map(|sc| sc.users);
     let live = progress::Live::new(progress::Progress::detect(cfg.quiet), goal, users);
-    let mut series = series::Series::with_live(live.clone());
+    let mut series =
+        series::Series::with_live(live.clone()).with_stages(cfg.stages.as_ref().map(|s| s.ends()).unwrap_or_default());
     let started = std::time::SystemTime::now();
     if let Some(path) = &cfg.hdr_log {
         // Created before the run, so a path that cannot be written stops it
@@ -188,7 +190,7 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     let result = run_on_agents(&cfg, &mut tee, interrupted(live)).await;
     tee.finish(result.as_ref().map_or(&[][..], |o| &o.agents[..]));
     let written = series.finish();
-    let mut report = Report::build(&cfg, &result?, series.rows());
+    let mut report = Report::build(&cfg, &result?, series.rows(), series.stages());
     report.started_at = report::rfc3339(started);
     if let Some(h) = report.headline.as_ref().filter(|_| cfg.output != Output::Text) {
         eprintln!("controller: {h}");

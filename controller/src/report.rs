@@ -10,95 +10,14 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use volley_stats::Totals;
 
 use crate::config::RunConfig;
+pub use crate::latency::Latency;
 use crate::outcome::{AgentState, Outcome};
-use crate::series::SecondRow;
+use crate::series::{SecondRow, StageFigures};
 
 /// The percentiles of ApacheBench's "served within a certain time" table, plus p99.9.
 pub const PERCENTILES: [f64; 10] = [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0];
-
-/// Latency figures in milliseconds; all `null` in JSON when nothing answered.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Latency {
-    /// Fastest response.
-    pub min: Option<f64>,
-    /// Mean (exact: latency sum over count).
-    pub mean: Option<f64>,
-    /// Standard deviation.
-    pub stdev: Option<f64>,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 66th percentile.
-    pub p66: Option<f64>,
-    /// 75th percentile.
-    pub p75: Option<f64>,
-    /// 80th percentile.
-    pub p80: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// 95th percentile.
-    pub p95: Option<f64>,
-    /// 98th percentile.
-    pub p98: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// 99.9th percentile.
-    pub p999: Option<f64>,
-    /// Slowest response.
-    pub max: Option<f64>,
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-impl Latency {
-    /// Latency figures of `t`'s responses (the mean is exact, from the sum).
-    pub fn of(t: &Totals) -> Latency {
-        Latency::of_histogram(&t.histogram, t.mean_latency().map(|d| d.as_secs_f64() * 1000.0))
-    }
-
-    /// Latency figures of a histogram in microseconds, with the mean given
-    /// (`None`: the histogram's own mean).
-    pub fn of_histogram(h: &hdrhistogram::Histogram<u64>, mean: Option<f64>) -> Latency {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        let q = |p: f64| Some(ms(h.value_at_quantile(p / 100.0)));
-        Latency {
-            min: Some(ms(h.min())),
-            mean: mean.or(Some(h.mean() / 1000.0)),
-            stdev: Some(h.stdev() / 1000.0),
-            p50: q(50.0),
-            p66: q(66.0),
-            p75: q(75.0),
-            p80: q(80.0),
-            p90: q(90.0),
-            p95: q(95.0),
-            p98: q(98.0),
-            p99: q(99.0),
-            p999: q(99.9),
-            max: Some(ms(h.max())),
-        }
-    }
-
-    fn at(&self, percent: f64) -> Option<f64> {
-        match percent {
-            50.0 => self.p50,
-            66.0 => self.p66,
-            75.0 => self.p75,
-            80.0 => self.p80,
-            90.0 => self.p90,
-            95.0 => self.p95,
-            98.0 => self.p98,
-            99.0 => self.p99,
-            99.9 => self.p999,
-            _ => self.max,
-        }
-    }
-}
 
 /// One agent's row.
 #[derive(Debug, Clone, Serialize)]
@@ -161,7 +80,7 @@ pub struct RateReport {
     pub warning: Option<String>,
 }
 
-/// A run's stages as given.
+/// A run's stages as given, and what each achieved.
 #[derive(Debug, Clone, Serialize)]
 pub struct StagesReport {
     /// What the targets count: `requests_per_second` (open model) or `connections`.
@@ -170,13 +89,61 @@ pub struct StagesReport {
     pub stages: Vec<StageRow>,
 }
 
-/// One stage: the target reached linearly from the previous one's at its end.
-#[derive(Debug, Clone, Serialize)]
+/// One stage: the target reached linearly from the previous one's at its
+/// end, and the figures of the seconds whose middle falls in it (seconds
+/// after the last stage, when `-z` runs on, count in the last one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageRow {
     /// Its duration in seconds (0: a step).
     pub duration_s: f64,
     /// Its target, in the report's `unit`.
     pub target: f64,
+    /// The target's mean over the stage (for a ramp, the middle of its ends).
+    #[serde(default)]
+    pub target_mean: f64,
+    /// Its first second (as in `series`), and how many seconds it has (0: it
+    /// was shorter than a second, or the run ended before it).
+    #[serde(default)]
+    pub first_second: u64,
+    /// See `first_second`.
+    #[serde(default)]
+    pub seconds: u64,
+    /// Requests completed in its seconds.
+    #[serde(default)]
+    pub requests: u64,
+    /// Those that failed.
+    #[serde(default)]
+    pub failures: u64,
+    /// Failures over requests (0 without requests).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Requests per second over its seconds (the run's last second counts
+    /// only as far as the run went).
+    #[serde(default)]
+    pub requests_per_second: f64,
+    /// Its latencies, exact from the merged histogram of its seconds.
+    #[serde(default)]
+    pub latency_ms: Latency,
+}
+
+impl StageRow {
+    /// The value of a `--fail-if` metric limited to this stage (latencies in
+    /// ms, ratios as fractions); `None` when there is nothing to measure.
+    pub fn measure(&self, metric: &str) -> Option<f64> {
+        if let Some(l) = self.latency_ms.metric(metric) {
+            return l;
+        }
+        if self.seconds == 0 {
+            return None;
+        }
+        match metric {
+            "error_rate" => Some(self.error_rate),
+            "rps" => Some(self.requests_per_second),
+            "requests" => Some(self.requests as f64),
+            "failures" => Some(self.failures as f64),
+            _ => None,
+        }
+    }
 }
 
 /// Scenario runs: one request name's row (Locust's statistics table).
@@ -432,6 +399,11 @@ pub fn decode_histogram(text: &str) -> Result<hdrhistogram::Histogram<u64>, Hist
         .map_err(|e| HistogramDecodeError::Histogram(format!("{e:?}")))
 }
 
+/// Rounded to a millionth: 2, not 1.9999999999999996.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 fn per_second(n: u64, d: Duration) -> f64 {
     if d.is_zero() { 0.0 } else { n as f64 / d.as_secs_f64() }
 }
@@ -440,7 +412,7 @@ impl Report {
     /// The whole report of the run `cfg` asked for: the merged figures of
     /// `outcome`, the scenario's users, the per-second `series` (empty when
     /// nothing watched the run), and the verdict on each of `cfg`'s thresholds.
-    pub fn build(cfg: &RunConfig, outcome: &Outcome, series: Vec<SecondRow>) -> Report {
+    pub fn build(cfg: &RunConfig, outcome: &Outcome, series: Vec<SecondRow>, stages: Vec<StageFigures>) -> Report {
         let shape = match &cfg.stages {
             Some(st) => st.profile(),
             None => volley_proto::profile::Profile::ramp(cfg.ramp_up.as_secs_f64()),
@@ -454,13 +426,36 @@ impl Report {
         let of_run = (&shape, planned);
         let mut report = Report::of_outcome(&cfg.url, &cfg.method, cfg.connections, cfg.rate, of_run, outcome);
         report.ramp_up_s = cfg.ramp_up.as_secs_f64();
-        report.stages = cfg.stages.as_ref().map(|st| StagesReport {
-            unit: if st.rates { "requests_per_second" } else { "connections" },
-            stages: st
+        let run_s = outcome.duration.as_secs_f64();
+        report.stages = cfg.stages.as_ref().map(|st| {
+            let targets = st.targets();
+            let mut begin = 0.0;
+            let rows = st
                 .targets
                 .iter()
-                .map(|(d, target)| StageRow { duration_s: d.as_secs_f64(), target: *target })
-                .collect(),
+                .zip(stages.iter().map(Some).chain(std::iter::repeat(None)))
+                .map(|(&(d, target), figures)| {
+                    let d = d.as_secs_f64();
+                    let target_mean =
+                        if d > 0.0 { (targets.integral(begin + d) - targets.integral(begin)) / d } else { target };
+                    begin += d;
+                    let mut row =
+                        StageRow { duration_s: d, target, target_mean: round6(target_mean), ..StageRow::default() };
+                    if let Some(f) = figures {
+                        let first = f.first_second as f64;
+                        let span = ((first + f.seconds as f64).min(run_s.max(first + 1.0)) - first).max(0.0);
+                        row.first_second = f.first_second;
+                        row.seconds = f.seconds;
+                        row.requests = f.requests;
+                        row.failures = f.failures;
+                        row.error_rate = if f.requests > 0 { f.failures as f64 / f.requests as f64 } else { 0.0 };
+                        row.requests_per_second = if span > 0.0 { f.requests as f64 / span } else { 0.0 };
+                        row.latency_ms = f.latency_ms.clone();
+                    }
+                    row
+                })
+                .collect();
+            StagesReport { unit: if st.rates { "requests_per_second" } else { "connections" }, stages: rows }
         });
         report.scenario = cfg.scenario.as_ref().map(|sc| ScenarioInfo {
             users: sc.users,
@@ -514,15 +509,22 @@ impl Report {
             for row in &mut report.series {
                 let s = row.second as f64;
                 let target = peak * (shape.integral(s + 1.0) - shape.integral(s));
-                // Rounded to a millionth: 2, not 1.9999999999999996.
-                row.target = Some((target * 1e6).round() / 1e6);
+                row.target = Some(round6(target));
             }
         }
         let baseline = |m: &str| cfg.baseline.as_ref().and_then(|b| b.measure(m));
         report.thresholds = cfg
             .thresholds
             .iter()
-            .map(|t| t.verdict_against(report.measure(t.metric()), baseline(t.metric())))
+            .map(|t| match t.stage() {
+                None => t.verdict_against(report.measure(t.metric()), baseline(t.metric())),
+                Some(k) => {
+                    let actual =
+                        report.stages.as_ref().and_then(|st| st.stages.get(k)).and_then(|r| r.measure(t.metric()));
+                    let baseline = cfg.baseline.as_ref().and_then(|b| b.measure_stage(k, t.metric()));
+                    t.verdict_against(actual, baseline)
+                }
+            })
             .collect();
         report.failure = outcome.failed.clone();
         report.headline = match &report.failure {
@@ -557,20 +559,10 @@ impl Report {
     /// The measured value of a `--fail-if` metric: latencies in ms, ratios as
     /// fractions; `None` when there was nothing to measure.
     fn measure(&self, metric: &str) -> Option<f64> {
-        let l = &self.latency_ms;
+        if let Some(l) = self.latency_ms.metric(metric) {
+            return l;
+        }
         match metric {
-            "min" => l.min,
-            "mean" => l.mean,
-            "p50" => l.p50,
-            "p66" => l.p66,
-            "p75" => l.p75,
-            "p80" => l.p80,
-            "p90" => l.p90,
-            "p95" => l.p95,
-            "p98" => l.p98,
-            "p99" => l.p99,
-            "p999" => l.p999,
-            "max" => l.max,
             "error_rate" => Some(self.error_rate),
             "missed" => Some(self.missed as f64),
             "missed_share" => {
@@ -849,6 +841,9 @@ impl Report {
                 let _ = writeln!(s, "WARNING: {w}");
             }
         }
+        if let Some(st) = &self.stages {
+            self.stages_text(&mut s, st);
+        }
         let _ = writeln!(s);
         let l = &self.latency_ms;
         if self.rate.is_some() {
@@ -945,6 +940,35 @@ impl Report {
 
 impl Report {
     /// The per-name table and the top failure messages.
+    /// The stages' table: each stage's target next to what it achieved.
+    fn stages_text(&self, s: &mut String, st: &StagesReport) {
+        let unit = if st.unit == "connections" { "connections" } else { "req/s" };
+        let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Stages (targets in {unit}; figures of the seconds whose middle falls in each stage):");
+        let _ = writeln!(
+            s,
+            "  {:>5} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
+            "stage", "duration", "target", "mean tgt", "requests", "req/s", "p50 ms", "p99 ms", "failed"
+        );
+        for (i, r) in st.stages.iter().enumerate() {
+            let measured = r.seconds > 0;
+            let _ = writeln!(
+                s,
+                "  {:>5} {:>8}s {:>10.2} {:>10.2} {:>10} {:>10} {:>9} {:>9} {:>8}",
+                i + 1,
+                format!("{:.1}", r.duration_s),
+                r.target,
+                r.target_mean,
+                r.requests,
+                if measured { format!("{:.2}", r.requests_per_second) } else { "n/a".to_owned() },
+                opt(r.latency_ms.p50),
+                opt(r.latency_ms.p99),
+                r.failures
+            );
+        }
+    }
+
     fn names_text(&self, s: &mut String) {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         let _ = writeln!(s);

@@ -154,7 +154,8 @@ pub struct RunRequest {
     #[serde(skip)]
     pub output: Output,
     /// Fail (exit code 3) unless this holds, e.g. 'p99 < 200ms',
-    /// 'error_rate < 1%', 'rps > 5000' (repeatable).
+    /// 'error_rate < 1%', 'rps > 5000' (repeatable); with --stage, '... @ stage N'
+    /// judges it on stage N alone.
     #[arg(long = "fail-if", value_name = "EXPR")]
     #[serde(default, deserialize_with = "expressions")]
     pub fail_if: Vec<String>,
@@ -356,6 +357,23 @@ impl RunRequest {
             .iter()
             .map(|e| e.parse().map_err(|why: crate::threshold::ThresholdError| usage(Field::FailIf, why.to_string())))
             .collect::<Result<_, _>>()?;
+        if let Some((t, k)) = thresholds.iter().find_map(|t| t.stage().map(|k| (t, k))) {
+            let count = self.stages.len();
+            if k >= count {
+                let has = match count {
+                    0 => "the run has no --stage".to_owned(),
+                    1 => "the run has 1 stage".to_owned(),
+                    n => format!("the run has {n} stages"),
+                };
+                return Err(usage(Field::FailIf, format!("{:?}: {has}", t.to_string())));
+            }
+            if stages.as_ref().is_some_and(|st| st.levels[k].0.is_zero()) {
+                return Err(usage(
+                    Field::FailIf,
+                    format!("{:?}: stage {} is a step (0 s long): it has no seconds to measure", t.to_string(), k + 1),
+                ));
+            }
+        }
         let baseline = match &self.baseline {
             None => None,
             Some(path) => Some(std::sync::Arc::new(

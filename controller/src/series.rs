@@ -14,6 +14,13 @@
 //! (computed from the whole merged histogram, so its percentiles are exact)
 //! and its histogram goes to the `--hdr-log` writer, if any, then is dropped.
 //! A merged histogram is about 190 KiB; a row is under 100 bytes.
+//!
+//! With `--stage`, each stage's figures are merged from the seconds whose
+//! middle falls in it (seconds past the last stage, when `-z` runs on,
+//! belong to the last one), with exact percentiles from the merged
+//! histogram of those seconds. Seconds close in order, so only the stage
+//! being filled holds a histogram; a finished stage is reduced to its
+//! [`StageFigures`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,6 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use volley_stats::Totals;
 
+use crate::latency::Latency;
 use crate::outcome::{AgentOutcome, AgentState, Observer};
 use crate::output::HdrLog;
 use crate::progress::{Live, Tick};
@@ -68,6 +76,46 @@ impl SecondRow {
     }
 }
 
+/// One stage's merged figures: those of the seconds whose middle falls in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageFigures {
+    /// The first of its seconds (as in [`SecondRow::second`]).
+    pub first_second: u64,
+    /// How many seconds it has (0: it was shorter than a second, or the run
+    /// ended before it).
+    pub seconds: u64,
+    /// Requests completed in those seconds.
+    pub requests: u64,
+    /// Successes among them.
+    pub successes: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Their latencies, exact from the merged histogram of those seconds.
+    pub latency_ms: Latency,
+}
+
+impl StageFigures {
+    fn of(first_second: u64, seconds: u64, t: &Totals) -> StageFigures {
+        StageFigures {
+            first_second,
+            seconds,
+            requests: t.requests,
+            successes: t.successes,
+            failures: t.failures,
+            latency_ms: Latency::of(t),
+        }
+    }
+}
+
+/// The stage being filled: its index, first second, seconds so far, and merged figures.
+#[derive(Debug)]
+struct StageFill {
+    stage: usize,
+    first: u64,
+    seconds: u64,
+    totals: Totals,
+}
+
 /// Collects the series and prints progress as the run goes.
 #[derive(Debug)]
 pub struct Series {
@@ -90,6 +138,12 @@ pub struct Series {
     quiet: Vec<bool>,
     /// The last second a progress line was printed for.
     printed: Option<usize>,
+    /// `--stage`: where each stage ends, in seconds since the start.
+    stage_ends: Vec<f64>,
+    /// Stages whose seconds are all closed, reduced to their figures.
+    stages_done: Vec<Option<StageFigures>>,
+    /// The stage the closed seconds are filling now.
+    stage_fill: Option<StageFill>,
 }
 
 pub use crate::progress::Progress;
@@ -117,7 +171,47 @@ impl Series {
             ends: Vec::new(),
             quiet: Vec::new(),
             printed: None,
+            stage_ends: Vec::new(),
+            stages_done: Vec::new(),
+            stage_fill: None,
         }
+    }
+
+    /// Also merges each stage's figures; `ends` are where the stages end,
+    /// in seconds since the start (non-decreasing).
+    pub fn with_stages(mut self, ends: Vec<f64>) -> Series {
+        self.stages_done = vec![None; ends.len()];
+        self.stage_ends = ends;
+        self
+    }
+
+    /// Each stage's figures so far, in stage order (empty without stages).
+    pub fn stages(&self) -> Vec<StageFigures> {
+        let mut out = self.stages_done.clone();
+        if let Some(f) = &self.stage_fill {
+            out[f.stage] = Some(StageFigures::of(f.first, f.seconds, &f.totals));
+        }
+        out.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    /// Files closed second `i` under the stage holding its middle.
+    fn file_in_stage(&mut self, i: usize, t: &Totals) {
+        let Some(last) = self.stage_ends.len().checked_sub(1) else { return };
+        let middle = i as f64 + 0.5;
+        let stage = self.stage_ends.iter().position(|&end| middle < end).unwrap_or(last);
+        if self.stage_fill.as_ref().is_some_and(|f| f.stage != stage)
+            && let Some(f) = self.stage_fill.take()
+        {
+            self.stages_done[f.stage] = Some(StageFigures::of(f.first, f.seconds, &f.totals));
+        }
+        let fill = self.stage_fill.get_or_insert_with(|| StageFill {
+            stage,
+            first: i as u64,
+            seconds: 0,
+            totals: Totals::default(),
+        });
+        fill.seconds += 1;
+        fill.totals.add(t);
     }
 
     /// Also writes every second's merged histogram to `log` as the run goes.
@@ -211,6 +305,7 @@ impl Series {
     fn close(&mut self, t: Totals) {
         let i = self.closed.len();
         self.closed.push(SecondRow::of(i as u64, &t));
+        self.file_in_stage(i, &t);
         if let Some(log) = &self.hdr_log {
             log.second(i, t.histogram);
         }
@@ -364,5 +459,32 @@ mod tests {
         // A clock that went back: the delta joins the first open second.
         s.delta(0, &delta(4, 100), Duration::from_millis(500));
         assert_eq!(s.rows().iter().map(|r| r.requests).collect::<Vec<_>>(), [5, 0, 5, 4]);
+    }
+
+    #[test]
+    fn stages_merge_the_seconds_whose_middle_falls_in_them() {
+        // Stages ending at 1.5 s (second 0: its middle 0.5 is before 1.5,
+        // second 1's middle is not), at 1.5 s too (a step: no seconds) and
+        // at 3 s; seconds 3 and 4 are past the stages and count in the last.
+        let mut s = Series::new(Progress::Off).with_stages(vec![1.5, 1.5, 3.0]);
+        let mut planned = crate::outcome::AgentOutcome::unreachable("a".into(), String::new());
+        planned.connections = 1;
+        s.started(&[planned]);
+        for (k, (n, us)) in [(10, 100), (20, 200), (30, 300), (40, 400), (50, 500)].into_iter().enumerate() {
+            s.delta(0, &delta(n, us), Duration::from_secs(k as u64 + 1));
+            if k == 3 {
+                // While running, the stage being filled shows its closed seconds so far.
+                assert_eq!(s.stages()[2].requests, 20 + 30 + 40);
+            }
+        }
+        s.ended(0, AgentState::Done, None);
+        s.finish().unwrap();
+        let st = s.stages();
+        let got: Vec<_> = st.iter().map(|f| (f.first_second, f.seconds, f.requests)).collect();
+        assert_eq!(got, [(0, 1, 10), (0, 0, 0), (1, 4, 20 + 30 + 40 + 50)]);
+        assert_eq!(st[0].latency_ms.p50, Some(0.1));
+        assert_eq!(st[2].latency_ms.min, Some(0.2));
+        assert_eq!(st[2].latency_ms.max, Some(0.5));
+        assert_eq!(st[1].latency_ms.p50, None, "a step has no seconds");
     }
 }

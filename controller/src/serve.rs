@@ -341,7 +341,7 @@ async fn create(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response
         request: serde_json::from_slice(&body).unwrap_or_default(),
         live: Mutex::new(RunProgress {
             state: RunState::Running,
-            series: Series::new(Progress::Off),
+            series: Series::new(Progress::Off).with_stages(cfg.stages.as_ref().map(|s| s.ends()).unwrap_or_default()),
             agents: Vec::new(),
             started: None,
             elapsed: Duration::ZERO,
@@ -378,7 +378,7 @@ async fn run_in_background(
     live.elapsed = live.started.map(|t| t.elapsed()).unwrap_or_default();
     match result {
         Ok(outcome) => {
-            let report = Report::build(&cfg, &outcome, live.series.rows());
+            let report = Report::build(&cfg, &outcome, live.series.rows(), live.series.stages());
             live.state = match report.exit_code() {
                 _ if report.cancelled => RunState::Cancelled,
                 1 => {

@@ -14,6 +14,11 @@
 //! 1.10` (at most 10 % slower), `rps > baseline * 0.95`; `baseline` alone is
 //! `baseline * 1`.
 //!
+//! With stages (`--stage`), a condition may be limited to one stage:
+//! `p99 < 200ms @ stage 2` (stages count from 1) is judged on the figures
+//! of that stage's seconds alone (`report`'s per-stage rows); `missed` is
+//! only known for the whole run.
+//!
 //! The report measures each metric (`report::Report::build`);
 //! this module only parses conditions and judges a measured value.
 
@@ -82,6 +87,8 @@ pub struct Threshold {
     bound: f64,
     /// Whether the bound is `baseline * bound`.
     relative: bool,
+    /// `@ stage N`: the stage (from 0) the condition is judged on.
+    stage: Option<usize>,
 }
 
 impl fmt::Display for Threshold {
@@ -130,13 +137,51 @@ pub enum ThresholdError {
         /// The metric.
         metric: &'static str,
     },
+    /// An `@ …` suffix that is not `@ stage N` with N from 1.
+    #[error("{text:?}: {suffix:?} is not a stage; write e.g. '@ stage 2' (stages count from 1)")]
+    BadStage {
+        /// The expression.
+        text: String,
+        /// What follows `@`.
+        suffix: String,
+    },
+    /// A metric only known for the whole run, limited to a stage.
+    #[error("{text:?}: {metric} is only measured for the whole run, not per stage")]
+    NotPerStage {
+        /// The expression.
+        text: String,
+        /// The metric.
+        metric: &'static str,
+    },
 }
 
 impl std::str::FromStr for Threshold {
     type Err = ThresholdError;
 
     fn from_str(text: &str) -> Result<Threshold, ThresholdError> {
-        let t = text.trim();
+        let (cond, stage) = match text.split_once('@') {
+            None => (text, None),
+            Some((cond, suffix)) => {
+                let bad = || ThresholdError::BadStage { text: text.to_owned(), suffix: suffix.trim().to_owned() };
+                let n = suffix.trim().strip_prefix("stage").ok_or_else(bad)?;
+                let n: usize = n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+                (cond, Some(n - 1))
+            }
+        };
+        let mut parsed = Threshold::condition(text, cond)?;
+        if stage.is_some() && parsed.metric.starts_with("missed") {
+            return Err(ThresholdError::NotPerStage { text: text.to_owned(), metric: "missed" });
+        }
+        parsed.text = text.trim().to_owned();
+        parsed.stage = stage;
+        Ok(parsed)
+    }
+}
+
+impl Threshold {
+    /// The condition `cond` (the part of `text` before any `@`).
+    fn condition(text: &str, cond: &str) -> Result<Threshold, ThresholdError> {
+        let t = cond.trim();
         let at = t.find(['<', '>']).ok_or_else(|| ThresholdError::NoComparison(text.to_owned()))?;
         let (name, rest) = (t[..at].trim(), &t[at..]);
         let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
@@ -165,7 +210,7 @@ impl std::str::FromStr for Threshold {
                     })?
                 }
             };
-            return Ok(Threshold { text: t.to_owned(), metric, op, bound: factor, relative: true });
+            return Ok(Threshold { text: t.to_owned(), metric, op, bound: factor, relative: true, stage: None });
         }
         let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
         let (number, unit) = (&value[..split], value[split..].trim());
@@ -187,7 +232,7 @@ impl std::str::FromStr for Threshold {
                 return Err(ThresholdError::WrongUnit { text: text.to_owned(), unit: unit.to_owned(), metric });
             }
         };
-        Ok(Threshold { text: t.to_owned(), metric, op, bound, relative: false })
+        Ok(Threshold { text: t.to_owned(), metric, op, bound, relative: false, stage: None })
     }
 }
 
@@ -221,6 +266,11 @@ impl Threshold {
     /// condition with nothing to measure (no responses) fails.
     pub fn verdict(&self, actual: Option<f64>) -> Verdict {
         self.verdict_against(actual, None)
+    }
+
+    /// `@ stage N`: the stage (counting from 0) the condition is limited to.
+    pub fn stage(&self) -> Option<usize> {
+        self.stage
     }
 
     /// Whether the bound is relative to a baseline run (`baseline * F`).
@@ -263,12 +313,22 @@ mod tests {
         assert_eq!((t.op, t.bound), (Op::Ge, 5000.0));
         assert_eq!("p50 <= 1.5s".parse::<Threshold>().unwrap().bound, 1500.0);
         assert_eq!("max < 800us".parse::<Threshold>().unwrap().bound, 0.8);
+        let t: Threshold = "p99 < 200ms @ stage 2".parse().unwrap();
+        assert_eq!((t.metric, t.bound, t.stage()), ("p99", 200.0, Some(1)));
+        assert_eq!(t.to_string(), "p99 < 200ms @ stage 2");
+        let t: Threshold = "rps >= baseline * 0.9 @stage 1".parse().unwrap();
+        assert_eq!((t.is_relative(), t.bound, t.stage()), (true, 0.9, Some(0)));
+        assert_eq!("p99 < 200ms".parse::<Threshold>().unwrap().stage(), None);
         for (bad, needle) in [
             ("p99 200ms", "no comparison"),
             ("p42 < 1ms", "unknown metric"),
             ("p99 < fast", "not a number"),
             ("p99 < 200", "unit"),
             ("rps > 5ms", "not a unit"),
+            ("p99 < 5ms @ stage 0", "not a stage"),
+            ("p99 < 5ms @ 2", "not a stage"),
+            ("p99 < 5ms @ stage two", "not a stage"),
+            ("missed < 1% @ stage 1", "whole run"),
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
             assert!(err.to_string().contains(needle), "{bad:?}: {err}");

@@ -180,11 +180,11 @@ fn reports_validate_against_the_published_schema() {
     assert_valid(&plain);
 
     let judged = Run::new(&url)
-        .duration("1s")
-        .rate(100)
         .connections(2)
-        .args(&["--fail-if", "p99 < 10s", "--fail-if", "error_rate < 1%"])
+        .args(&["--stage", "0s:100/s", "--stage", "1s:100/s"])
+        .args(&["--fail-if", "p99 < 10s", "--fail-if", "error_rate < 1% @ stage 2"])
         .json();
+    assert_eq!(judged["stages"]["stages"][1]["seconds"], 1);
     assert_eq!(judged["thresholds"][0]["unit"], "ms");
     assert_eq!(judged["thresholds"][1]["unit"], "fraction");
     assert!(judged["rate"]["shortfall_percent"].as_f64().unwrap() >= 0.0);

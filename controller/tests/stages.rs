@@ -31,7 +31,15 @@ fn three_stages_across_two_agents_follow_the_shape() {
     let agents = format!("{},{}", a.addr, b.addr);
     // Up to 200/s over 1 s, 2 s at 200/s, up to 400/s over 1 s: 100 + 400 + 300.
     let stages = ["--stage", "1s:200/s", "--stage", "2s:200/s", "--stage", "1s:400/s"];
-    let r = Run::new(&url).agents(&[&agents]).connections(10).args(&stages).json();
+    // A condition limited to the plateau holds; one the whole run (200/s on
+    // average) cannot meet fails, so the run exits 3.
+    let fail_if = ["--fail-if", "rps >= 196 @ stage 2", "--fail-if", "rps >= 250", "--fail-if", "p99 < 1s @ stage 3"];
+    let out = Run::new(&url).agents(&[&agents]).connections(10).args(&stages).args(&fail_if).json_output();
+    assert_eq!(out.status.code(), Some(3), "a failed threshold exits 3: {}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let passed: Vec<bool> =
+        r["thresholds"].as_array().unwrap().iter().map(|v| v["passed"].as_bool().unwrap()).collect();
+    assert_eq!(passed, [true, false, true], "{}", r["thresholds"]);
     let total = r["total_requests"].as_u64().unwrap();
     assert_eq!(server.stats().count("/hello", 200), total, "the target served what the report says");
     assert!(total.abs_diff(800) <= 4, "sent {total}, the stages scheduled 800");
@@ -47,6 +55,19 @@ fn three_stages_across_two_agents_follow_the_shape() {
     }
     assert_eq!(r["stages"]["unit"], "requests_per_second");
     assert_eq!(r["stages"]["stages"][2]["target"], 400.0);
+    // Each stage's figures are its seconds' (1, 2 and 1 of them): they add
+    // up to the run, and the plateau's rate is its target's.
+    let st = r["stages"]["stages"].as_array().unwrap();
+    let field = |k: &str| st.iter().map(|s| s[k].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(field("seconds"), [1, 2, 1], "{st:?}");
+    assert_eq!(field("first_second"), [0, 1, 3], "{st:?}");
+    assert_eq!(field("requests").iter().sum::<u64>(), total, "{st:?}");
+    assert_eq!(field("requests")[1], rows[1].0 + rows[2].0, "{st:?}");
+    let plateau_rps = st[1]["requests_per_second"].as_f64().unwrap();
+    assert!((plateau_rps - 200.0).abs() <= 4.0, "plateau at {plateau_rps}/s: {st:?}");
+    assert_eq!(st[2]["target_mean"], 300.0, "the last ramp's mean target");
+    assert!(st[2]["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{st:?}");
+    assert_eq!(r["thresholds"][0]["actual"].as_f64().unwrap(), plateau_rps, "judged on the stage's rate");
     assert!(r["rate"].get("warning").is_none(), "no shortfall: {}", r["rate"]);
     assert_eq!(r["duration_s"].as_f64().unwrap().round(), 4.0, "the run lasts the stages' total");
     server.shutdown();
@@ -130,6 +151,10 @@ fn bad_stages_are_refused_with_one_line_and_no_load() {
         (&["--stage", "1s:100/s", "--ramp-up", "1s"], "--ramp-up"),
         (&["--stage", "1s:100/s", "-n", "10"], "-n"),
         (&["--stage", "1s:200000"], "more than"),
+        (&["--stage", "1s:100/s", "--fail-if", "p99 < 5ms @ stage 2"], "has 1 stage"),
+        (&["--stage", "1s:100/s", "--stage", "0s:200/s", "--fail-if", "p99 < 5ms @ stage 2"], "a step"),
+        (&["-z", "1s", "--fail-if", "p99 < 5ms @ stage 1"], "no --stage"),
+        (&["--stage", "1s:100/s", "--fail-if", "missed < 1% @ stage 1"], "whole run"),
     ];
     for (args, needle) in cases {
         let mut argv = vec!["run", url.as_str()];
@@ -137,7 +162,7 @@ fn bad_stages_are_refused_with_one_line_and_no_load() {
         let out = controller(&argv);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?} exited {:?}: {err}", out.status);
-        assert!(err.contains("--stage") && err.contains(needle), "{args:?}: {err}");
+        assert!((err.contains("--stage") || err.contains("--fail-if")) && err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }

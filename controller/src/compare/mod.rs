@@ -95,6 +95,9 @@ pub struct Saved {
     /// The agents' rows.
     #[serde(default)]
     pub agents: Vec<SavedAgent>,
+    /// `--stage` runs: the stages and what each achieved.
+    #[serde(default)]
+    pub stages: Option<SavedStages>,
     /// The per-second series.
     #[serde(default)]
     pub series: Vec<SavedSecond>,
@@ -122,6 +125,13 @@ pub struct SavedAgent {
     /// Worker threads it used.
     #[serde(default)]
     pub threads: u32,
+}
+
+/// A stage run's stages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SavedStages {
+    /// Each stage's row, in order.
+    pub stages: Vec<crate::report::StageRow>,
 }
 
 /// One second of the series.
@@ -202,6 +212,12 @@ impl Saved {
                 .find(|&&q| percentile_name(q) == p)
                 .and_then(|&q| Saved::percentile_of(&self.latency_ms, q)),
         }
+    }
+
+    /// The value of a `--fail-if` metric limited to stage `k` (from 0), as
+    /// the report's stage rows measure it; `None` without such a stage.
+    pub fn measure_stage(&self, k: usize, metric: &str) -> Option<f64> {
+        self.stages.as_ref()?.stages.get(k)?.measure(metric)
     }
 
     /// Total worker threads over the agents.
