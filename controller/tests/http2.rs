@@ -68,6 +68,54 @@ fn h2c_and_tls_count_exactly_across_two_agents() {
 }
 
 #[test]
+fn a_killed_agent_s_share_moves_over_http2_streams() {
+    let server = volley_testkit::target(2);
+    let a = spawn_agent(&["--threads", "1"]);
+    let mut b = spawn_agent(&["--threads", "1"]);
+    // Count mode: 4 connections × 4 streams to a 2 ms endpoint.
+    let url = format!("http://127.0.0.1:{}/delay/2", server.local_addr().port());
+    let n = 12_000u64;
+    let agents = format!("{},{}", a.addr, b.addr);
+    let streams = ["--http2", "--streams", "4"];
+    let ctl = Run::new(&url).agents(&[&agents]).connections(4).requests(n).args(&streams).with_json_report().spawn();
+    volley_testkit::served_at_least(&server, "/delay/2", 3000);
+    volley_testkit::signal(b.child.id(), "KILL");
+    let _ = b.child.wait();
+    let (status, out, lines) = ctl.finish();
+    assert!(status.success(), "controller failed: {status:?} {lines:?}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["total_requests"], n, "the report accounts for exactly n");
+    let unaccounted = r["unaccounted_max"].as_u64().expect("an unaccounted bound");
+    let served = server.stats().count("/delay/2", 200);
+    assert!(served >= n && served <= n + unaccounted, "served {served}, n {n}, bound {unaccounted}");
+    let (lost, survivor) = (volley_testkit::agent_row(&r, &b.addr), volley_testkit::agent_row(&r, &a.addr));
+    assert_eq!((lost["state"].as_str(), survivor["state"].as_str()), (Some("lost"), Some("done")), "{r}");
+    assert_eq!(
+        survivor["total_requests"].as_u64().unwrap() + lost["total_requests"].as_u64().unwrap(),
+        n,
+        "the survivor sent the lost agent's unfinished share"
+    );
+
+    // Duration mode: the survivor takes over the lost agent's connections,
+    // each with its streams.
+    let mut c = spawn_agent(&["--threads", "1"]);
+    let before = server.stats().count("/delay/2", 200);
+    let agents = format!("{},{}", a.addr, c.addr);
+    let ctl = Run::new(&url).agents(&[&agents]).duration("4s").connections(6).args(&streams).with_json_report().spawn();
+    volley_testkit::served_at_least(&server, "/delay/2", before + 500);
+    volley_testkit::signal(c.child.id(), "KILL");
+    let _ = c.child.wait();
+    let (status, out, lines) = ctl.finish();
+    assert!(status.success(), "controller failed: {status:?} {lines:?}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(volley_testkit::agent_row(&r, &a.addr)["connections"], 6, "the survivor took over 3 connections: {r}");
+    assert_eq!(volley_testkit::agent_row(&r, &c.addr)["state"], "lost");
+    let served = server.stats().count("/delay/2", 200) - before;
+    assert!(served >= r["total_requests"].as_u64().unwrap(), "served {served}: {r}");
+    server.shutdown();
+}
+
+#[test]
 fn streams_without_http2_and_out_of_range_are_usage_errors() {
     for (args, needle) in [
         (&["--streams", "4"][..], "--streams: more than one stream per connection needs --http2"),
