@@ -2,16 +2,19 @@
 //! with the merged, live figures of the run (or, under `controller serve`,
 //! the runs) going on.
 //!
-//! Nothing here is on the agents' hot path, nor even per request on the
-//! controller: the merge loop already adds every agent's snapshot delta into
-//! one running total about once per agent-second, and [`Tee`] adds the same
-//! delta into this module's copy ([`Metrics`]) under a lock. A scrape encodes
-//! that state at that moment through the `prometheus-client` crate (a custom
+//! Nothing here is on the agents' hot path, nor even per snapshot on the
+//! controller: the merge loop adds every agent's snapshot delta into one
+//! running total about once per agent-second, and the metrics read that very
+//! total ([`Observer::running_total`]), under its lock, at each scrape; [`Tee`]
+//! only notes agents' states and in-flight levels. A scrape encodes the
+//! figures at that moment through the `prometheus-client` crate (a custom
 //! [`Collector`]), so the counters are the merged exact totals, monotonic,
 //! and at the end of a run they add up to the report's.
 //!
 //! Latency histograms are derived from the merged HdrHistograms at scrape
-//! time, over the fixed bucket bounds of [`BUCKETS_SECONDS`]. A finished
+//! time, over the fixed bucket bounds of [`BUCKETS_SECONDS`]: one walk of
+//! the merged histogram's recorded values per scrape, whatever the number
+//! of agents. A finished
 //! run's figures stay until the next run starts, so the last scrape of a run
 //! is never lost.
 //!
@@ -34,7 +37,7 @@ use prometheus_client::registry::{Registry, Unit};
 use volley_stats::Totals;
 
 use crate::config::RunConfig;
-use crate::outcome::{AgentOutcome, AgentState, Observer};
+use crate::outcome::{AgentOutcome, AgentState, Observer, SharedTotals, lock_totals};
 
 /// Upper bounds of the latency histogram buckets, in seconds (`+Inf`
 /// follows). Chosen for latency work: about three per decade from 100 µs
@@ -101,7 +104,8 @@ struct RunFigures {
     started: Option<Instant>,
     active: bool,
     agents: Vec<Agent>,
-    total: Totals,
+    /// The merge's running total (empty until the run starts).
+    total: SharedTotals,
 }
 
 impl RunFigures {
@@ -162,7 +166,7 @@ impl Metrics {
             started: None,
             active: true,
             agents: Vec::new(),
-            total: Totals::default(),
+            total: SharedTotals::default(),
         });
         RunMetrics { metrics: self.clone(), key }
     }
@@ -257,8 +261,13 @@ impl Observer for Tee<'_> {
         self.inner.started(agents);
     }
 
+    fn running_total(&mut self, total: &SharedTotals) {
+        self.update(|r| r.total = total.clone());
+        self.inner.running_total(total);
+    }
+
     fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
-        self.update(|r| r.total.add(delta));
+        // The figures read the merge's own total: nothing to add here.
         self.inner.delta(agent, delta, elapsed);
     }
 
@@ -356,8 +365,7 @@ fn class(status: u16) -> String {
 
 /// Requests by (outcome, status_class, error_class): exact, and adding up
 /// to the run's requests.
-fn outcomes(r: &RunFigures) -> BTreeMap<(&'static str, String, String), u64> {
-    let t = &r.total;
+fn outcomes(r: &RunFigures, t: &Totals) -> BTreeMap<(&'static str, String, String), u64> {
     let mut out: BTreeMap<(&'static str, String, String), u64> = BTreeMap::new();
     let none = || "none".to_owned();
     let errors: u64 = t.errors.values().sum();
@@ -389,6 +397,8 @@ impl Collector for Figures {
         // Runs whose id is not known yet have not started: nothing to show.
         let runs: Vec<(&RunFigures, Labels)> =
             runs.runs.iter().filter_map(|r| r.id.as_ref().map(|id| (r, vec![("run_id", id.clone())]))).collect();
+        // Held while encoding: the merge loop waits for one scrape at most.
+        let totals: Vec<_> = runs.iter().map(|(r, _)| lock_totals(&r.total)).collect();
 
         let mut m = encoder.encode_descriptor(
             "volley_requests",
@@ -396,8 +406,8 @@ impl Collector for Figures {
             None,
             MetricType::Counter,
         )?;
-        for (r, l) in &runs {
-            for ((outcome, status, error), n) in outcomes(r) {
+        for ((r, l), t) in runs.iter().zip(&totals) {
+            for ((outcome, status, error), n) in outcomes(r, t) {
                 counter(
                     &mut m,
                     &with(l, &[("outcome", outcome), ("status_class", &status), ("error_class", &error)]),
@@ -414,8 +424,7 @@ impl Collector for Figures {
             Some(&unit),
             MetricType::Histogram,
         )?;
-        for (r, l) in &runs {
-            let t = &r.total;
+        for ((r, l), t) in runs.iter().zip(&totals) {
             let exact = Some(t.latency_sum_ns as f64 / 1e9);
             histogram(&mut m, &with(l, &[("latency", "corrected")]), &t.histogram, exact)?;
             if r.open_model {
@@ -432,8 +441,8 @@ impl Collector for Figures {
             ("volley_missed", "Open model: requests due before the end that were never sent.", |t| t.missed),
         ] {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (r, l) in &runs {
-                counter(&mut m, l, get(&r.total))?;
+            for ((_, l), t) in runs.iter().zip(&totals) {
+                counter(&mut m, l, get(t))?;
             }
         }
 
@@ -482,7 +491,7 @@ impl Collector for Figures {
 
         // Scenario runs: by request name, bounded.
         let named: Vec<(&Labels, Vec<NameRow>)> =
-            runs.iter().filter(|(r, _)| !r.total.names.is_empty()).map(|(r, l)| (l, names(&r.total))).collect();
+            (runs.iter().zip(&totals)).filter(|(_, t)| !t.names.is_empty()).map(|((_, l), t)| (l, names(t))).collect();
         if named.is_empty() {
             return Ok(());
         }
@@ -602,6 +611,13 @@ mod tests {
         a
     }
 
+    /// What the merge loop does with agent 0's `delta`: adds it into the
+    /// running total and tells the observer.
+    fn merged(tee: &mut Tee<'_>, total: &SharedTotals, delta: Totals) {
+        lock_totals(total).add(&delta);
+        tee.delta(0, &delta, Duration::from_secs(1));
+    }
+
     /// The value of the sample `line` starts with.
     fn value(text: &str, line: &str) -> f64 {
         let l = text.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{text}"));
@@ -615,6 +631,8 @@ mod tests {
         let run = metrics.watch(&cfg(), None);
         let mut tee = Tee::new(&mut inner, Some(run));
         tee.run_id("run-1");
+        let total = SharedTotals::default();
+        tee.running_total(&total);
         tee.started(&[agent("a:1"), agent("b:2")]);
         let mut rec = Recorder::new();
         for i in 0..90u64 {
@@ -625,7 +643,7 @@ mod tests {
         }
         tee.in_flight(0, 3);
         tee.in_flight(1, 4);
-        tee.delta(0, &rec.take(), Duration::from_secs(1));
+        merged(&mut tee, &total, rec.take());
         let text = text(&metrics);
         let l = r#"run_id="run-1""#;
         assert_eq!(value(&text, &format!(r#"volley_in_flight{{{l}}}"#)), 7.0);
@@ -677,11 +695,13 @@ mod tests {
         let metrics = Metrics::new();
         let mut inner = crate::outcome::NoObserver;
         let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
+        let total = SharedTotals::default();
+        tee.running_total(&total);
         tee.started(&[agent("a:1")]);
         let mut rec = Recorder::with_names([("home", "GET")]);
         rec.response(200, true, Duration::from_micros(300), 10, 20);
         rec.named(0, true, Some(Duration::from_micros(300)));
-        tee.delta(0, &rec.take(), Duration::from_secs(1));
+        merged(&mut tee, &total, rec.take());
         let text = text(&metrics);
         let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/prometheus.md")).unwrap();
         let documented: Vec<&str> = page

@@ -104,6 +104,16 @@ pub struct Outcome {
     pub failed: Option<String>,
 }
 
+/// A running total shared between the merge loop, which adds into it, and
+/// readers such as the `/metrics` endpoint.
+pub type SharedTotals = std::sync::Arc<std::sync::Mutex<Totals>>;
+
+/// Locks a [`SharedTotals`]; a panic while it was held leaves figures that
+/// are still worth reading.
+pub fn lock_totals(t: &SharedTotals) -> std::sync::MutexGuard<'_, Totals> {
+    t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Sees a run as it goes: for live progress, time series and the HTTP API.
 ///
 /// Called from the merge loop, so implementations must be quick (no I/O that
@@ -114,6 +124,10 @@ pub trait Observer: Send {
     fn run_id(&mut self, _id: &str) {}
     /// The run is about to start; `agents` are the parts as planned.
     fn started(&mut self, _agents: &[AgentOutcome]) {}
+    /// The merge's running total of the whole run, which it updates (under
+    /// the lock) as deltas arrive: an observer that needs the merged total
+    /// reads it there instead of adding every delta up a second time.
+    fn running_total(&mut self, _total: &SharedTotals) {}
     /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
     /// the common start.
     fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}

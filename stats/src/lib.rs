@@ -34,11 +34,28 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Significant decimal digits the histograms keep.
 pub const SIGNIFICANT_DIGITS: u8 = 3;
 
-/// A new, empty latency histogram in microseconds with the project's bounds.
+/// A new, empty latency histogram in microseconds with the project's
+/// precision. It starts small (16 KiB) and grows to hold the largest value
+/// recorded into or added to it: a histogram spanning the whole range up to
+/// [`MAX_LATENCY_US`] at three digits holds 23,552 counters (184 KiB), and
+/// the controller keeps a few per agent and decodes, adds and frees a couple
+/// per agent-second. Recorders clamp latencies to [`MAX_LATENCY_US`], so
+/// none grows past that.
 pub fn new_histogram() -> Histogram<u64> {
-    // Cannot fail: the bounds are constants that satisfy the crate's rules
-    // (low >= 1, high >= 2 * low, sigfig <= 5).
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS).expect("constant histogram bounds are valid")
+    // Cannot fail: the precision is a constant the crate accepts (<= 5).
+    Histogram::new(SIGNIFICANT_DIGITS).expect("constant histogram precision is valid")
+}
+
+/// Records `n` samples of `us` microseconds (clamped to 1..=[`MAX_LATENCY_US`])
+/// into a histogram of [`new_histogram`], growing it when needed.
+#[inline]
+pub fn record_us(h: &mut Histogram<u64>, us: u64, n: u64) {
+    let us = us.clamp(1, MAX_LATENCY_US);
+    // Growing to hold at most an hour cannot fail; were it to, the sample
+    // would still count, at the histogram's largest value.
+    if h.record_n(us, n).is_err() {
+        h.saturating_record_n(us, n);
+    }
 }
 
 /// Why a request failed without an HTTP response.
@@ -333,7 +350,7 @@ impl Recorder {
         t.bytes_received += received;
         let ns = latency.as_nanos().min(u64::MAX as u128) as u64;
         t.latency_sum_ns += ns;
-        t.histogram.saturating_record((ns / 1000).max(1));
+        record_us(&mut t.histogram, ns / 1000, 1);
         // Statuses come from a three-digit parse, so they are below 1000.
         if let Some(slot) = self.status.get_mut(status as usize) {
             *slot += 1;
@@ -346,7 +363,7 @@ impl Recorder {
     #[inline]
     pub fn scheduled(&mut self, uncorrected: Duration, lag: Duration) {
         let t = &mut self.totals_without_status;
-        t.uncorrected.saturating_record((uncorrected.as_micros() as u64).max(1));
+        record_us(&mut t.uncorrected, uncorrected.as_micros().min(u128::from(u64::MAX)) as u64, 1);
         t.max_lag_us = t.max_lag_us.max(lag.as_micros() as u64);
     }
 
@@ -394,6 +411,16 @@ impl Recorder {
     /// Everything recorded since the previous call, leaving the recorder empty.
     pub fn take(&mut self) -> Totals {
         let mut out = std::mem::take(&mut self.totals_without_status);
+        // The recorder keeps histograms as large as the latencies seen so
+        // far (emptied), so recording does not resize them again every
+        // second; the delta gets copies sized the same.
+        let t = &mut self.totals_without_status;
+        for (kept, taken) in [(&mut t.histogram, &out.histogram), (&mut t.uncorrected, &out.uncorrected)] {
+            if taken.distinct_values() > kept.distinct_values() {
+                *kept = taken.clone();
+                kept.reset();
+            }
+        }
         for (code, n) in self.status.iter_mut().enumerate() {
             if *n > 0 {
                 out.status_codes.insert(code as u16, std::mem::take(n));
@@ -503,9 +530,11 @@ impl Totals {
         self.bytes_received += other.bytes_received;
         self.latency_sum_ns += other.latency_sum_ns;
         self.connects += other.connects;
-        // All histograms share the project's bounds, so `add` cannot fail.
-        self.histogram.add(&other.histogram).expect("histograms with equal bounds add");
-        self.uncorrected.add(&other.uncorrected).expect("histograms with equal bounds add");
+        // Ours grow to hold what is added (up to an hour), so `add` cannot
+        // fail; it costs a walk of `other`'s counters, which end at its own
+        // largest value.
+        self.histogram.add(&other.histogram).expect("growing histograms add");
+        self.uncorrected.add(&other.uncorrected).expect("growing histograms add");
         self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
         names::add_names(&mut self.names, &other.names);
         for ((name, message), n) in &other.failure_messages {
@@ -679,13 +708,20 @@ fn serialize(h: &Histogram<u64>) -> Vec<u8> {
 }
 
 fn deserialize(bytes: &[u8]) -> Result<Histogram<u64>, DecodeError> {
-    let decoded: Histogram<u64> =
+    let mut decoded: Histogram<u64> =
         Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| DecodeError::Histogram(format!("{e:?}")))?;
-    // Re-home the samples into a histogram with our bounds so later additions
-    // cannot fail whatever bounds the sender used.
+    // An agent's histogram has our layout and only the range it needed (the
+    // decoder sizes it from the sender's bounds): it is used as it is, and
+    // made to grow like ours when more is added to it.
+    if decoded.low() == 1 && decoded.sigfig() == SIGNIFICANT_DIGITS && decoded.max() <= MAX_LATENCY_US {
+        decoded.auto(true);
+        return Ok(decoded);
+    }
+    // Other bounds: re-home the samples into a histogram of ours, so later
+    // additions cannot fail, clamping them to our range.
     let mut h = new_histogram();
     for v in decoded.iter_recorded() {
-        h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        record_us(&mut h, v.value_iterated_to(), v.count_at_value());
     }
     Ok(h)
 }
@@ -765,6 +801,30 @@ mod tests {
         assert_eq!(back.bytes_sent, 150);
         assert_eq!(back.connects, 1);
         assert_eq!(back.histogram, t.histogram);
+    }
+
+    #[test]
+    fn histograms_grow_only_as_far_as_their_values_and_clamp_at_an_hour() {
+        let fast = recorded(&[150, 900, 2_000], 200);
+        // Up to 2 ms: three buckets of 1,024 counters, not the 23,552 an hour needs.
+        assert!(fast.histogram.distinct_values() <= 4096, "{}", fast.histogram.distinct_values());
+        let back = Totals::from_snapshot(&fast.to_snapshot(Duration::ZERO)).unwrap();
+        assert_eq!(back.histogram, fast.histogram);
+        assert!(back.histogram.distinct_values() <= 4096);
+        // A slow delta added to it grows it; the sum is exact.
+        let mut sum = back;
+        let slow = recorded(&[7_200_000_000, 50_000], 200);
+        assert_eq!(slow.histogram.max(), sum.histogram.highest_equivalent(MAX_LATENCY_US), "clamped at an hour");
+        sum.add(&Totals::from_snapshot(&slow.to_snapshot(Duration::ZERO)).unwrap());
+        assert_eq!(sum.histogram.len(), 5);
+        assert_eq!(sum.latency_at(1.0), slow.latency_at(1.0));
+        assert_eq!(sum.latency_at(0.0), fast.latency_at(0.0));
+        // A recorder keeps its grown size across takes, and hands out empty deltas when idle.
+        let mut r = Recorder::new();
+        r.response(200, true, Duration::from_millis(100), 1, 1);
+        let first = r.take();
+        assert_eq!(first.histogram.len(), 1);
+        assert!(r.take().histogram.is_empty());
     }
 
     #[test]

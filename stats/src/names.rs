@@ -59,7 +59,7 @@ impl NameTotals {
         if let Some(l) = latency {
             let ns = l.as_nanos().min(u64::MAX as u128) as u64;
             self.latency_sum_ns += ns;
-            self.histogram.saturating_record((ns / 1000).max(1));
+            crate::record_us(&mut self.histogram, ns / 1000, 1);
         }
     }
 
@@ -68,8 +68,8 @@ impl NameTotals {
         self.requests += other.requests;
         self.failures += other.failures;
         self.latency_sum_ns += other.latency_sum_ns;
-        // Same bounds everywhere, so this cannot fail.
-        self.histogram.add(&other.histogram).expect("histograms with equal bounds add");
+        // Ours grow to hold what is added, so this cannot fail.
+        self.histogram.add(&other.histogram).expect("growing histograms add");
     }
 
     /// Hands out what was recorded and starts again from zero.

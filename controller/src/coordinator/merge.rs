@@ -13,7 +13,7 @@ use super::RENEW_EVERY;
 use super::connect::Client;
 use super::connect::status_line;
 use super::ledger::{Ledger, Renewal, Renewals};
-use crate::outcome::{AgentOutcome, AgentState, Observer, Outcome};
+use crate::outcome::{AgentOutcome, AgentState, Observer, Outcome, SharedTotals, lock_totals};
 
 /// Why the bound of what lost agents sent unseen is unknown.
 const UNKNOWN_BOUND: &str = "a lost agent of a closed-model duration run may have gone on sending at the target's pace \
@@ -59,7 +59,8 @@ pub struct Merge<'a> {
     observer: &'a mut dyn Observer,
     /// Events with the agent's index and the instant they arrived.
     events: mpsc::UnboundedReceiver<(usize, Instant, Event)>,
-    total: Totals,
+    /// The run's merged total, shared with observers that read it live.
+    total: SharedTotals,
     cancelled: bool,
     /// Count mode: requests no agent was left to send.
     unassigned: u64,
@@ -93,19 +94,11 @@ impl<'a> Merge<'a> {
             tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx, timeout));
             tokio::spawn(forward(i, stream, tx.clone()));
         }
+        let total = SharedTotals::default();
         observer.run_id(&run_id);
+        observer.running_total(&total);
         observer.started(&ledger.slots().iter().map(|s| s.outcome.clone()).collect::<Vec<_>>());
-        Merge {
-            run_id,
-            ledger,
-            links,
-            observer,
-            events,
-            total: Totals::default(),
-            cancelled: false,
-            unassigned: 0,
-            failed: None,
-        }
+        Merge { run_id, ledger, links, observer, events, total, cancelled: false, unassigned: 0, failed: None }
     }
 
     /// Merges until every stream has ended; when `cancel` completes first,
@@ -134,14 +127,14 @@ impl<'a> Merge<'a> {
         match ev {
             Event::Started { threads, skew_us } => self.ledger.began(i, threads, skew_us),
             Event::Delta { totals, elapsed, taken, in_flight } => {
-                self.total.add(&totals);
+                lock_totals(&self.total).add(&totals);
                 self.observer.in_flight(i, in_flight);
                 let renewals = self.ledger.reported(i, &totals, elapsed, taken, self.cancelled);
                 self.observer.delta(i, &totals, elapsed);
                 self.send(renewals);
             }
             Event::Finished { totals, elapsed } => {
-                self.total.add(&totals);
+                lock_totals(&self.total).add(&totals);
                 let (state, renewals, unassigned) = self.ledger.finished(i, &totals, elapsed, self.cancelled);
                 self.links[i].renew = None;
                 self.observer.delta(i, &totals, elapsed);
@@ -235,9 +228,14 @@ impl<'a> Merge<'a> {
     /// The merged outcome, with `unreachable` agents listed after the others.
     pub fn finish(self, unreachable: Vec<AgentOutcome>) -> Outcome {
         let mut agents = self.ledger.into_outcomes();
+        // Observers may still hold the total (the metrics show a finished
+        // run's figures until the next): then the outcome gets a copy.
+        let total = std::sync::Arc::try_unwrap(self.total)
+            .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .unwrap_or_else(|shared| lock_totals(&shared).clone());
         // The real span, from the first request sent to the last completed;
         // the agents' last report only when no request completed.
-        let duration = self.total.span().unwrap_or_else(|| agents.iter().map(|o| o.elapsed).max().unwrap_or_default());
+        let duration = total.span().unwrap_or_else(|| agents.iter().map(|o| o.elapsed).max().unwrap_or_default());
         let lost = || agents.iter().filter(|o| o.state == AgentState::Lost);
         // One lost agent without a bound makes the whole bound unknown.
         let unknown = lost().any(|o| o.unaccounted_max.is_none());
@@ -247,7 +245,7 @@ impl<'a> Merge<'a> {
         agents.extend(unreachable);
         Outcome {
             agents,
-            total: self.total,
+            total,
             duration,
             cancelled: self.cancelled,
             unaccounted_max,
