@@ -74,13 +74,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod compile;
+pub mod feeder;
 pub mod file;
 pub mod template;
 pub mod think;
 pub mod users;
 
 pub use check::{Assertions, Capture};
-pub use compile::{Compiled, CompiledBody, CompiledStep, CompiledUser};
+pub use compile::{Compiled, CompiledBody, CompiledStep, CompiledUser, Feed};
+pub use feeder::Feeder;
 pub use template::{Escape, Slots, Template, Vars};
 pub use think::Think;
 pub use users::interleave;
@@ -183,7 +185,7 @@ impl UserType {
 }
 
 /// A checked scenario, resolved (bodies inlined): what the controller ships.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// `http(s)://host[:port]` (and an optional path prefix).
     pub base_url: Option<String>,
@@ -191,6 +193,12 @@ pub struct Scenario {
     pub vars: Vec<(String, String)>,
     /// The user types.
     pub users: Vec<UserType>,
+    /// Test data (their tables travel beside the scenario, not in its JSON).
+    #[serde(default)]
+    pub feeders: Vec<Feeder>,
+    /// `http2 = true`: speak HTTP/2 only, as `--http2` does.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 impl Scenario {
