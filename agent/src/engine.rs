@@ -95,6 +95,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Asks every worker to stop starting new requests.
+    pub(crate) fn stop_run(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Connections waiting for a grant, and users thinking, must see the stop too.
+        self.quota.more.notify_waiters();
+        self.halt.notify_waiters();
+    }
+
     /// Whether the run was asked to stop.
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -236,10 +244,7 @@ pub struct Stopper(Arc<Shared>);
 impl Stopper {
     /// Asks every worker to stop starting new requests.
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
-        // Connections waiting for a grant, and users thinking, must see the stop too.
-        self.0.quota.more.notify_waiters();
-        self.0.halt.notify_waiters();
+        self.0.stop_run();
     }
 }
 

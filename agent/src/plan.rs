@@ -211,8 +211,10 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
             ));
         }
     };
+    let feeders = crate::scenario::feeders_of(&scenario, &p.feeders).map_err(|e| invalid("feeders", e))?;
     let plan = crate::scenario::ScenarioPlan {
         compiled,
+        feeders,
         users: p.users.clone(),
         spawn_rate,
         ca_pem: p.target_ca_pem.clone(),

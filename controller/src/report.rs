@@ -216,6 +216,25 @@ pub struct ScenarioInfo {
     pub spawn_rate: Option<f64>,
     /// Users per user type.
     pub user_types: Vec<UserTypeRow>,
+    /// Its feeders and the rows taken from each.
+    pub feeders: Vec<FeederRow>,
+}
+
+/// One feeder of a scenario run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeederRow {
+    /// Its name.
+    pub name: String,
+    /// `unique`, `cycle` or `random`.
+    pub mode: volley_scenario::feeder::Mode,
+    /// `user` or `iteration`: when a row is taken.
+    pub per: volley_scenario::feeder::Per,
+    /// Rows in its file.
+    pub rows: u64,
+    /// Rows taken, summed over the agents (a unique feeder's are distinct rows).
+    pub used: u64,
+    /// Users that found a unique feeder out of rows (with `end_run`: agents' runs ended).
+    pub exhausted: u64,
 }
 
 /// One user type's users.
@@ -471,6 +490,20 @@ impl Report {
                 .iter()
                 .zip(&sc.per_type)
                 .map(|(u, &n)| UserTypeRow { name: u.name.clone(), users: n })
+                .collect(),
+            feeders: sc
+                .scenario
+                .feeders
+                .iter()
+                .enumerate()
+                .map(|(i, f)| FeederRow {
+                    name: f.name.clone(),
+                    mode: f.mode,
+                    per: f.per,
+                    rows: f.rows,
+                    used: outcome.total.feeder_rows.get(i).copied().unwrap_or(0),
+                    exhausted: outcome.total.feeder_exhausted.get(i).copied().unwrap_or(0),
+                })
                 .collect(),
         });
         if cfg.scenario.is_some() {
@@ -755,6 +788,23 @@ impl Report {
                     sc.users,
                     types.join(", ")
                 );
+                for f in &sc.feeders {
+                    let mode = serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    let per = serde_json::to_value(f.per).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    let _ = write!(
+                        s,
+                        "Feeder {}: {} of {} rows taken ({}, a row per {})",
+                        f.name,
+                        f.used,
+                        f.rows,
+                        mode.unwrap_or_default(),
+                        per.unwrap_or_default()
+                    );
+                    let _ = match f.exhausted {
+                        0 => writeln!(s),
+                        n => writeln!(s, "; ran out for {n} users"),
+                    };
+                }
             }
             None => {
                 let _ = writeln!(s, "Volley load test: {} {}", self.method.as_deref().unwrap_or("GET"), self.url);

@@ -389,6 +389,8 @@ impl RunRequest {
                 Some(addrs)
             }
         };
+        // `http2 = true` in the scenario file turns it on as the flag does.
+        let http2 = self.http2 || scenario.as_ref().is_some_and(|sc| sc.scenario.http2);
         Ok(RunConfig {
             agents,
             url,
@@ -419,7 +421,7 @@ impl RunRequest {
             scenario,
             target_ca_pem,
             target_insecure: self.target_insecure,
-            http2: self.http2,
+            http2,
             streams,
             source_addrs,
         })
