@@ -793,12 +793,12 @@ impl Report {
                     let per = serde_json::to_value(f.per).ok().and_then(|v| v.as_str().map(str::to_owned));
                     let _ = write!(
                         s,
-                        "Feeder {}: {} of {} rows taken ({}, a row per {})",
+                        "Feeder {} ({}, a row per {}, {} rows): {} taken",
                         f.name,
-                        f.used,
-                        f.rows,
                         mode.unwrap_or_default(),
-                        per.unwrap_or_default()
+                        per.unwrap_or_default(),
+                        f.rows,
+                        f.used
                     );
                     let _ = match f.exhausted {
                         0 => writeln!(s),

@@ -45,6 +45,8 @@
 //! | body | at most one of `body = "text"`, `json = <any TOML value>` (content type `application/json` unless a header gives one), `form = { k = "v" }` (url-encoded, with its content type), `body_file = "path"` (relative to the scenario file; read when the file is loaded and shipped inline, so agents need no copy) |
 //! | `assert` | `status = [200, 201]` (default: any 2xx), `body_contains = "text"`, `json = { "/pointer" = value }` (RFC 6901 pointers), `latency_below = "500ms"`; the first that fails fails the request, counted under its message |
 //! | `capture` | `{ var = { json = "/pointer" } }`, `{ var = { cookie = "name" } }` or `{ var = { header = "name" } }` |
+//! | `http2` | `true`: speak HTTP/2 only, as `--http2` does |
+//! | `[[feeder]]` | test data: `name`, `file` (CSV with a header row, or JSON lines), `mode` (`cycle`, `random`, `unique`), `per` (`user`, `iteration`), `on_exhausted` (`stop_user`, `end_run`); its columns are `${name.column}` (see [`feeder`]) |
 //!
 //! `${name}` may appear in the path, query values, header values and body
 //! text (inside `json` strings and `form` values too); `$${` writes a literal
@@ -65,6 +67,7 @@
 //! - [`compile`]: every check that makes a request able to succeed, and the
 //!   [`Compiled`] form virtual users run (templates parsed, variables in slots).
 //! - [`template`]: `${name}` templates and the per-user [`Vars`].
+//! - [`feeder`]: feeder files read into tables, and how rows are handed out.
 //! - [`check`]: assertions and captures.
 //! - [`think`]: think times.
 //! - [`users`]: how many users of each type, and in which order they start.
