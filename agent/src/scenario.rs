@@ -50,6 +50,8 @@ pub struct ScenarioPlan {
     pub insecure: bool,
     /// `--http2`: speak HTTP/2 only (prior knowledge for http://, ALPN h2 for https://).
     pub http2: bool,
+    /// Stages: user `i` of the agent's `U` is active while the level · U > i.
+    pub staged: bool,
 }
 
 /// One feeder's rows on this agent.
@@ -308,41 +310,56 @@ impl Users {
             let delay = self.spawn_rate.map_or(Duration::ZERO, |r| {
                 Duration::try_from_secs_f64(k as f64 / r).map_or(crate::engine::FAR, |d| d.min(crate::engine::FAR))
             });
-            self.spawn(w, tasks, k, delay);
+            self.spawn(w, tasks, k, k, delay);
         }
     }
 
-    /// Starts `n` users of a lost agent, now: the same mix.
-    pub(crate) fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
-        for _ in 0..n {
+    /// Starts users `ranks` of the agent (a lost agent's, now its own): the same mix.
+    pub(crate) fn take_over(
+        &mut self,
+        w: &Rc<Worker>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        ranks: std::ops::Range<usize>,
+    ) {
+        for rank in ranks {
             let k = self.index + self.taken_over * self.threads;
             self.taken_over += 1;
             let delay = w.shared().start.elapsed();
-            self.spawn(w, tasks, k, delay);
+            self.spawn(w, tasks, k, rank, delay);
         }
     }
 
-    /// Starts user `k` of the start order, `delay` after the run's start.
-    fn spawn(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, k: usize, delay: Duration) {
+    /// Starts user `k` of the start order as the agent's user `rank` (its
+    /// place under stages), `delay` after the run's start.
+    fn spawn(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, k: usize, rank: usize, delay: Duration) {
         if self.order.is_empty() {
             return;
         }
         let seed = (self.index as u64) << 40 ^ self.spawned ^ w.shared().start.elapsed().subsec_nanos() as u64;
         self.spawned += 1;
         let user = self.order[k % self.order.len()];
-        tasks.spawn_local(virtual_user(w.clone(), self.client.clone(), self.cursors.clone(), user, seed, delay));
+        let who = Who { user, rank, seed };
+        tasks.spawn_local(virtual_user(w.clone(), self.client.clone(), self.cursors.clone(), who, delay));
     }
 }
 
-/// Runs one virtual user of type `user`, starting `delay` after the run's start.
+/// Which virtual user: its type, its rank among the agent's users (stages
+/// gate by it), and the seed of its random choices.
+struct Who {
+    user: usize,
+    rank: usize,
+    seed: u64,
+}
+
+/// Runs one virtual user, starting `delay` after the run's start.
 async fn virtual_user(
     w: Rc<Worker>,
     client: reqwest::Client,
     cursors: Rc<RefCell<Cursors>>,
-    user: usize,
-    seed: u64,
+    who: Who,
     delay: Duration,
 ) {
+    let Who { user, rank, seed } = who;
     let s = w.shared().clone();
     let Some(plan) = s.plan.scenario.clone() else { return };
     if !delay.is_zero() {
@@ -350,6 +367,10 @@ async fn virtual_user(
         if !sleep_unless_over(&w, until).await {
             return;
         }
+    }
+    // With stages, a user starts when they first make it active.
+    if !crate::engine::gate_user(&s, rank).await {
+        return;
     }
     let u = &plan.compiled.users[user];
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -382,6 +403,11 @@ async fn virtual_user(
         }
     }
     loop {
+        // With stages, an inactive user pauses here (keeping its session)
+        // until they make it active again.
+        if !crate::engine::gate_user(&s, rank).await {
+            return;
+        }
         if !feed(&w, &plan, &cursors, u, Per::Iteration, &mut me.vars) {
             return;
         }

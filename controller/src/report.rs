@@ -474,7 +474,11 @@ impl Report {
         let mut report = Report::of_outcome(&cfg.url, &cfg.method, cfg.connections, cfg.rate, of_run, outcome);
         report.ramp_up_s = cfg.ramp_up.as_secs_f64();
         report.stages = cfg.stages.as_ref().map(|st| StagesReport {
-            unit: if st.rates { "requests_per_second" } else { "connections" },
+            unit: match (st.rates, cfg.scenario.is_some()) {
+                (true, _) => "requests_per_second",
+                (false, true) => "users",
+                (false, false) => "connections",
+            },
             stages: st
                 .targets
                 .iter()
@@ -543,7 +547,8 @@ impl Report {
         report.series = series;
         // Each second's target: the profile's mean over it, times the peak.
         let peak = cfg.rate.or((cfg.stages.is_some() || !cfg.ramp_up.is_zero()).then_some(f64::from(cfg.connections)));
-        if let Some(peak) = peak.filter(|_| cfg.scenario.is_none()) {
+        // Scenario runs have one only with stages (their users are the target).
+        if let Some(peak) = peak.filter(|_| cfg.scenario.is_none() || cfg.stages.is_some()) {
             for row in &mut report.series {
                 let s = row.second as f64;
                 let target = peak * (shape.integral(s + 1.0) - shape.integral(s));

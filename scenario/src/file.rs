@@ -22,7 +22,16 @@ struct FileScenario {
     #[serde(default)]
     feeder: Vec<Spanned<FileFeeder>>,
     #[serde(default)]
+    stage: Vec<Spanned<FileStage>>,
+    #[serde(default)]
     user: Vec<Spanned<FileUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStage {
+    duration: Spanned<String>,
+    target: Spanned<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +216,27 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
         spans.feeders.push((ff.span(), fields));
         feeders.push(f);
     }
+    let mut stages = Vec::new();
+    for (i, st) in file.stage.iter().enumerate() {
+        let st = st.get_ref();
+        let duration = crate::think::parse_millis(st.duration.get_ref())
+            .map_err(|m| r.err(st.duration.span(), format!("stage[{i}].duration"), m))?;
+        let users = match st.target.get_ref() {
+            toml::Value::Integer(n) if *n >= 0 => *n as u64,
+            toml::Value::String(t) if t.trim().ends_with("/s") => {
+                let why = "a scenario's stages are numbers of active users; its users pace themselves with think times";
+                return Err(r.err(st.target.span(), format!("stage[{i}].target"), why));
+            }
+            other => {
+                let why = format!(
+                    "{} is not a number of users (0 or more)",
+                    to_json(other).map_or_else(|e| e, |v| v.to_string())
+                );
+                return Err(r.err(st.target.span(), format!("stage[{i}].target"), why));
+            }
+        };
+        stages.push(crate::Stage { duration_ms: duration.as_millis() as u64, users });
+    }
     let mut users = Vec::new();
     for (u, fu) in file.user.iter().enumerate() {
         let fu_ref = fu.get_ref();
@@ -263,6 +293,7 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
         users,
         feeders,
         http2: file.http2.unwrap_or(false),
+        stages,
     };
     // The one set of checks, with positions looked up for whatever it refuses.
     // A file without a base URL gets one from `--url`; everything else is

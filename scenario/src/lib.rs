@@ -46,6 +46,7 @@
 //! | `assert` | `status = [200, 201]` (default: any 2xx), `body_contains = "text"`, `json = { "/pointer" = value }` (RFC 6901 pointers), `latency_below = "500ms"`; the first that fails fails the request, counted under its message |
 //! | `capture` | `{ var = { json = "/pointer" } }`, `{ var = { cookie = "name" } }` or `{ var = { header = "name" } }` |
 //! | `http2` | `true`: speak HTTP/2 only, as `--http2` does |
+//! | `[[stage]]` | `duration = "30s"`, `target = 50`: the active virtual users move linearly to the target over the duration (as `--stage 30s:50`, which replaces the file's stages) |
 //! | `[[feeder]]` | test data: `name`, `file` (CSV with a header row, or JSON lines), `mode` (`cycle`, `random`, `unique`), `per` (`user`, `iteration`), `on_exhausted` (`stop_user`, `end_run`); its columns are `${name.column}` (see [`feeder`]) |
 //!
 //! `${name}` may appear in the path, query values, header values and body
@@ -202,6 +203,19 @@ pub struct Scenario {
     /// `http2 = true`: speak HTTP/2 only, as `--http2` does.
     #[serde(default)]
     pub http2: bool,
+    /// `[[stage]]`s: the active virtual users over time, as `--stage
+    /// DURATION:USERS` gives them (the flags, when given, replace these).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+}
+
+/// One `[[stage]]`: the active users move linearly to `users` over `duration_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// How long the stage lasts (0: a step).
+    pub duration_ms: u64,
+    /// The active users at its end.
+    pub users: u64,
 }
 
 impl Scenario {

@@ -157,3 +157,28 @@ fn bad_feeders_say_where_and_what() {
     let e = volley_scenario::file::parse_untrusted(&feeder(""), "scenario").unwrap_err().to_string();
     assert!(e.starts_with("scenario:4:8: feeder[0].file: feeder files are not read here"), "{e}");
 }
+
+#[test]
+fn stages_in_the_file() {
+    let d = dir("stages", &[]);
+    let head = "[[user]]\nname = \"u\"\n[[user.request]]\npath = \"/\"\n";
+    let s = parse_in(
+        &d,
+        &format!("base_url = \"http://h\"\n[[stage]]\nduration = \"0s\"\ntarget = 2\n[[stage]]\nduration = \"1.5s\"\ntarget = 6\n{head}"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.stages,
+        [volley_scenario::Stage { duration_ms: 0, users: 2 }, volley_scenario::Stage { duration_ms: 1500, users: 6 }]
+    );
+    assert_eq!(Scenario::from_json(&s.to_json()).unwrap().stages, s.stages);
+    let e = parse_in(&d, &format!("base_url = \"http://h\"\n[[stage]]\nduration = \"1s\"\ntarget = \"5/s\"\n{head}"))
+        .unwrap_err();
+    assert!(e.starts_with("s.toml:4:10: stage[0].target: a scenario's stages are numbers of active users"), "{e}");
+    let e = parse_in(&d, &format!("base_url = \"http://h\"\n[[stage]]\nduration = \"1s\"\ntarget = -1\n{head}"))
+        .unwrap_err();
+    assert_eq!(e, "s.toml:4:10: stage[0].target: -1 is not a number of users (0 or more)");
+    let e = parse_in(&d, &format!("base_url = \"http://h\"\n[[stage]]\nduration = \"soon\"\ntarget = 1\n{head}"))
+        .unwrap_err();
+    assert!(e.starts_with("s.toml:3:12: stage[0].duration: "), "{e}");
+}
