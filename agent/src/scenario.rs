@@ -616,6 +616,41 @@ mod tests {
     }
 
     #[test]
+    fn feeder_rows_from_the_wire_are_checked_and_dealt_per_thread() {
+        let text = "base_url = \"http://h\"\n[[feeder]]\nname = \"f\"\nfile = \"f.csv\"\nmode = \"unique\"\n\
+                    [[user]]\nname = \"u\"\n[[user.request]]\npath = \"/${f.a}\"\n";
+        let dir = std::env::temp_dir().join(format!("volley-agent-feeder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.csv"), "a,b\n1,x\n2,y\n3,z\n").unwrap();
+        let s = volley_scenario::Scenario::parse(text, "s.toml", &dir).unwrap();
+        let wire =
+            |text: &str, lengths: Vec<u32>| volley_proto::FeederRows { text: text.into(), lengths, first_row: 0 };
+        // A unique feeder's slice: 2 of its 3 rows.
+        let rows = feeders_of(&s, &[wire("1x2y", vec![1, 1, 1, 1])]).unwrap();
+        assert_eq!((rows[0].rows, rows[0].table.cell(2)), (2, "2"));
+        // Two threads: thread 0 takes row 0, thread 1 row 1, then both are out.
+        let plan = ScenarioPlan {
+            compiled: s.compile().unwrap(),
+            feeders: rows,
+            users: vec![2],
+            spawn_rate: None,
+            ca_pem: Vec::new(),
+            insecure: false,
+            http2: false,
+            staged: false,
+        };
+        let (mut t0, mut t1) = (Cursors::new(&plan, (0, 2)), Cursors::new(&plan, (1, 2)));
+        let f = &plan.feeders[0];
+        assert_eq!((t0.take(f, 0), t1.take(f, 0), t0.take(f, 0), t1.take(f, 0)), (Some(0), Some(1), None, None));
+        // Refused: a table per feeder, whole rows, lengths within the text, no more rows than the file.
+        assert!(feeders_of(&s, &[]).unwrap_err().contains("0 tables for the scenario's 1 feeders"));
+        assert!(feeders_of(&s, &[wire("1x2", vec![1, 1, 1])]).unwrap_err().contains("not whole rows"));
+        assert!(feeders_of(&s, &[wire("1x", vec![1, 5])]).is_err());
+        let four = wire("1x2y3z4w", vec![1; 8]);
+        assert!(feeders_of(&s, &[four]).unwrap_err().contains("4 rows where the scenario says 3"));
+    }
+
+    #[test]
     fn hosts_of_base_urls() {
         assert_eq!(url_host("http://127.0.0.1:8080"), "127.0.0.1");
         assert_eq!(url_host("https://shop.example/api"), "shop.example");

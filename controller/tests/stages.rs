@@ -170,7 +170,9 @@ fn scenario_stages_set_the_active_users_across_two_agents() {
     assert_eq!(r["scenario"]["users"], 6, "the run's users are the stages' peak");
     assert_eq!(r["stages"]["unit"], "users");
     let rows = rows(&r);
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    // A fifth second only for a few requests of a late-started agent (its
+    // users' last iteration, cut at its own end).
+    assert!(rows.len() == 4 || (rows.len() == 5 && rows[4].0 <= 6), "{rows:?}");
     for (i, want) in [(0, 20.0), (1, 20.0), (2, 60.0), (3, 60.0)] {
         let (got, target) = rows[i];
         assert!((target * 10.0 - want).abs() < 1e-6, "second {i}: target {target} users; {rows:?}");
