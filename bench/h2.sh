@@ -7,7 +7,9 @@
 #   1. rate: Volley (embedded agent, --threads 1) / h2load (-t 1 -c 50 -m 10),
 #      counted by nginx's stub_status;
 #   2. CPU microseconds per request (user+sys of the generator process) of
-#      Volley and h2load, and their ratio.
+#      Volley and h2load, and their ratio;
+#   3. when oha is installed (`cargo install oha`): oha --http2 (-c C -p M)
+#      in the same rounds, and oha's CPU per request over Volley's (goal >= 2).
 #
 # Usage: bench/h2.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-m STREAMS]
 # Needs nginx (with http_v2), h2load (nghttp2-client), taskset, curl, GNU time;
@@ -80,13 +82,21 @@ measure() {
 }
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
-: >"$dir/ratios"; : >"$dir/cpu"
+: >"$dir/ratios"; : >"$dir/cpu"; : >"$dir/oha"
 for i in $(seq "$R"); do
   read -r hr hc < <(measure h2load -t 1 -c "$C" -m "$M" -D "$D" "$URL")
   read -r vr vc < <(measure "$BIN/controller" run --url "$URL" --http2 --streams "$M" -c "$C" -z "${D}s" --threads 1 --quiet)
   printf "  round %d: h2load %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$i" "$hr" "$hc" "$vr" "$vc"
   awk -v a="$vr" -v b="$hr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
   awk -v a="$vc" -v b="$hc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
+  if command -v oha >/dev/null; then
+    read -r or oc < <(measure oha --http2 -c "$C" -p "$M" -z "${D}s" --no-tui "$URL")
+    printf "           oha    %8s req/s %6s us/req\n" "$or" "$oc"
+    awk -v a="$oc" -v b="$vc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/oha"
+  fi
 done
 echo "figure h2-1 (c=$C, m=$M): rate volley/h2load, median of $R: $(median <"$dir/ratios")  (goal >= 1.00)"
 echo "figure h2-2 (c=$C, m=$M): cpu us/request volley/h2load, median of $R: $(median <"$dir/cpu")  (goal <= 1.00)"
+if [[ -s $dir/oha ]]; then
+  echo "figure h2-3 (c=$C, m=$M): cpu us/request oha/volley, median of $R: $(median <"$dir/oha")  (goal >= 2.00)"
+fi

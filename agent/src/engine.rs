@@ -95,6 +95,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Asks every worker to stop starting new requests.
+    pub(crate) fn stop_run(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Connections waiting for a grant, and users thinking, must see the stop too.
+        self.quota.more.notify_waiters();
+        self.halt.notify_waiters();
+    }
+
     /// Whether the run was asked to stop.
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -236,10 +244,7 @@ pub struct Stopper(Arc<Shared>);
 impl Stopper {
     /// Asks every worker to stop starting new requests.
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
-        // Connections waiting for a grant, and users thinking, must see the stop too.
-        self.0.quota.more.notify_waiters();
-        self.0.halt.notify_waiters();
+        self.0.stop_run();
     }
 }
 
@@ -440,7 +445,8 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
     let connections = plan.connections;
     let cut_off = deadline.map(|d| d + END_GRACE.min(plan.timeout));
     let quota = Quota::new(remaining, batch, plan.open_quota);
-    let gated = plan.profile.is_some() && plan.rate.is_none() && plan.scenario.is_none();
+    // Scenario users are gated by stages only (their ramp is the spawn rate).
+    let gated = plan.profile.is_some() && plan.rate.is_none() && plan.scenario.as_ref().is_none_or(|sc| sc.staged);
     let profile = plan.profile.clone().unwrap_or_else(Profile::flat);
     let shared = Arc::new(Shared {
         plan,
@@ -764,7 +770,7 @@ impl Load {
                     spawn_connection(w, tasks, rank);
                 }
             }
-            Load::Users(u) => u.take_over(w, tasks, ranks.len()),
+            Load::Users(u) => u.take_over(w, tasks, ranks),
         }
     }
 }
@@ -818,7 +824,7 @@ impl Client {
 /// Closed model with a profile: whether connection `rank` may send now,
 /// else (its connection closed) waits until the profile opens it again.
 /// `false` when it never will before the end, or the run stopped.
-async fn gate(s: &Shared, rank: usize, conn: &mut Client) -> bool {
+async fn gate(s: &Shared, rank: usize, mut conn: Option<&mut Client>) -> bool {
     loop {
         let now = Instant::now();
         let x = now.saturating_duration_since(s.start).as_secs_f64();
@@ -831,7 +837,9 @@ async fn gate(s: &Shared, rank: usize, conn: &mut Client) -> bool {
         // Closed while the profile keeps it closed: the target sees the
         // connections fall as well as rise (HTTP/2: the stream slot idles;
         // its connection stays for the group's other slots).
-        conn.drop_h1();
+        if let Some(conn) = conn.as_deref_mut() {
+            conn.drop_h1();
+        }
         let Some(next) = s.profile.next_above(x, theta) else { return false };
         // At least a millisecond, so that a level that only touches the
         // threshold cannot spin.
@@ -851,6 +859,13 @@ async fn gate(s: &Shared, rank: usize, conn: &mut Client) -> bool {
             return false;
         }
     }
+}
+
+/// Scenario runs with stages: whether virtual user `rank` of the agent may
+/// go on now, else waits until the stages make it active again; `true`
+/// at once without stages, `false` when it never will before the end.
+pub(crate) async fn gate_user(s: &Shared, rank: usize) -> bool {
+    !s.gated || gate(s, rank, None).await
 }
 
 /// The source address of the agent's connection `i`, if the plan names any.
@@ -876,7 +891,7 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
         let mut lag = None;
         // Open model: the next slot's due time; closed model: now.
         if s.gated {
-            if !gate(&s, rank, &mut conn).await {
+            if !gate(&s, rank, Some(&mut conn)).await {
                 break;
             }
             t0 = tokio::time::Instant::now();

@@ -162,8 +162,8 @@ fn profile(p: &RunPlan, ramp_up: Duration) -> Result<Option<volley_proto::profil
             format!("{} stages are more than {}", p.stages.len(), volley_proto::limits::MAX_STAGES),
         ));
     }
-    if !p.scenario.is_empty() || p.ramp_up_ms > 0 {
-        return Err(invalid("stages", "not with a scenario or a ramp-up"));
+    if p.ramp_up_ms > 0 {
+        return Err(invalid("stages", "not with a ramp-up"));
     }
     let mut total = Duration::ZERO;
     for s in &p.stages {
@@ -211,13 +211,16 @@ fn scenario_plan(p: &RunPlan) -> Result<Option<std::sync::Arc<crate::scenario::S
             ));
         }
     };
+    let feeders = crate::scenario::feeders_of(&scenario, &p.feeders).map_err(|e| invalid("feeders", e))?;
     let plan = crate::scenario::ScenarioPlan {
         compiled,
+        feeders,
         users: p.users.clone(),
         spawn_rate,
         ca_pem: p.target_ca_pem.clone(),
         insecure: p.target_insecure,
         http2: p.http2,
+        staged: !p.stages.is_empty(),
     };
     // Refused here, not on a worker thread: a CA that does not parse.
     plan.client(DEFAULT_TIMEOUT).map_err(|e| invalid("target_ca_pem", e))?;

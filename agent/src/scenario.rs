@@ -13,12 +13,22 @@
 //! virtual user by hand so users do not share a session. Results are recorded
 //! in the thread's recorder overall and by request name, with each failure's
 //! message (a failed assertion's, or the error class).
+//!
+//! Feeders: each worker thread keeps its own place in each feeder's rows
+//! ([`Cursors`]), so taking a row needs no lock. A unique feeder's rows on
+//! this agent (its disjoint slice) are dealt to the threads interleaved,
+//! as users are: thread `t` of `T` takes rows `t, t + T, t + 2T, …`, so
+//! every row goes at most once to one user of the cluster. A cycle feeder
+//! runs one round-robin over the cluster the same way, starting at the
+//! run-wide index of the agent's first user; a random one picks any row.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use volley_scenario::{Compiled, CompiledStep, Escape, Vars};
+use volley_scenario::feeder::{Mode, OnExhausted, Per, Table};
+use volley_scenario::{Compiled, CompiledStep, CompiledUser, Escape, Vars};
 use volley_stats::ErrorClass;
 
 use crate::engine::{Permit, Worker};
@@ -28,6 +38,8 @@ use crate::engine::{Permit, Worker};
 pub struct ScenarioPlan {
     /// The checked, compiled scenario.
     pub compiled: Compiled,
+    /// Its feeders' rows on this agent, in the scenario's order.
+    pub feeders: Vec<FeederRows>,
     /// Virtual users of each user type on this agent.
     pub users: Vec<u64>,
     /// Users started per second on this agent; `None`: all at once.
@@ -38,6 +50,130 @@ pub struct ScenarioPlan {
     pub insecure: bool,
     /// `--http2`: speak HTTP/2 only (prior knowledge for http://, ALPN h2 for https://).
     pub http2: bool,
+    /// Stages: user `i` of the agent's `U` is active while the level · U > i.
+    pub staged: bool,
+}
+
+/// One feeder's rows on this agent.
+#[derive(Debug)]
+pub struct FeederRows {
+    /// How rows are handed out.
+    pub mode: Mode,
+    /// Unique feeders: what happens when the rows run out.
+    pub on_exhausted: OnExhausted,
+    /// Columns per row.
+    pub columns: usize,
+    /// The rows (a unique feeder's slice; otherwise the whole table).
+    pub table: Table,
+    /// Rows in `table`.
+    pub rows: u64,
+    /// Cycle feeders: the run-wide index of this agent's first user.
+    pub first_row: u64,
+}
+
+/// The feeders' rows of a plan, checked against the scenario's feeders.
+pub fn feeders_of(
+    scenario: &volley_scenario::Scenario,
+    wire: &[volley_proto::FeederRows],
+) -> Result<Vec<FeederRows>, String> {
+    if wire.len() != scenario.feeders.len() {
+        return Err(format!("{} tables for the scenario's {} feeders", wire.len(), scenario.feeders.len()));
+    }
+    scenario
+        .feeders
+        .iter()
+        .zip(wire)
+        .map(|(f, w)| {
+            let mut end = 0u64;
+            let mut ends = Vec::with_capacity(w.lengths.len());
+            for &len in &w.lengths {
+                end += u64::from(len);
+                ends.push(u32::try_from(end).map_err(|_| format!("feeder {:?}: cells past 4 GiB", f.name))?);
+            }
+            let columns = f.columns.len();
+            let table =
+                Table::from_parts(w.text.clone(), ends, columns).map_err(|e| format!("feeder {:?}: {e}", f.name))?;
+            let rows = (table.ends.len() / columns) as u64;
+            let whole = f.mode != Mode::Unique;
+            if (whole && rows != f.rows) || rows > f.rows {
+                return Err(format!("feeder {:?}: {rows} rows where the scenario says {}", f.name, f.rows));
+            }
+            Ok(FeederRows { mode: f.mode, on_exhausted: f.on_exhausted, columns, table, rows, first_row: w.first_row })
+        })
+        .collect()
+}
+
+/// One worker thread's place in each feeder.
+pub(crate) struct Cursors {
+    /// The next row of each feeder (unique: in this agent's slice; cycle:
+    /// run-wide, taken modulo the rows).
+    next: Vec<u64>,
+    /// The agent's worker threads: each takes every `step`-th row.
+    step: u64,
+    rng: fastrand::Rng,
+}
+
+impl Cursors {
+    fn new(plan: &ScenarioPlan, (index, threads): (usize, usize)) -> Cursors {
+        let next = plan
+            .feeders
+            .iter()
+            .map(|f| match f.mode {
+                Mode::Cycle => f.first_row.wrapping_add(index as u64),
+                _ => index as u64,
+            })
+            .collect();
+        Cursors { next, step: threads.max(1) as u64, rng: fastrand::Rng::new() }
+    }
+
+    /// The next row of feeder `f` for this thread; `None`: a unique feeder
+    /// ran out here.
+    fn take(&mut self, f: &FeederRows, i: usize) -> Option<usize> {
+        if f.rows == 0 {
+            return None;
+        }
+        let at = self.next[i];
+        match f.mode {
+            Mode::Unique if at >= f.rows => None,
+            Mode::Unique => {
+                self.next[i] = at + self.step;
+                Some(at as usize)
+            }
+            Mode::Cycle => {
+                self.next[i] = at.wrapping_add(self.step);
+                Some((at % f.rows) as usize)
+            }
+            Mode::Random => Some(self.rng.u64(..f.rows) as usize),
+        }
+    }
+}
+
+/// Fills `vars` with a row of each feeder `u` takes `per` (counting it);
+/// false when a unique feeder had none (counted, and the run ended if the
+/// feeder says so): the user stops.
+fn feed(
+    w: &Worker,
+    plan: &ScenarioPlan,
+    cursors: &RefCell<Cursors>,
+    u: &CompiledUser,
+    per: Per,
+    vars: &mut Vars,
+) -> bool {
+    for feed in u.feeds.iter().filter(|f| f.per == per) {
+        let f = &plan.feeders[feed.feeder];
+        let Some(row) = cursors.borrow_mut().take(f, feed.feeder) else {
+            w.recorder().borrow_mut().feeder_exhausted(feed.feeder);
+            if f.on_exhausted == OnExhausted::EndRun {
+                w.shared().stop_run();
+            }
+            return false;
+        };
+        for c in 0..feed.columns {
+            vars.set(feed.first_slot + c, f.table.cell(row * f.columns + c).to_owned());
+        }
+        w.recorder().borrow_mut().feeder_row(feed.feeder);
+    }
+    true
 }
 
 impl ScenarioPlan {
@@ -144,6 +280,8 @@ pub(crate) struct Users {
     spawned: u64,
     /// Users taken over from lost agents so far.
     taken_over: usize,
+    /// This thread's place in each feeder.
+    cursors: Rc<RefCell<Cursors>>,
 }
 
 impl Users {
@@ -161,6 +299,7 @@ impl Users {
             threads,
             spawned: 0,
             taken_over: 0,
+            cursors: Rc::new(RefCell::new(Cursors::new(plan, (index, threads)))),
         })
     }
 
@@ -171,33 +310,56 @@ impl Users {
             let delay = self.spawn_rate.map_or(Duration::ZERO, |r| {
                 Duration::try_from_secs_f64(k as f64 / r).map_or(crate::engine::FAR, |d| d.min(crate::engine::FAR))
             });
-            self.spawn(w, tasks, k, delay);
+            self.spawn(w, tasks, k, k, delay);
         }
     }
 
-    /// Starts `n` users of a lost agent, now: the same mix.
-    pub(crate) fn take_over(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, n: usize) {
-        for _ in 0..n {
+    /// Starts users `ranks` of the agent (a lost agent's, now its own): the same mix.
+    pub(crate) fn take_over(
+        &mut self,
+        w: &Rc<Worker>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        ranks: std::ops::Range<usize>,
+    ) {
+        for rank in ranks {
             let k = self.index + self.taken_over * self.threads;
             self.taken_over += 1;
             let delay = w.shared().start.elapsed();
-            self.spawn(w, tasks, k, delay);
+            self.spawn(w, tasks, k, rank, delay);
         }
     }
 
-    /// Starts user `k` of the start order, `delay` after the run's start.
-    fn spawn(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, k: usize, delay: Duration) {
+    /// Starts user `k` of the start order as the agent's user `rank` (its
+    /// place under stages), `delay` after the run's start.
+    fn spawn(&mut self, w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, k: usize, rank: usize, delay: Duration) {
         if self.order.is_empty() {
             return;
         }
         let seed = (self.index as u64) << 40 ^ self.spawned ^ w.shared().start.elapsed().subsec_nanos() as u64;
         self.spawned += 1;
-        tasks.spawn_local(virtual_user(w.clone(), self.client.clone(), self.order[k % self.order.len()], seed, delay));
+        let user = self.order[k % self.order.len()];
+        let who = Who { user, rank, seed };
+        tasks.spawn_local(virtual_user(w.clone(), self.client.clone(), self.cursors.clone(), who, delay));
     }
 }
 
-/// Runs one virtual user of type `user`, starting `delay` after the run's start.
-async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed: u64, delay: Duration) {
+/// Which virtual user: its type, its rank among the agent's users (stages
+/// gate by it), and the seed of its random choices.
+struct Who {
+    user: usize,
+    rank: usize,
+    seed: u64,
+}
+
+/// Runs one virtual user, starting `delay` after the run's start.
+async fn virtual_user(
+    w: Rc<Worker>,
+    client: reqwest::Client,
+    cursors: Rc<RefCell<Cursors>>,
+    who: Who,
+    delay: Duration,
+) {
+    let Who { user, rank, seed } = who;
     let s = w.shared().clone();
     let Some(plan) = s.plan.scenario.clone() else { return };
     if !delay.is_zero() {
@@ -206,9 +368,18 @@ async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed:
             return;
         }
     }
+    // With stages, a user starts when they first make it active.
+    if !crate::engine::gate_user(&s, rank).await {
+        return;
+    }
     let u = &plan.compiled.users[user];
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut me = User { vars: u.initial.clone(), jar: Jar::default(), url: String::new() };
+    // Its rows are taken when it really starts: a user the run's end
+    // overtook takes none.
+    if !feed(&w, &plan, &cursors, u, Per::User, &mut me.vars) {
+        return;
+    }
     // Setup, until it passes (a failed login is tried again after thinking).
     loop {
         let t0 = Instant::now();
@@ -232,6 +403,14 @@ async fn virtual_user(w: Rc<Worker>, client: reqwest::Client, user: usize, seed:
         }
     }
     loop {
+        // With stages, an inactive user pauses here (keeping its session)
+        // until they make it active again.
+        if !crate::engine::gate_user(&s, rank).await {
+            return;
+        }
+        if !feed(&w, &plan, &cursors, u, Per::Iteration, &mut me.vars) {
+            return;
+        }
         let t0 = Instant::now();
         let step = &u.requests[u.pick(rng.u64(..))];
         if let Sent::Stop = send(&w, &plan, &client, step, &mut me).await {
@@ -434,6 +613,41 @@ mod tests {
         assert_eq!(class(format!("https://{}/hello", tls.local_addr())).await, ErrorClass::Tls);
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         assert_eq!(class(format!("https://{closed}/hello")).await, ErrorClass::ConnectRefused);
+    }
+
+    #[test]
+    fn feeder_rows_from_the_wire_are_checked_and_dealt_per_thread() {
+        let text = "base_url = \"http://h\"\n[[feeder]]\nname = \"f\"\nfile = \"f.csv\"\nmode = \"unique\"\n\
+                    [[user]]\nname = \"u\"\n[[user.request]]\npath = \"/${f.a}\"\n";
+        let dir = std::env::temp_dir().join(format!("volley-agent-feeder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.csv"), "a,b\n1,x\n2,y\n3,z\n").unwrap();
+        let s = volley_scenario::Scenario::parse(text, "s.toml", &dir).unwrap();
+        let wire =
+            |text: &str, lengths: Vec<u32>| volley_proto::FeederRows { text: text.into(), lengths, first_row: 0 };
+        // A unique feeder's slice: 2 of its 3 rows.
+        let rows = feeders_of(&s, &[wire("1x2y", vec![1, 1, 1, 1])]).unwrap();
+        assert_eq!((rows[0].rows, rows[0].table.cell(2)), (2, "2"));
+        // Two threads: thread 0 takes row 0, thread 1 row 1, then both are out.
+        let plan = ScenarioPlan {
+            compiled: s.compile().unwrap(),
+            feeders: rows,
+            users: vec![2],
+            spawn_rate: None,
+            ca_pem: Vec::new(),
+            insecure: false,
+            http2: false,
+            staged: false,
+        };
+        let (mut t0, mut t1) = (Cursors::new(&plan, (0, 2)), Cursors::new(&plan, (1, 2)));
+        let f = &plan.feeders[0];
+        assert_eq!((t0.take(f, 0), t1.take(f, 0), t0.take(f, 0), t1.take(f, 0)), (Some(0), Some(1), None, None));
+        // Refused: a table per feeder, whole rows, lengths within the text, no more rows than the file.
+        assert!(feeders_of(&s, &[]).unwrap_err().contains("0 tables for the scenario's 1 feeders"));
+        assert!(feeders_of(&s, &[wire("1x2", vec![1, 1, 1])]).unwrap_err().contains("not whole rows"));
+        assert!(feeders_of(&s, &[wire("1x", vec![1, 5])]).is_err());
+        let four = wire("1x2y3z4w", vec![1; 8]);
+        assert!(feeders_of(&s, &[four]).unwrap_err().contains("4 rows where the scenario says 3"));
     }
 
     #[test]

@@ -147,6 +147,47 @@ pub struct ScenarioRun {
     pub spawn_rate: Option<f64>,
 }
 
+// The scenario reader and the plan's limits agree on how much feeder data a run carries.
+const _: () = assert!(volley_scenario::feeder::MAX_FEEDER_BYTES as usize == volley_proto::limits::MAX_FEEDER_BYTES);
+
+impl ScenarioRun {
+    /// Warnings before any load: unique feeders too small for the run (a
+    /// row per user: fewer rows than users; a row per iteration: fewer rows
+    /// than the requests of `-n`).
+    pub fn warnings(&self, limit: Limit) -> Vec<String> {
+        use volley_scenario::feeder::{Mode, OnExhausted, Per};
+        let mut out = Vec::new();
+        let compiled = self.scenario.compile().ok();
+        for (i, f) in self.scenario.feeders.iter().enumerate().filter(|(_, f)| f.mode == Mode::Unique) {
+            // Users of the types that take rows from it.
+            let takers: u64 = compiled.as_ref().map_or(self.users, |c| {
+                c.users
+                    .iter()
+                    .zip(&self.per_type)
+                    .filter(|(u, _)| u.feeds.iter().any(|x| x.feeder == i))
+                    .map(|(_, n)| n)
+                    .sum()
+            });
+            let then = match f.on_exhausted {
+                OnExhausted::StopUser => "users that find none stop",
+                OnExhausted::EndRun => "an agent whose rows run out ends its part of the run",
+            };
+            match (f.per, limit) {
+                (Per::User, _) if f.rows < takers => out.push(format!(
+                    "unique feeder {:?} has {} rows for {takers} users that take one each; {then}",
+                    f.name, f.rows
+                )),
+                (Per::Iteration, Limit::Requests(n)) if f.rows < n => out.push(format!(
+                    "unique feeder {:?} has {} rows, fewer than the {n} requests of -n (a row per iteration); {then}",
+                    f.name, f.rows
+                )),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// How the controller reaches its agents.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelConfig {

@@ -164,6 +164,9 @@ async fn run_and_report(cfg: RunConfig) -> Result<i32, Error> {
     if cfg.target_insecure {
         eprintln!("controller: warning: -k/--target-insecure: the target's TLS certificates are not checked");
     }
+    for w in cfg.scenario.as_ref().map(|sc| sc.warnings(cfg.limit)).unwrap_or_default() {
+        eprintln!("controller: warning: {w}");
+    }
     let goal = Some(cfg.limit);
     let users = cfg.scenario.as_ref().map(|sc| sc.users);
     let live = progress::Live::new(progress::Progress::detect(cfg.quiet), goal, users);

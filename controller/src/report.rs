@@ -183,6 +183,25 @@ pub struct ScenarioInfo {
     pub spawn_rate: Option<f64>,
     /// Users per user type.
     pub user_types: Vec<UserTypeRow>,
+    /// Its feeders and the rows taken from each.
+    pub feeders: Vec<FeederRow>,
+}
+
+/// One feeder of a scenario run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeederRow {
+    /// Its name.
+    pub name: String,
+    /// `unique`, `cycle` or `random`.
+    pub mode: volley_scenario::feeder::Mode,
+    /// `user` or `iteration`: when a row is taken.
+    pub per: volley_scenario::feeder::Per,
+    /// Rows in its file.
+    pub rows: u64,
+    /// Rows taken, summed over the agents (a unique feeder's are distinct rows).
+    pub used: u64,
+    /// Users that found a unique feeder out of rows (with `end_run`: agents' runs ended).
+    pub exhausted: u64,
 }
 
 /// One user type's users.
@@ -455,7 +474,12 @@ impl Report {
                     row
                 })
                 .collect();
-            StagesReport { unit: if st.rates { "requests_per_second" } else { "connections" }, stages: rows }
+            let unit = match (st.rates, cfg.scenario.is_some()) {
+                (true, _) => "requests_per_second",
+                (false, true) => "users",
+                (false, false) => "connections",
+            };
+            StagesReport { unit, stages: rows }
         });
         report.scenario = cfg.scenario.as_ref().map(|sc| ScenarioInfo {
             users: sc.users,
@@ -466,6 +490,20 @@ impl Report {
                 .iter()
                 .zip(&sc.per_type)
                 .map(|(u, &n)| UserTypeRow { name: u.name.clone(), users: n })
+                .collect(),
+            feeders: sc
+                .scenario
+                .feeders
+                .iter()
+                .enumerate()
+                .map(|(i, f)| FeederRow {
+                    name: f.name.clone(),
+                    mode: f.mode,
+                    per: f.per,
+                    rows: f.rows,
+                    used: outcome.total.feeder_rows.get(i).copied().unwrap_or(0),
+                    exhausted: outcome.total.feeder_exhausted.get(i).copied().unwrap_or(0),
+                })
                 .collect(),
         });
         if cfg.scenario.is_some() {
@@ -505,7 +543,8 @@ impl Report {
         report.series = series;
         // Each second's target: the profile's mean over it, times the peak.
         let peak = cfg.rate.or((cfg.stages.is_some() || !cfg.ramp_up.is_zero()).then_some(f64::from(cfg.connections)));
-        if let Some(peak) = peak.filter(|_| cfg.scenario.is_none()) {
+        // Scenario runs have one only with stages (their users are the target).
+        if let Some(peak) = peak.filter(|_| cfg.scenario.is_none() || cfg.stages.is_some()) {
             for row in &mut report.series {
                 let s = row.second as f64;
                 let target = peak * (shape.integral(s + 1.0) - shape.integral(s));
@@ -747,6 +786,23 @@ impl Report {
                     sc.users,
                     types.join(", ")
                 );
+                for f in &sc.feeders {
+                    let mode = serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    let per = serde_json::to_value(f.per).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    let _ = write!(
+                        s,
+                        "Feeder {} ({}, a row per {}, {} rows): {} taken",
+                        f.name,
+                        mode.unwrap_or_default(),
+                        per.unwrap_or_default(),
+                        f.rows,
+                        f.used
+                    );
+                    let _ = match f.exhausted {
+                        0 => writeln!(s),
+                        n => writeln!(s, "; ran out for {n} users"),
+                    };
+                }
             }
             None => {
                 let _ = writeln!(s, "Volley load test: {} {}", self.method.as_deref().unwrap_or("GET"), self.url);
@@ -942,7 +998,7 @@ impl Report {
     /// The per-name table and the top failure messages.
     /// The stages' table: each stage's target next to what it achieved.
     fn stages_text(&self, s: &mut String, st: &StagesReport) {
-        let unit = if st.unit == "connections" { "connections" } else { "req/s" };
+        let unit = if st.unit == "requests_per_second" { "req/s" } else { st.unit };
         let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
         let _ = writeln!(s);
         let _ = writeln!(s, "Stages (targets in {unit}; figures of the seconds whose middle falls in each stage):");

@@ -233,7 +233,7 @@ impl RunRequest {
                 pem
             }
         };
-        let stages = self.stages(scenario.is_some())?;
+        let stages = self.stages(scenario.as_ref().map(|sc| &sc.scenario))?;
         let limit = match (&stages, self.duration) {
             (Some(st), None) => Limit::Duration(st.length()),
             _ => self.limit()?,
@@ -407,6 +407,8 @@ impl RunRequest {
                 Some(addrs)
             }
         };
+        // `http2 = true` in the scenario file turns it on as the flag does.
+        let http2 = self.http2 || scenario.as_ref().is_some_and(|sc| sc.scenario.http2);
         Ok(RunConfig {
             agents,
             url,
@@ -437,20 +439,26 @@ impl RunRequest {
             scenario,
             target_ca_pem,
             target_insecure: self.target_insecure,
-            http2: self.http2,
+            http2,
             streams,
             source_addrs,
         })
     }
 
     /// The `--stage`s, checked; `None` without any.
-    fn stages(&self, scenario: bool) -> Result<Option<crate::config::Stages>, UsageError> {
-        if self.stages.is_empty() {
+    /// A scenario's `[[stage]]`s count when no `--stage` is given; its
+    /// targets are active users.
+    fn stages(
+        &self,
+        scenario: Option<&volley_scenario::Scenario>,
+    ) -> Result<Option<crate::config::Stages>, UsageError> {
+        let from_file = scenario.map_or(&[][..], |sc| &sc.stages[..]);
+        if self.stages.is_empty() && from_file.is_empty() {
             return Ok(None);
         }
         let refuse = |reason: &str| Err(usage(Field::Stages, reason));
-        if scenario {
-            return refuse("not for scenario runs yet (their users grow with -r)");
+        if scenario.is_some() && self.users.is_some() {
+            return refuse("the stages set the active users (the run's users are their peak); drop -u");
         }
         if self.requests.is_some() {
             return refuse("stages shape a time; give -z (or nothing: the stages' total), not -n");
@@ -461,20 +469,33 @@ impl RunRequest {
         if self.ramp_up.is_some() {
             return refuse("the stages are the ramp (a first stage 10s:100/s ramps up); drop --ramp-up");
         }
-        if self.stages.len() > limits::MAX_STAGES {
-            return Err(usage(
-                Field::Stages,
-                format!("{} stages are more than {}", self.stages.len(), limits::MAX_STAGES),
-            ));
+        let count = if self.stages.is_empty() { from_file.len() } else { self.stages.len() };
+        if count > limits::MAX_STAGES {
+            return Err(usage(Field::Stages, format!("{count} stages are more than {}", limits::MAX_STAGES)));
         }
-        let mut targets = Vec::with_capacity(self.stages.len());
-        let mut kinds = Vec::with_capacity(self.stages.len());
+        let mut targets = Vec::with_capacity(count);
+        let mut kinds = Vec::with_capacity(count);
         for given in &self.stages {
             let (duration, target) = parse_stage(given)?;
             targets.push((duration, target.0));
             kinds.push(target.1);
         }
+        if self.stages.is_empty() {
+            for st in from_file {
+                if st.users > u64::from(limits::MAX_CONNECTIONS) {
+                    let why = format!("a [[stage]] of {} users is more than {}", st.users, limits::MAX_CONNECTIONS);
+                    return Err(usage(Field::Stages, why));
+                }
+                targets.push((Duration::from_millis(st.duration_ms), st.users as f64));
+                kinds.push(false);
+            }
+        }
         let rates = kinds[0];
+        if scenario.is_some() && kinds.iter().any(|&k| k) {
+            return refuse(
+                "a scenario's stages are numbers of active users (plain N); its users pace themselves with think times",
+            );
+        }
         if kinds.iter().any(|&k| k != rates) {
             return refuse(
                 "mixes rates (N/s, open model) and connections (plain N, closed model); give every target one way",
@@ -579,7 +600,12 @@ impl RunRequest {
                 "-m, -H, -d and --success-status are set per request in the scenario file",
             ));
         }
-        let users = self.users.unwrap_or(u64::from(self.connections.unwrap_or(DEFAULT_CONNECTIONS)));
+        // With stages, the run's users are their peak (each agent's users are
+        // then active while the stages' level is above their rank).
+        let users = match self.stages(Some(&scenario))? {
+            Some(st) => st.targets.iter().map(|(_, t)| *t as u64).max().unwrap_or(0),
+            None => self.users.unwrap_or(u64::from(self.connections.unwrap_or(DEFAULT_CONNECTIONS))),
+        };
         if users == 0 || users > u64::from(limits::MAX_CONNECTIONS) {
             return Err(usage(Field::Users, format!("{users} is not in 1..={}", limits::MAX_CONNECTIONS)));
         }

@@ -169,3 +169,46 @@ fn bad_stages_are_refused_with_one_line_and_no_load() {
     assert_eq!(server.stats().path_total("/hello"), 0, "a refused run sends nothing");
     server.shutdown();
 }
+
+#[test]
+fn scenario_stages_set_the_active_users_across_two_agents() {
+    let server = target(2);
+    // Each agent rounds its own share (its user i of U is active while
+    // level · U > i), as with connections: 3 users each splits 2 and 6 exactly.
+    let (a, b) = (spawn_agent(&["--threads", "1"]), spawn_agent(&["--threads", "1"]));
+    let dir = std::env::temp_dir().join(format!("volley-stages-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    // Each user sends 10 requests a second; 2 users for 2 s, then 6 for 2 s.
+    std::fs::write(
+        &file,
+        "[[stage]]\nduration = \"0s\"\ntarget = 2\n[[stage]]\nduration = \"2s\"\ntarget = 2\n\
+         [[stage]]\nduration = \"0s\"\ntarget = 6\n[[stage]]\nduration = \"2s\"\ntarget = 6\n\
+         [[user]]\nname = \"paced\"\nthink = \"constant_throughput 10\"\n[[user.request]]\npath = \"/hello\"\n",
+    )
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    // (-z, as clap wants a limit; the stages' total here.)
+    let r = Run::new(&base).scenario(&file).duration("4s").agents(&[&a, &b]).json();
+    let total = r["total_requests"].as_u64().unwrap();
+    assert_eq!(server.stats().count("/hello", 200), total, "the target served what the report says");
+    assert_eq!(r["scenario"]["users"], 6, "the run's users are the stages' peak");
+    assert_eq!(r["stages"]["unit"], "users");
+    let rows = rows(&r);
+    // A fifth second only for a few requests of a late-started agent (its
+    // users' last iteration, cut at its own end).
+    assert!(rows.len() == 4 || (rows.len() == 5 && rows[4].0 <= 6), "{rows:?}");
+    for (i, want) in [(0, 20.0), (1, 20.0), (2, 60.0), (3, 60.0)] {
+        let (got, target) = rows[i];
+        assert!((target * 10.0 - want).abs() < 1e-6, "second {i}: target {target} users; {rows:?}");
+        assert!((got as f64 - want).abs() <= want * 0.15, "second {i}: {got} requests, about {want} due; {rows:?}");
+    }
+    // The same from --stage, which replaces the file's stages; a rate is refused.
+    let out = Run::new(&base).scenario(&file).args(&["--stage", "1s:3/s"]).output();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a scenario's stages are numbers of active users"), "{}", stderr(&out));
+    let out = Run::new(&base).scenario(&file).users(5).duration("4s").output();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("the stages set the active users"), "{}", stderr(&out));
+    server.shutdown();
+}

@@ -40,15 +40,20 @@ pub const MAX_HEADERS: usize = 100;
 /// The largest scenario (JSON bytes) a plan may carry.
 pub const MAX_SCENARIO: usize = 1 << 20;
 
+/// The most bytes a scenario's feeder files may hold together; the plan
+/// carries at most about twice that (the cells' text, and a length of at
+/// most one byte more than its cell for each cell).
+pub const MAX_FEEDER_BYTES: usize = 64 << 20;
+
 /// Room in a plan message for everything but its body and scenario: the URL,
 /// headers, a CA bundle and the small fields.
 pub const PLAN_OVERHEAD: usize = 4 << 20;
 
 /// The largest gRPC message an agent whose bodies may be `max_body` bytes
-/// must accept: a plan carrying such a body and a full scenario. gRPC's
+/// must accept: a plan carrying such a body, a full scenario and its feeders. gRPC's
 /// default (4 MiB) would refuse larger bodies before `--max-body` is asked.
 pub fn max_plan_message(max_body: usize) -> usize {
-    max_body.saturating_add(MAX_SCENARIO).saturating_add(PLAN_OVERHEAD)
+    max_body.saturating_add(MAX_SCENARIO).saturating_add(2 * MAX_FEEDER_BYTES).saturating_add(PLAN_OVERHEAD)
 }
 /// Most stages in one run (`--stage`).
 pub const MAX_STAGES: usize = 1000;

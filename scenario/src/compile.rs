@@ -8,6 +8,7 @@
 //! file reader maps a place back to a line and column, while a scenario
 //! received as JSON reports the field alone.
 
+use crate::feeder::{Feeder, Per};
 use crate::template::{self, Escape, Slots, Template, Vars};
 use crate::{Assertions, Body, Capture, Scenario, ScenarioError, Step, Think, UserType};
 
@@ -30,6 +31,34 @@ pub struct CompiledStep {
     pub captures: Vec<(usize, Capture)>,
     /// Response checks.
     pub assert: Assertions,
+}
+
+impl CompiledStep {
+    /// The variable slots its templates use.
+    fn used_slots(&self, used: &mut [bool]) {
+        let mut mark = |t: &Template| t.slots().for_each(|s| used[s] = true);
+        mark(&self.path);
+        self.query.iter().for_each(|(_, t)| mark(t));
+        self.headers.iter().for_each(|(_, t)| mark(t));
+        match &self.body {
+            None => {}
+            Some(CompiledBody::Raw(t) | CompiledBody::Json(t)) => mark(t),
+            Some(CompiledBody::Form(fields)) => fields.iter().for_each(|(_, t)| mark(t)),
+        }
+    }
+}
+
+/// A feeder a user type takes rows from (it uses one of its columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feed {
+    /// The feeder's index in the scenario.
+    pub feeder: usize,
+    /// The slot of its first column; the others follow.
+    pub first_slot: usize,
+    /// Its columns.
+    pub columns: usize,
+    /// When a row is taken.
+    pub per: Per,
 }
 
 /// A body ready to render.
@@ -85,6 +114,8 @@ pub struct CompiledUser {
     cumulative: Vec<u64>,
     /// A new user's variables: the constants set, captures empty.
     pub initial: Vars,
+    /// The feeders its steps use, each filling its columns' slots.
+    pub feeds: Vec<Feed>,
 }
 
 impl CompiledUser {
@@ -205,6 +236,7 @@ impl NameSlots {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
     Scenario,
+    Feeder(usize),
     User(usize),
     Step(usize, &'static str, usize),
 }
@@ -213,15 +245,24 @@ impl Place {
     pub(crate) fn path(&self, field: &str) -> String {
         match self {
             Place::Scenario => field.to_owned(),
+            Place::Feeder(f) => format!("feeder[{f}].{field}"),
             Place::User(u) => format!("user[{u}].{field}"),
             Place::Step(u, list, i) => format!("user[{u}].{list}[{i}].{field}"),
         }
     }
 }
 
-/// The variables of a user type: constants, then its setup captures in order.
-pub(crate) fn slots_of(vars: &[(String, String)], user: &UserType) -> Slots {
+/// The variables of a user type: constants, the columns of feeders taken
+/// per user, its setup captures in order, then the columns of feeders taken
+/// per iteration (after the captures, so that what setup steps see is a
+/// prefix). Also returns the length of that prefix before the captures.
+pub(crate) fn slots_of(vars: &[(String, String)], feeders: &[Feeder], user: &UserType) -> (Slots, usize) {
     let mut names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
+    let columns = |per: Per| {
+        feeders.iter().filter(move |f| f.per == per).flat_map(|f| (0..f.columns.len()).map(move |c| f.var(c)))
+    };
+    names.extend(columns(Per::User));
+    let before_captures = names.len();
     for step in &user.setup {
         for (var, _) in &step.captures {
             if !names.contains(var) {
@@ -229,7 +270,35 @@ pub(crate) fn slots_of(vars: &[(String, String)], user: &UserType) -> Slots {
             }
         }
     }
-    Slots(names)
+    names.extend(columns(Per::Iteration));
+    (Slots(names), before_captures)
+}
+
+/// Checks the feeders' own values: names, columns, rows.
+fn check_feeders(s: &Scenario, error: &dyn Fn(Place, &str, String) -> ScenarioError) -> Result<(), ScenarioError> {
+    for (i, f) in s.feeders.iter().enumerate() {
+        if !crate::feeder::valid_name(&f.name) {
+            let why = format!("{:?} cannot be a variable prefix (letters, digits, _ and - only)", f.name);
+            return Err(error(Place::Feeder(i), "name", why));
+        }
+        if let Some(first) = s.feeders[..i].iter().position(|g| g.name == f.name) {
+            return Err(error(Place::Feeder(i), "name", format!("feeder {:?} is already feeder[{first}]", f.name)));
+        }
+        if f.columns.is_empty() || f.columns.iter().any(|c| !crate::feeder::valid_name(c)) {
+            return Err(error(Place::Feeder(i), "file", "columns must be names of letters, digits, _ and -".into()));
+        }
+        if f.rows == 0 {
+            return Err(error(Place::Feeder(i), "file", "has no rows of data".into()));
+        }
+        for c in 0..f.columns.len() {
+            let var = f.var(c);
+            if s.vars.iter().any(|(k, _)| *k == var) {
+                let why = format!("[vars] defines {var:?} too; rename one");
+                return Err(error(Place::Feeder(i), "name", why));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Scenario {
@@ -263,6 +332,7 @@ impl Scenario {
                 "every user type has weight 0: give one a weight above 0, or a count".into(),
             ));
         }
+        check_feeders(self, error)?;
         let mut names = NameSlots::default();
         let mut users = Vec::new();
         // Each type's name and index, to refuse a repeat without a quadratic scan.
@@ -297,14 +367,17 @@ impl Scenario {
             if sum == 0 {
                 return Err(error(Place::User(u), "request", format!("every request of {:?} has weight 0", user.name)));
             }
-            let all = slots_of(&self.vars, user);
-            // A setup step sees the constants and the captures before it.
-            let mut known = Slots(self.vars.iter().map(|(k, _)| k.clone()).collect());
+            let (all, before_captures) = slots_of(&self.vars, &self.feeders, user);
+            // A setup step sees the constants, the columns of feeders taken
+            // per user, and the captures before it.
+            let mut known = Slots(all.0[..before_captures].to_vec());
             let mut setup = Vec::new();
             for (i, step) in user.setup.iter().enumerate() {
                 // `known` is a prefix of `all`, so template slots agree.
-                let c = compile_step(step, &known, &all, &mut names)
-                    .map_err(|e| error(Place::Step(u, "setup", i), &e.field, e.message))?;
+                let c = compile_step(step, &known, &all, &mut names).map_err(|e| {
+                    let message = per_iteration_hint(&self.feeders, &e.message).unwrap_or(e.message);
+                    error(Place::Step(u, "setup", i), &e.field, message)
+                })?;
                 setup.push(c);
                 for (var, _) in &step.captures {
                     if known.find(var).is_none() {
@@ -328,6 +401,7 @@ impl Scenario {
             for (i, (_, v)) in self.vars.iter().enumerate() {
                 initial.set(i, v.clone());
             }
+            let feeds = feeds_of(&self.feeders, &all, setup.iter().chain(&requests));
             users.push(CompiledUser {
                 name: user.name.clone(),
                 think: user.think,
@@ -335,10 +409,45 @@ impl Scenario {
                 requests,
                 cumulative,
                 initial,
+                feeds,
             });
         }
         Ok(Compiled { base_url: base_url.trim_end_matches('/').to_owned(), users, names: names.list })
     }
+}
+
+/// The feeders whose columns `steps` use, with where their columns sit in `all`.
+fn feeds_of<'a>(feeders: &[Feeder], all: &Slots, steps: impl Iterator<Item = &'a CompiledStep>) -> Vec<Feed> {
+    let mut used = vec![false; all.0.len()];
+    steps.for_each(|s| s.used_slots(&mut used));
+    feeders
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            // Columns are consecutive slots (see `slots_of`).
+            let first_slot = all.find(&f.var(0))?;
+            let columns = f.columns.len();
+            used[first_slot..first_slot + columns].iter().any(|u| *u).then_some(Feed {
+                feeder: i,
+                first_slot,
+                columns,
+                per: f.per,
+            })
+        })
+        .collect()
+}
+
+/// A clearer message when a setup step used a column of a feeder taken per
+/// iteration (`message` is the unknown-variable one).
+fn per_iteration_hint(feeders: &[Feeder], message: &str) -> Option<String> {
+    feeders.iter().filter(|f| f.per == Per::Iteration).find_map(|f| {
+        let var = (0..f.columns.len()).map(|c| f.var(c)).find(|v| message.contains(&format!("${{{v}}}")))?;
+        Some(format!(
+            "${{{var}}} comes from feeder {:?}, which gives a row per iteration; setup steps run before any \
+             (give the feeder per = \"user\")",
+            f.name
+        ))
+    })
 }
 
 /// Why a request may not capture.

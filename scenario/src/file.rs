@@ -9,16 +9,39 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::compile::Place;
+use crate::feeder::{self, Feeder, Mode, OnExhausted, Per};
 use crate::{Assertions, Body, Capture, Scenario, ScenarioError, Step, Think, UserType};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileScenario {
     base_url: Option<Spanned<String>>,
+    http2: Option<bool>,
     #[serde(default)]
     vars: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
+    feeder: Vec<Spanned<FileFeeder>>,
+    #[serde(default)]
+    stage: Vec<Spanned<FileStage>>,
+    #[serde(default)]
     user: Vec<Spanned<FileUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStage {
+    duration: Spanned<String>,
+    target: Spanned<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFeeder {
+    name: Spanned<String>,
+    file: Spanned<String>,
+    mode: Option<Spanned<Mode>>,
+    per: Option<Spanned<Per>>,
+    on_exhausted: Option<Spanned<OnExhausted>>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +121,7 @@ type FieldSpans = Vec<(String, Range<usize>)>;
 #[derive(Default)]
 struct Spans {
     base_url: Option<Range<usize>>,
+    feeders: Vec<(Range<usize>, FieldSpans)>,
     users: Vec<(Range<usize>, FieldSpans)>,
     setup: Vec<Vec<StepSpans>>,
     requests: Vec<Vec<StepSpans>>,
@@ -185,6 +209,34 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
     })?;
     let mut spans = Spans { base_url: file.base_url.as_ref().map(Spanned::span), ..Spans::default() };
     let vars: Vec<(String, String)> = file.vars.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect();
+    let mut feeders = Vec::new();
+    let mut budget = feeder::MAX_FEEDER_BYTES;
+    for (i, ff) in file.feeder.iter().enumerate() {
+        let (f, fields) = read_feeder(&r, ff.get_ref(), i, base_dir, &mut budget)?;
+        spans.feeders.push((ff.span(), fields));
+        feeders.push(f);
+    }
+    let mut stages = Vec::new();
+    for (i, st) in file.stage.iter().enumerate() {
+        let st = st.get_ref();
+        let duration = crate::think::parse_millis(st.duration.get_ref())
+            .map_err(|m| r.err(st.duration.span(), format!("stage[{i}].duration"), m))?;
+        let users = match st.target.get_ref() {
+            toml::Value::Integer(n) if *n >= 0 => *n as u64,
+            toml::Value::String(t) if t.trim().ends_with("/s") => {
+                let why = "a scenario's stages are numbers of active users; its users pace themselves with think times";
+                return Err(r.err(st.target.span(), format!("stage[{i}].target"), why));
+            }
+            other => {
+                let why = format!(
+                    "{} is not a number of users (0 or more)",
+                    to_json(other).map_or_else(|e| e, |v| v.to_string())
+                );
+                return Err(r.err(st.target.span(), format!("stage[{i}].target"), why));
+            }
+        };
+        stages.push(crate::Stage { duration_ms: duration.as_millis() as u64, users });
+    }
     let mut users = Vec::new();
     for (u, fu) in file.user.iter().enumerate() {
         let fu_ref = fu.get_ref();
@@ -235,7 +287,14 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
         spans.requests.push(request_spans);
         users.push(UserType { name: fu_ref.name.get_ref().clone(), weight, count, think, setup, requests });
     }
-    let scenario = Scenario { base_url: file.base_url.map(Spanned::into_inner), vars, users };
+    let scenario = Scenario {
+        base_url: file.base_url.map(Spanned::into_inner),
+        vars,
+        users,
+        feeders,
+        http2: file.http2.unwrap_or(false),
+        stages,
+    };
     // The one set of checks, with positions looked up for whatever it refuses.
     // A file without a base URL gets one from `--url`; everything else is
     // checked now.
@@ -250,6 +309,9 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
             Place::User(u) => spans.users.get(u).map_or(0..0, |(whole, fields)| {
                 fields.iter().find(|(f, _)| f == field).map_or_else(|| whole.clone(), |(_, s)| s.clone())
             }),
+            Place::Feeder(i) => spans.feeders.get(i).map_or(0..0, |(whole, fields)| {
+                fields.iter().find(|(f, _)| f == field).map_or_else(|| whole.clone(), |(_, s)| s.clone())
+            }),
             Place::Step(u, list, i) => {
                 let lists = if list == "setup" { &spans.setup } else { &spans.requests };
                 lists.get(u).and_then(|l| l.get(i)).map_or(0..0, |s| s.find(field))
@@ -258,6 +320,58 @@ fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Scenari
         r.err(span, place.path(field), message)
     })?;
     Ok(scenario)
+}
+
+/// Reads feeder `i`'s file (at most `budget` bytes, which it lowers by what
+/// it read) into its columns and rows.
+fn read_feeder(
+    r: &Reader<'_>,
+    ff: &FileFeeder,
+    i: usize,
+    base_dir: Option<&Path>,
+    budget: &mut u64,
+) -> Result<(Feeder, FieldSpans), ScenarioError> {
+    let at = |f: &str| format!("feeder[{i}].{f}");
+    let mut fields = vec![("name".to_owned(), ff.name.span()), ("file".to_owned(), ff.file.span())];
+    let mode = ff.mode.as_ref().map_or(Mode::default(), |m| *m.get_ref());
+    if let Some(m) = &ff.mode {
+        fields.push(("mode".into(), m.span()));
+    }
+    if let Some(o) = &ff.on_exhausted
+        && mode != Mode::Unique
+    {
+        let why = "only a unique feeder runs out of rows; cycle and random feeders never do";
+        return Err(r.err(o.span(), at("on_exhausted"), why));
+    }
+    let Some(base_dir) = base_dir else {
+        let why = "feeder files are not read here (a scenario sent over the HTTP API); run it with --scenario FILE";
+        return Err(r.err(ff.file.span(), at("file"), why));
+    };
+    let path = base_dir.join(ff.file.get_ref());
+    let text = volley_common::file::read_text(&path, *budget).map_err(|e| {
+        let message = match e {
+            volley_common::file::FileError::TooLarge { path, .. } => format!(
+                "{path} is too large: feeder files may hold {} MiB together (they travel in the plan)",
+                feeder::MAX_FEEDER_BYTES >> 20
+            ),
+            other => other.to_string(),
+        };
+        r.err(ff.file.span(), at("file"), message)
+    })?;
+    *budget -= text.len() as u64;
+    let (columns, table) =
+        feeder::read(&text, feeder::Format::of(&path), &path.display().to_string(), &format!("feeder[{i}]"))?;
+    let rows = (table.ends.len() / columns.len()) as u64;
+    let f = Feeder {
+        name: ff.name.get_ref().clone(),
+        columns,
+        mode,
+        per: ff.per.as_ref().map_or(Per::default(), |p| *p.get_ref()),
+        on_exhausted: ff.on_exhausted.as_ref().map_or(OnExhausted::default(), |o| *o.get_ref()),
+        rows,
+        table,
+    };
+    Ok((f, fields))
 }
 
 fn read_step(

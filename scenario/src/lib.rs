@@ -45,6 +45,9 @@
 //! | body | at most one of `body = "text"`, `json = <any TOML value>` (content type `application/json` unless a header gives one), `form = { k = "v" }` (url-encoded, with its content type), `body_file = "path"` (relative to the scenario file; read when the file is loaded and shipped inline, so agents need no copy) |
 //! | `assert` | `status = [200, 201]` (default: any 2xx), `body_contains = "text"`, `json = { "/pointer" = value }` (RFC 6901 pointers), `latency_below = "500ms"`; the first that fails fails the request, counted under its message |
 //! | `capture` | `{ var = { json = "/pointer" } }`, `{ var = { cookie = "name" } }` or `{ var = { header = "name" } }` |
+//! | `http2` | `true`: speak HTTP/2 only, as `--http2` does |
+//! | `[[stage]]` | `duration = "30s"`, `target = 50`: the active virtual users move linearly to the target over the duration (as `--stage 30s:50`, which replaces the file's stages) |
+//! | `[[feeder]]` | test data: `name`, `file` (CSV with a header row, or JSON lines), `mode` (`cycle`, `random`, `unique`), `per` (`user`, `iteration`), `on_exhausted` (`stop_user`, `end_run`); its columns are `${name.column}` (see [`feeder`]) |
 //!
 //! `${name}` may appear in the path, query values, header values and body
 //! text (inside `json` strings and `form` values too); `$${` writes a literal
@@ -65,6 +68,7 @@
 //! - [`compile`]: every check that makes a request able to succeed, and the
 //!   [`Compiled`] form virtual users run (templates parsed, variables in slots).
 //! - [`template`]: `${name}` templates and the per-user [`Vars`].
+//! - [`feeder`]: feeder files read into tables, and how rows are handed out.
 //! - [`check`]: assertions and captures.
 //! - [`think`]: think times.
 //! - [`users`]: how many users of each type, and in which order they start.
@@ -74,13 +78,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod compile;
+pub mod feeder;
 pub mod file;
 pub mod template;
 pub mod think;
 pub mod users;
 
 pub use check::{Assertions, Capture};
-pub use compile::{Compiled, CompiledBody, CompiledStep, CompiledUser};
+pub use compile::{Compiled, CompiledBody, CompiledStep, CompiledUser, Feed};
+pub use feeder::Feeder;
 pub use template::{Escape, Slots, Template, Vars};
 pub use think::Think;
 pub use users::interleave;
@@ -183,7 +189,7 @@ impl UserType {
 }
 
 /// A checked scenario, resolved (bodies inlined): what the controller ships.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// `http(s)://host[:port]` (and an optional path prefix).
     pub base_url: Option<String>,
@@ -191,6 +197,25 @@ pub struct Scenario {
     pub vars: Vec<(String, String)>,
     /// The user types.
     pub users: Vec<UserType>,
+    /// Test data (their tables travel beside the scenario, not in its JSON).
+    #[serde(default)]
+    pub feeders: Vec<Feeder>,
+    /// `http2 = true`: speak HTTP/2 only, as `--http2` does.
+    #[serde(default)]
+    pub http2: bool,
+    /// `[[stage]]`s: the active virtual users over time, as `--stage
+    /// DURATION:USERS` gives them (the flags, when given, replace these).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+}
+
+/// One `[[stage]]`: the active users move linearly to `users` over `duration_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// How long the stage lasts (0: a step).
+    pub duration_ms: u64,
+    /// The active users at its end.
+    pub users: u64,
 }
 
 impl Scenario {

@@ -156,6 +156,14 @@ impl Template {
         }
     }
 
+    /// The variable slots it uses.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(slot) => Some(*slot),
+            Part::Lit(_) => None,
+        })
+    }
+
     /// The template rendered into a new string.
     pub fn to_string_with(&self, vars: &Vars, escape: Escape) -> String {
         let mut s = String::new();

@@ -77,9 +77,8 @@ mod tests {
     #[test]
     fn users_split_exactly() {
         let s = Scenario {
-            base_url: None,
-            vars: vec![],
             users: vec![user("a", 3, None), user("b", 1, None), user("c", 0, Some(2))],
+            ..Scenario::default()
         };
         assert_eq!(s.split_users(10).unwrap(), [6, 2, 2]);
         assert_eq!(s.split_users(3).unwrap(), [1, 0, 2]);
@@ -88,7 +87,7 @@ mod tests {
             assert_eq!(s.split_users(n).unwrap().iter().sum::<u64>(), n);
         }
         assert!(s.split_users(1).unwrap_err().contains("fixed counts add up to 2"));
-        let only_fixed = Scenario { base_url: None, vars: vec![], users: vec![user("c", 0, Some(2))] };
+        let only_fixed = Scenario { users: vec![user("c", 0, Some(2))], ..Scenario::default() };
         assert_eq!(only_fixed.split_users(2).unwrap(), [2]);
         assert!(only_fixed.split_users(3).unwrap_err().contains("no user type has a weight"));
     }
@@ -96,7 +95,7 @@ mod tests {
     #[test]
     fn every_total_is_split_exactly_and_in_proportion() {
         let weights = [5u64, 3, 1, 1];
-        let s = Scenario { base_url: None, vars: vec![], users: weights.iter().map(|&w| user("u", w, None)).collect() };
+        let s = Scenario { users: weights.iter().map(|&w| user("u", w, None)).collect(), ..Scenario::default() };
         for n in 0..500u64 {
             let got = s.split_users(n).unwrap();
             assert_eq!(got.iter().sum::<u64>(), n);
@@ -114,12 +113,11 @@ mod tests {
     fn huge_counts_and_weights_do_not_overflow() {
         let big = i64::MAX as u64;
         let s = Scenario {
-            base_url: None,
-            vars: vec![],
             users: vec![user("a", 0, Some(big)), user("b", 0, Some(big)), user("c", 0, Some(big))],
+            ..Scenario::default()
         };
         assert!(s.split_users(u64::MAX).unwrap_err().contains("fixed counts add up to"));
-        let w = Scenario { base_url: None, vars: vec![], users: vec![user("a", big, None), user("b", big, None)] };
+        let w = Scenario { users: vec![user("a", big, None), user("b", big, None)], ..Scenario::default() };
         assert_eq!(w.split_users(u64::MAX).unwrap().iter().sum::<u64>(), u64::MAX);
     }
 

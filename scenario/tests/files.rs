@@ -183,7 +183,7 @@ fn bad_files_say_where_and_what() {
         (format!("{HEAD}[[user.request]\npath = \"/\"\n"), "s.toml:4:16: (syntax): unclosed array table, expected `]`"),
         (
             "base_url = \"http://h\"\ncolour = 1\n".into(),
-            "s.toml:2:1: colour: unknown field `colour`, expected one of `base_url`, `vars`, `user`",
+            "s.toml:2:1: colour: unknown field `colour`, expected one of `base_url`, `http2`, `vars`, `feeder`, `stage`, `user`",
         ),
         (
             request_with("colr = 1\n"),

@@ -397,6 +397,16 @@ impl Recorder {
         t.h2_max_streams = min_some(t.h2_max_streams, Some(n));
     }
 
+    /// Scenario runs: counts a row taken from feeder `i`.
+    pub fn feeder_row(&mut self, i: usize) {
+        count_at(&mut self.totals_without_status.feeder_rows, i);
+    }
+
+    /// Scenario runs: counts a user (or a run) that found unique feeder `i` out of rows.
+    pub fn feeder_exhausted(&mut self, i: usize) {
+        count_at(&mut self.totals_without_status.feeder_exhausted, i);
+    }
+
     /// Records a new connection to the target.
     #[inline]
     pub fn connect(&mut self) {
@@ -486,6 +496,11 @@ pub struct Totals {
     /// HTTP/2: the lowest SETTINGS_MAX_CONCURRENT_STREAMS a target announced
     /// on any connection (`None`: none announced, or not HTTP/2).
     pub h2_max_streams: Option<u64>,
+    /// Scenario runs: rows taken from each feeder, by feeder index.
+    pub feeder_rows: Vec<u64>,
+    /// Scenario runs: users (or agents' runs, with `end_run`) that found a
+    /// unique feeder out of rows, by feeder index.
+    pub feeder_exhausted: Vec<u64>,
 }
 
 impl Default for Totals {
@@ -510,6 +525,8 @@ impl Default for Totals {
             first_send_us: None,
             last_done_us: None,
             h2_max_streams: None,
+            feeder_rows: Vec::new(),
+            feeder_exhausted: Vec::new(),
         }
     }
 }
@@ -545,6 +562,8 @@ impl Totals {
         self.first_send_us = min_some(self.first_send_us, other.first_send_us);
         self.last_done_us = self.last_done_us.max(other.last_done_us);
         self.h2_max_streams = min_some(self.h2_max_streams, other.h2_max_streams);
+        add_counts(&mut self.feeder_rows, &other.feeder_rows);
+        add_counts(&mut self.feeder_exhausted, &other.feeder_exhausted);
     }
 
     /// The time from the first request sent to the last one completed: the
@@ -619,6 +638,8 @@ impl Totals {
             first_send_us: self.first_send_us,
             last_done_us: self.last_done_us,
             h2_max_streams: self.h2_max_streams,
+            feeder_rows: self.feeder_rows.clone(),
+            feeder_exhausted: self.feeder_exhausted.clone(),
         }
     }
 
@@ -687,8 +708,28 @@ impl Totals {
             first_send_us: s.first_send_us,
             last_done_us: s.last_done_us,
             h2_max_streams: s.h2_max_streams,
+            feeder_rows: s.feeder_rows.clone(),
+            feeder_exhausted: s.feeder_exhausted.clone(),
         })
     }
+}
+
+/// Adds counts by index, growing `into` as needed.
+fn add_counts(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// Counts one at `i`, growing `v` as needed.
+fn count_at(v: &mut Vec<u64>, i: usize) {
+    if v.len() <= i {
+        v.resize(i + 1, 0);
+    }
+    v[i] += 1;
 }
 
 /// The smaller of two optional values, ignoring a missing one.

@@ -10,9 +10,12 @@
 //!   "name": "..."}`; a bad body → `400`; no token → `401`.
 //!
 //! Tokens and items live in memory, shared by all server threads behind one
-//! lock: this is a demo, not a hot path.
+//! lock: this is a demo, not a hot path. Successful logins are counted by
+//! user and created items by name (`/stats`: `logins_by_user`,
+//! `items_by_name`), so a test can check which users a load tester logged
+//! in as, and how often.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -41,6 +44,19 @@ struct State {
     issued: u64,
     items: std::collections::VecDeque<(u64, String)>,
     next_id: u64,
+    logins: HashMap<String, u64>,
+    posted: HashMap<String, u64>,
+}
+
+/// Counts one more under `key`, or under [`crate::stats::OTHER`] once
+/// [`crate::stats::MAX_DEMO_KEYS`] keys are taken.
+fn count(map: &mut HashMap<String, u64>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n += 1;
+        return;
+    }
+    let key = if map.len() < crate::stats::MAX_DEMO_KEYS { key } else { crate::stats::OTHER };
+    *map.entry(key.to_owned()).or_default() += 1;
 }
 
 #[derive(Deserialize)]
@@ -81,6 +97,13 @@ impl Demo {
         volley_common::lock(&self.state)
     }
 
+    /// Adds the demo's counts to `stats`.
+    pub(crate) fn fill(&self, stats: &mut crate::stats::Stats) {
+        let state = self.lock();
+        stats.logins_by_user = state.logins.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        stats.items_by_name = state.posted.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    }
+
     /// `POST /login`.
     pub(crate) fn login(&self, body: &[u8]) -> Response<Body> {
         let Ok(login) = serde_json::from_slice::<Login>(body) else {
@@ -90,6 +113,7 @@ impl Demo {
             return error(StatusCode::UNAUTHORIZED, "bad credentials");
         }
         let mut state = self.lock();
+        count(&mut state.logins, &login.user);
         state.issued += 1;
         let token = format!("t{}-{}", state.issued, login.user.len());
         state.tokens.insert(token.clone());
@@ -115,6 +139,7 @@ impl Demo {
             return error(StatusCode::BAD_REQUEST, "expected {\"name\": ...}");
         };
         state.next_id += 1;
+        count(&mut state.posted, &item.name);
         let id = state.next_id;
         state.items.push_back((id, item.name.clone()));
         if state.items.len() > MAX_ITEMS {

@@ -166,6 +166,10 @@ pub(crate) fn respond(request: Request<Incoming>, worker: &Arc<Worker>) -> Reply
             }));
         }
     }
+    // HTTP/1.1 requests pay one comparison; `/stats` is not counted.
+    if request.version() == hyper::Version::HTTP_2 && request.uri().path() != "/stats" {
+        worker.counters.http2(worker.shard);
+    }
     // Checked first and on its own so the hot path does no more than compare.
     if request.uri().path() == "/hello" && request.method() == Method::GET && request.body().is_end_stream() {
         worker.counters.hello_ok(worker.shard);
@@ -235,7 +239,8 @@ fn decide(method: &Method, route: Route<'_>, worker: &Worker) -> Action {
     match route {
         Route::Hello => Action::Answer(text(StatusCode::OK, HELLO)),
         Route::Stats => {
-            let stats = worker.counters.snapshot();
+            let mut stats = worker.counters.snapshot();
+            worker.demo.fill(&mut stats);
             // Serializing a struct of integers and string keys cannot fail.
             let json = serde_json::to_vec(&stats).expect("Stats serializes to JSON");
             let mut response = Response::new(Full::new(Bytes::from(json)));

@@ -38,6 +38,7 @@ const BACKLOG: i32 = 1024;
 pub struct ServerHandle {
     addr: SocketAddr,
     counters: Arc<Counters>,
+    demo: Arc<crate::demo::Demo>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -122,7 +123,7 @@ fn start_with(
     }
     drop(listener);
 
-    let mut handle = ServerHandle { addr, counters, stop, threads: Vec::with_capacity(threads) };
+    let mut handle = ServerHandle { addr, counters, demo, stop, threads: Vec::with_capacity(threads) };
     for (shard, (runtime, listener, worker)) in workers.into_iter().enumerate() {
         let stop = handle.stop.subscribe();
         // On error, dropping `handle` stops the threads already started.
@@ -143,7 +144,9 @@ impl ServerHandle {
 
     /// A snapshot of the responses served so far.
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        self.demo.fill(&mut stats);
+        stats
     }
 
     /// Stops accepting, lets in-flight requests finish for up to [`GRACE`],

@@ -56,7 +56,20 @@ pub struct Stats {
     /// those that asked for `/stats` included.
     #[serde(default)]
     pub connections_by_peer: BTreeMap<String, u64>,
+    /// Requests that arrived over HTTP/2 (of those counted above).
+    #[serde(default)]
+    pub http2_requests: u64,
+    /// The demo API: successful `POST /login`s by user name (past
+    /// [`MAX_DEMO_KEYS`] names, the rest share [`OTHER`]).
+    #[serde(default)]
+    pub logins_by_user: BTreeMap<String, u64>,
+    /// The demo API: items created by `POST /items`, by name (capped the same way).
+    #[serde(default)]
+    pub items_by_name: BTreeMap<String, u64>,
 }
+
+/// How many distinct user and item names the demo API counts apart.
+pub const MAX_DEMO_KEYS: usize = 100_000;
 
 impl Stats {
     /// Responses to `path` that had status `status`.
@@ -90,6 +103,8 @@ impl Stats {
 struct Shard {
     /// `GET /hello` answered 200: the route a load test hammers, so it skips the map.
     hello_ok: AtomicU64,
+    /// Requests that arrived over HTTP/2.
+    http2: AtomicU64,
     /// Microseconds since the epoch of this thread's first counted response; 0 before any.
     first_us: AtomicU64,
     /// Microseconds since the epoch of this thread's latest counted response; 0 before any.
@@ -137,6 +152,12 @@ impl Counters {
         shard.stamp();
     }
 
+    /// Counts one request that arrived over HTTP/2 on thread `shard`.
+    #[inline]
+    pub(crate) fn http2(&self, shard: usize) {
+        self.shards[shard].http2.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one response with `status` to a `method` request for `path`
     /// on thread `shard`.
     pub(crate) fn record(&self, shard: usize, method: &str, path: &str, status: u16) {
@@ -181,6 +202,7 @@ impl Counters {
             if last != 0 {
                 stats.last_request_unix_us = Some(stats.last_request_unix_us.map_or(last, |l| l.max(last)));
             }
+            stats.http2_requests += shard.http2.load(Ordering::Relaxed);
             let hello = shard.hello_ok.load(Ordering::Relaxed);
             if hello > 0 {
                 add(&mut stats, "GET", "/hello", 200, hello);

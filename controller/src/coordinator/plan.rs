@@ -23,6 +23,8 @@ pub struct Share {
     pub rate: Option<f64>,
     /// Scenario runs: its users per user type.
     pub users: Vec<u64>,
+    /// Scenario runs: the run-wide index of its first user.
+    pub first_user: u64,
 }
 
 /// Shares for agents with `worker_threads` each: connections in proportion
@@ -46,6 +48,7 @@ pub fn shares(cfg: &RunConfig, worker_threads: &[u32]) -> Vec<Share> {
             for &t in order.iter().skip(first_user).take(conns[i] as usize) {
                 users[t] += 1;
             }
+            let first = first_user as u64;
             first_user += conns[i] as usize;
             Share {
                 threads: threads[i],
@@ -53,6 +56,7 @@ pub fn shares(cfg: &RunConfig, worker_threads: &[u32]) -> Vec<Share> {
                 quota: quotas.as_ref().map(|q| q[i]),
                 rate: cfg.rate.map(|r| r * conns[i] as f64 / f64::from(cfg.connections)),
                 users,
+                first_user: first,
             }
         })
         .collect()
@@ -123,5 +127,43 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
             .flat_map(|st| &st.levels)
             .map(|(d, level)| volley_proto::Stage { duration_ms: d.as_millis() as u64, level: *level })
             .collect(),
+        feeders: cfg.scenario.as_ref().map_or_else(Vec::new, |sc| feeder_rows(sc, share)),
     }
+}
+
+/// An agent's rows of each feeder: a unique feeder's rows are split in
+/// proportion to the users, in contiguous disjoint slices (the agent with
+/// users `[a, a + c)` of `U` gets rows `[a·N/U, (a + c)·N/U)` of `N`); the
+/// other modes get the whole table.
+fn feeder_rows(sc: &crate::config::ScenarioRun, share: &Share) -> Vec<volley_proto::FeederRows> {
+    let users = u128::from(sc.users.max(1));
+    sc.scenario
+        .feeders
+        .iter()
+        .map(|f| {
+            let table = &f.table;
+            let columns = f.columns.len();
+            let (table, first_row) = match f.mode {
+                volley_scenario::feeder::Mode::Unique => {
+                    let n = u128::from(f.rows);
+                    let at = |user: u64| (u128::from(user) * n / users) as usize;
+                    let rows = at(share.first_user)..at(share.first_user + share.connections);
+                    let first = rows.start as u64;
+                    (std::borrow::Cow::Owned(table.slice(columns, rows)), first)
+                }
+                _ => (std::borrow::Cow::Borrowed(table), share.first_user),
+            };
+            let mut prev = 0;
+            let lengths = table
+                .ends
+                .iter()
+                .map(|&e| {
+                    let len = e - prev;
+                    prev = e;
+                    len
+                })
+                .collect();
+            volley_proto::FeederRows { text: table.text.clone(), lengths, first_row }
+        })
+        .collect()
 }
