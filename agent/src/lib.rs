@@ -116,7 +116,7 @@ pub struct Args {
     pub metrics_listen: Option<SocketAddr>,
     /// The I/O engine for plain http:// HTTP/1.1 runs: auto (io_uring if this
     /// host allows it, else epoll), uring (or refuse to start), epoll.
-    #[arg(long, value_enum, value_name = "ENGINE", default_value = "auto")]
+    #[arg(long, value_enum, value_name = "ENGINE", default_value = "auto", env = "VOLLEY_IO")]
     pub io: uring::IoChoice,
 }
 
