@@ -285,7 +285,7 @@ pub(crate) fn worker(
         Err(e) => {
             // The agent probed io_uring at start; if a ring fails now (out of
             // locked memory?) the run must not pass as done without this share.
-            let _ = shared.fail(&format!("a worker thread cannot set up io_uring: {e}"));
+            shared.fail(&format!("a worker thread cannot set up io_uring: {e}"));
             let _ = tx.send(Totals::default());
             return;
         }
