@@ -15,18 +15,25 @@
 #   7. short runs: the rate `controller run -n 20000 -c 10` and `controller
 #      demo` report vs `ab -k -n 20000 -c 10` against one target-server
 #      (the demo runs its own, in-process), median of R rounds.
+#   8. io_uring: CPU microseconds per request of Volley on io_uring (--io
+#      uring) vs wrk and vs Volley on epoll (--io epoll), 50 connections, all
+#      on CPU 1 against nginx on CPU 0, counted by nginx: at full speed, and
+#      at a fixed open-model rate (--rate RATE, default 20000/s, so nginx is
+#      not the bottleneck; wrk has no fixed rate, its full-speed figure is the
+#      reference). Median of R rounds. Figures 1, 2, 5 and 6 use --io epoll,
+#      so they keep comparing what they did before io_uring.
 #
 # Usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
 # Needs root on first use (apt-get installs nginx-light, wrk, util-linux, curl, time).
 set -euo pipefail
-D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6,7
+D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6,7,8 RATE=${RATE:-20000}
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     -m) BIG=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5,6,7]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m REQUESTS] [--only 1,2,3,4,5,6,7,8] (RATE=N for figure 8)" >&2; exit 2 ;;
   esac
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -95,7 +102,7 @@ if want 1 || want 2; then
     : >"$dir/ratios"; : >"$dir/cpu"
     for i in $(seq "$R"); do
       read -r wr wc < <(measure wrk -t1 -c"$C" -d"${D}s" "$URL")
-      read -r vr vc < <(measure "$BIN/controller" run --url "$URL" -c "$C" -z "${D}s" --threads 1)
+      read -r vr vc < <(measure "$BIN/controller" run --io epoll --url "$URL" -c "$C" -z "${D}s" --threads 1)
       printf "  c=%-3s round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$C" "$i" "$wr" "$wc" "$vr" "$vc"
       awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
       awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
@@ -109,7 +116,7 @@ fi
 # NAME_pid and NAME_addr from the line it prints when ready.
 start_agent() {
   local out=$dir/$1.out
-  taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 >"$out" 2>/dev/null &
+  taskset -c 1 "$BIN/agent" --listen 127.0.0.1:0 --threads 1 --io epoll >"$out" 2>/dev/null &
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do [[ -s $out ]] && break; sleep 0.05; done
@@ -165,7 +172,7 @@ if want 5; then
     start_agent a2
     p1=$a1_pid p2=$a2_pid agents="$a1_addr,$a2_addr"
     read -r two _ < <(measure "$BIN/controller" run --agents "$agents" --url "$URL" -c 100 -z "${D}s")
-    read -r one _ < <(measure "$BIN/controller" run --url "$URL" -c 100 -z "${D}s" --threads 2)
+    read -r one _ < <(measure "$BIN/controller" run --io epoll --url "$URL" -c 100 -z "${D}s" --threads 2)
     kill "$p1" "$p2"; wait "$p1" "$p2" 2>/dev/null || true
     echo "  round $i: two agents $two req/s, one embedded agent with 2 threads $one req/s"
     awk -v a="$two" -v b="$one" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/scale"
@@ -178,7 +185,7 @@ if want 6; then
   : >"$dir/ratios"; : >"$dir/cpu"
   for i in $(seq "$R"); do
     read -r wr wc < <(measure wrk -t1 -c50 -d"${D}s" "$HTTPS")
-    read -r vr vc < <(measure "$BIN/controller" run --url "$HTTPS" -k -c 50 -z "${D}s" --threads 1)
+    read -r vr vc < <(measure "$BIN/controller" run --io epoll --url "$HTTPS" -k -c 50 -z "${D}s" --threads 1)
     printf "  https c=50 round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$i" "$wr" "$wc" "$vr" "$vc"
     awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
     awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
@@ -204,4 +211,28 @@ if want 7; then
   echo "figure 7: rate of -n 20000 -c 10 / ab -k, median of $R: $(median <"$dir/short")  (goal 0.90..1.10)"
   echo "figure 7: rate of controller demo / ab -k, median of $R: $(median <"$dir/demo")  (goal 0.90..1.10)"
   kill "$ts7"
+fi
+
+if want 8; then
+  : >"$dir/u_w"; : >"$dir/u_e"; : >"$dir/ur_er"; : >"$dir/ur_w"; : >"$dir/u_rate"
+  for i in $(seq "$R"); do
+    read -r wr wc < <(measure wrk -t1 -c50 -d"${D}s" "$URL")
+    read -r er ec < <(measure "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1)
+    read -r ur uc < <(measure "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1)
+    read -r err erc < <(measure "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE")
+    read -r urr urc < <(measure "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE")
+    printf "  round %d full speed: wrk %8s req/s %6s us/req | epoll %8s req/s %6s us/req | uring %8s req/s %6s us/req\n" \
+      "$i" "$wr" "$wc" "$er" "$ec" "$ur" "$uc"
+    printf "  round %d at %s/s:     epoll %8s req/s %6s us/req | uring %8s req/s %6s us/req\n" "$i" "$RATE" "$err" "$erc" "$urr" "$urc"
+    awk -v a="$uc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_w"
+    awk -v a="$uc" -v b="$ec" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_e"
+    awk -v a="$ur" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_rate"
+    awk -v a="$urc" -v b="$erc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ur_er"
+    awk -v a="$urc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ur_w"
+  done
+  echo "figure 8 (full speed, c=50): cpu us/request uring/wrk, median of $R: $(median <"$dir/u_w")  (goal <= 0.70)"
+  echo "figure 8 (full speed, c=50): cpu us/request uring/epoll, median of $R: $(median <"$dir/u_e")"
+  echo "figure 8 (full speed, c=50): rate uring/wrk, median of $R: $(median <"$dir/u_rate")"
+  echo "figure 8 (rate $RATE/s, c=50): cpu us/request uring/epoll, median of $R: $(median <"$dir/ur_er")"
+  echo "figure 8 (rate $RATE/s, c=50): cpu us/request uring (fixed rate) / wrk (full speed), median of $R: $(median <"$dir/ur_w")"
 fi

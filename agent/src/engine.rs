@@ -108,6 +108,22 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Fails the run for `why` (a worker thread could not start) and stops it.
+    pub(crate) fn fail(&self, why: &str) {
+        tracing::error!("{why}");
+        let _ = self.panic.set(why.to_owned());
+        self.stop.store(true, Ordering::Relaxed);
+        self.quota.more.notify_waiters();
+        self.halt.notify_waiters();
+    }
+
+    /// Notes that a worker thread began (the first one's wall clock counts).
+    pub(crate) fn began(&self) {
+        if self.first_wake.set(SystemTime::now()).is_ok() {
+            self.woke.notify_waiters();
+        }
+    }
+
     /// Records a panic (the first one is kept) and stops the run.
     fn panicked(&self, what: &str, payload: &(dyn std::any::Any + Send)) {
         let message = payload
@@ -377,7 +393,7 @@ impl Run {
 /// is re-based: slot `first_slot` is due at `from` (profile time), and later
 /// slots follow the new rate along the same profile.
 #[derive(Debug, Clone, Copy)]
-struct Schedule {
+pub(crate) struct Schedule {
     start: Instant,
     /// Requests per second at the profile's level 1.
     rate: f64,
@@ -443,6 +459,7 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         Limit::Duration(_) => u64::MAX,
     };
     let connections = plan.connections;
+    let uring = plan.io == crate::uring::Engine::Uring;
     let cut_off = deadline.map(|d| d + END_GRACE.min(plan.timeout));
     let quota = Quota::new(remaining, batch, plan.open_quota);
     // Scenario users are gated by stages only (their ramp is the spawn rate).
@@ -488,7 +505,11 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
         std::thread::Builder::new().name(format!("volley-worker-{i}")).spawn(move || {
             let watch = shared.clone();
             let body = std::panic::AssertUnwindSafe(|| {
-                worker(shared, (i, threads), conn_range, schedule, share, spawn_rx, tx);
+                if uring {
+                    crate::uring::worker(shared, conn_range, schedule, share, spawn_rx, tx);
+                } else {
+                    worker(shared, (i, threads), conn_range, schedule, share, spawn_rx, tx);
+                }
             });
             // A panic outside the connection tasks (which the JoinSet catches)
             // would end the thread silently, its share never reported.
@@ -532,6 +553,47 @@ pub(crate) enum Permit {
 }
 
 impl Worker {
+    /// A thread's state for plain connections (no scenario).
+    pub(crate) fn plain(shared: Arc<Shared>, schedule: Option<Schedule>, rate_share: f64) -> Rc<Worker> {
+        Worker::with(shared, schedule, rate_share, Recorder::new())
+    }
+
+    fn with(shared: Arc<Shared>, schedule: Option<Schedule>, rate_share: f64, recorder: Recorder) -> Rc<Worker> {
+        Rc::new(Worker {
+            shared,
+            recorder: RefCell::new(recorder),
+            tokens: Cell::new(0),
+            schedule: Cell::new(schedule),
+            slot: Cell::new(0),
+            rate_share,
+            rate_generation: Cell::new(0),
+            first_send: Cell::new(None),
+            last_done: Cell::new(None),
+            in_flight: Cell::new(0),
+            published: Cell::new(0),
+        })
+    }
+
+    /// Hands the delta since the last one to the agent; stops the run if the
+    /// agent is gone.
+    pub(crate) fn hand_over(&self, tx: &mpsc::UnboundedSender<Totals>) {
+        if tx.send(self.take_delta()).is_err() {
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Once every connection of the thread has ended: counts missed slots
+    /// and hands over the last delta.
+    pub(crate) fn finish(&self, tx: &mpsc::UnboundedSender<Totals>) {
+        self.count_missed();
+        let last = self.take_delta();
+        // Nothing of this thread is in flight any more (requests cut at the
+        // end were counted as cancelled).
+        self.publish_in_flight(0);
+        // The receiver is gone only if the agent dropped the run; nothing to do.
+        let _ = tx.send(last);
+    }
+
     /// The run's shared state.
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -671,9 +733,7 @@ fn worker(
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         tokio::time::sleep_until(shared.start.into()).await;
-        if shared.first_wake.set(SystemTime::now()).is_ok() {
-            shared.woke.notify_waiters();
-        }
+        shared.began();
         let mut load = match &shared.plan.scenario {
             Some(sc) => match crate::scenario::Users::new(sc, shared.plan.timeout, (index, threads)) {
                 Ok(users) => Load::Users(users),
@@ -690,19 +750,7 @@ fn worker(
             Some(sc) => Recorder::with_names(sc.compiled.names.iter().map(|(n, m)| (n.as_str(), m.as_str()))),
             None => Recorder::new(),
         };
-        let w = Rc::new(Worker {
-            shared,
-            recorder: RefCell::new(recorder),
-            tokens: Cell::new(0),
-            schedule: Cell::new(schedule),
-            slot: Cell::new(0),
-            rate_share,
-            rate_generation: Cell::new(0),
-            first_send: Cell::new(None),
-            last_done: Cell::new(None),
-            in_flight: Cell::new(0),
-            published: Cell::new(0),
-        });
+        let w = Worker::with(shared, schedule, rate_share, recorder);
         let mut tasks = tokio::task::JoinSet::new();
         load.start(&w, &mut tasks);
         let ticker = tokio::task::spawn_local(ticker(w.clone(), tx.clone()));
@@ -724,13 +772,7 @@ fn worker(
             }
         }
         ticker.abort();
-        w.count_missed();
-        let last = w.take_delta();
-        // Nothing of this thread is in flight any more (requests cut at the
-        // end were counted as cancelled).
-        w.publish_in_flight(0);
-        // The receiver is gone only if the agent dropped the run; nothing to do.
-        let _ = tx.send(last);
+        w.finish(&tx);
     });
 }
 
@@ -740,10 +782,7 @@ async fn ticker(w: Rc<Worker>, tx: mpsc::UnboundedSender<Totals>) {
     let mut tick = tokio::time::interval_at((w.shared.start + SNAPSHOT_INTERVAL).into(), SNAPSHOT_INTERVAL);
     loop {
         tick.tick().await;
-        let delta = w.take_delta();
-        if tx.send(delta).is_err() {
-            w.shared.stop.store(true, Ordering::Relaxed);
-        }
+        w.hand_over(&tx);
     }
 }
 
@@ -797,10 +836,10 @@ fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, rank: 
         let group = crate::http2::Group::new(source);
         for _ in 0..w.shared.plan.streams {
             let slot = Client::H2(crate::http2::Slot::new(group.clone()));
-            tasks.spawn_local(connection(w.clone(), rank, slot, source));
+            tasks.spawn_local(connection::<Tokio, _>(w.clone(), rank, slot, source));
         }
     } else {
-        tasks.spawn_local(connection(w.clone(), rank, Client::H1(None), source));
+        tasks.spawn_local(connection::<Tokio, _>(w.clone(), rank, Client::H1(None), source));
     }
 }
 
@@ -824,7 +863,7 @@ impl Client {
 /// Closed model with a profile: whether connection `rank` may send now,
 /// else (its connection closed) waits until the profile opens it again.
 /// `false` when it never will before the end, or the run stopped.
-async fn gate(s: &Shared, rank: usize, mut conn: Option<&mut Client>) -> bool {
+async fn gate<R: Rt, C: Exchange>(s: &Shared, rank: usize, mut conn: Option<&mut C>) -> bool {
     loop {
         let now = Instant::now();
         let x = now.saturating_duration_since(s.start).as_secs_f64();
@@ -838,7 +877,7 @@ async fn gate(s: &Shared, rank: usize, mut conn: Option<&mut Client>) -> bool {
         // connections fall as well as rise (HTTP/2: the stream slot idles;
         // its connection stays for the group's other slots).
         if let Some(conn) = conn.as_deref_mut() {
-            conn.drop_h1();
+            conn.forget();
         }
         let Some(next) = s.profile.next_above(x, theta) else { return false };
         // At least a millisecond, so that a level that only touches the
@@ -852,7 +891,7 @@ async fn gate(s: &Shared, rank: usize, mut conn: Option<&mut Client>) -> bool {
         }
         let halted = s.halt.notified();
         tokio::select! {
-            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = R::sleep_until(until) => {}
             _ = halted => {}
         }
         if s.stopped() {
@@ -865,7 +904,7 @@ async fn gate(s: &Shared, rank: usize, mut conn: Option<&mut Client>) -> bool {
 /// go on now, else waits until the stages make it active again; `true`
 /// at once without stages, `false` when it never will before the end.
 pub(crate) async fn gate_user(s: &Shared, rank: usize) -> bool {
-    !s.gated || gate(s, rank, None).await
+    !s.gated || gate::<Tokio, Client>(s, rank, None).await
 }
 
 /// The source address of the agent's connection `i`, if the plan names any.
@@ -875,31 +914,36 @@ fn source_of(w: &Worker, i: usize) -> Option<std::net::IpAddr> {
 
 /// Drives one connection, the agent's `rank`-th (or one HTTP/2 stream slot
 /// of it): request after request until the plan says stop.
-async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option<std::net::IpAddr>) {
+pub(crate) async fn connection<R: Rt, C: Exchange>(
+    w: Rc<Worker>,
+    rank: usize,
+    mut conn: C,
+    source: Option<std::net::IpAddr>,
+) {
     let s = w.shared.clone();
     let plan = &s.plan;
     let sent = plan.http2.as_ref().map_or(plan.request.len() as u64, |r| r.sent());
     // Consecutive failed connects: the pause before the next attempt doubles.
     let mut refused: u32 = 0;
     // One timer per connection, re-armed per request: no timer allocation per request.
-    let timer = tokio::time::sleep(plan.timeout);
+    let timer = R::sleep_until(Instant::now() + plan.timeout);
     tokio::pin!(timer);
     loop {
-        let mut t0 = tokio::time::Instant::now();
+        let mut t0 = Instant::now();
         // Where the latency counts from, and (open model) how late the send was.
         let mut counted_from = t0;
         let mut lag = None;
         // Open model: the next slot's due time; closed model: now.
         if s.gated {
-            if !gate(&s, rank, Some(&mut conn)).await {
+            if !gate::<R, C>(&s, rank, Some(&mut conn)).await {
                 break;
             }
-            t0 = tokio::time::Instant::now();
+            t0 = Instant::now();
             counted_from = t0;
         }
         let k = w.slot.get();
-        let due = w.schedule_at(k, t0.into_std()).map(|schedule| schedule.due(k, &s.profile));
-        match w.may_send(due.unwrap_or_else(|| t0.into_std())) {
+        let due = w.schedule_at(k, t0).map(|schedule| schedule.due(k, &s.profile));
+        match w.may_send(due.unwrap_or(t0)) {
             Permit::Yes => {}
             Permit::No => break,
             Permit::Wait => {
@@ -909,17 +953,17 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
         }
         if let Some(due) = due {
             // The end has passed: a slot due before it is missed, not sent late.
-            if s.deadline.is_some_and(|end| t0.into_std() >= end) {
+            if s.deadline.is_some_and(|end| t0 >= end) {
                 break;
             }
             w.slot.set(k + 1);
-            if due > t0.into_std() {
+            if due > t0 {
                 // Never past the end (a profile ending at 0 has no more slots
                 // due), and a stop wakes the wait.
                 let until = s.deadline.map_or(due, |end| due.min(end));
                 let halted = s.halt.notified();
                 tokio::select! {
-                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = R::sleep_until(until) => {}
                     _ = halted => {}
                 }
                 if s.stop.load(Ordering::Relaxed) || s.deadline.is_some_and(|end| due >= end) {
@@ -927,25 +971,25 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
                     w.slot.set(k);
                     break;
                 }
-                t0 = tokio::time::Instant::now();
+                t0 = Instant::now();
                 counted_from = t0;
                 lag = Some(Duration::ZERO);
             } else {
-                counted_from = due.into();
-                lag = Some(t0.into_std() - due);
+                counted_from = due;
+                lag = Some(t0 - due);
             }
         }
         // Duration mode: past the end, a request gets only the grace.
         let timeout_at = t0 + plan.timeout;
         let (until, cut) = match s.cut_off {
-            Some(cut) if cut < timeout_at.into_std() => (cut.into(), true),
+            Some(cut) if cut < timeout_at => (cut, true),
             _ => (timeout_at, false),
         };
-        timer.as_mut().reset(until);
-        w.sent_at(t0.into_std());
+        R::reset(timer.as_mut(), until);
+        w.sent_at(t0);
         let result = tokio::select! {
             biased;
-            r = round_trip(&mut conn, &w, source) => r,
+            r = conn.round_trip(&w, source) => r,
             _ = &mut timer => {
                 if cut {
                     // Sent, but no answer within the grace: cancelled, not failed.
@@ -955,8 +999,8 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
                 Err(ErrorClass::Timeout)
             }
         };
-        let end = tokio::time::Instant::now();
-        w.done_at(end.into_std());
+        let end = Instant::now();
+        w.done_at(end);
         let failed = match result {
             Ok(resp) => {
                 let mut rec = w.recorder.borrow_mut();
@@ -965,7 +1009,7 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
                     rec.scheduled(end - t0, lag);
                 }
                 if resp.close {
-                    conn.drop_h1();
+                    conn.forget();
                 }
                 false
             }
@@ -976,17 +1020,17 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
                     ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout | ErrorClass::Connect | ErrorClass::Tls
                 );
                 w.recorder.borrow_mut().error(class, if connect_failed { 0 } else { sent });
-                conn.drop_h1();
+                conn.forget();
                 if connect_failed {
                     refused = refused.saturating_add(1);
                     // A dead target is not hammered with connects: each
                     // attempt still counts as an error, but the next waits
                     // longer, never past the run's end.
-                    let mut until = tokio::time::Instant::now() + connect_backoff(refused);
+                    let mut until = Instant::now() + connect_backoff(refused);
                     if let Some(deadline) = s.deadline {
-                        until = until.min(deadline.into());
+                        until = until.min(deadline);
                     }
-                    tokio::time::sleep_until(until).await;
+                    R::sleep_until(until).await;
                     continue;
                 }
                 true
@@ -998,7 +1042,7 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
         if failed {
             // A refused target fails at once; let the thread's other tasks
             // (and its snapshot ticker) run between attempts.
-            tokio::task::yield_now().await;
+            R::yield_now().await;
         }
     }
 }
@@ -1013,32 +1057,85 @@ fn connect_backoff(n: u32) -> Duration {
     Duration::from_millis(1u64 << n.saturating_sub(1).min(16)).min(MAX_CONNECT_BACKOFF)
 }
 
-async fn round_trip(
-    conn: &mut Client,
-    w: &Rc<Worker>,
-    source: Option<std::net::IpAddr>,
-) -> Result<crate::http1::Response, ErrorClass> {
-    let plan = &w.shared.plan;
-    let conn = match conn {
-        Client::H1(conn) => conn,
-        Client::H2(slot) => {
-            // Set whenever the slots are HTTP/2 (see `spawn_connection`).
-            let Some(request) = &plan.http2 else { return Err(ErrorClass::Protocol) };
-            return slot.round_trip(request, w).await;
-        }
-    };
-    let c = match conn {
-        Some(c) => c,
-        None => {
-            // Boxed: the connect and TLS handshake states are large, and
-            // inline they would size every connection's task for its whole
-            // life; one allocation per connect, none per request.
-            let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
-            w.recorder.borrow_mut().connect();
-            conn.insert(c)
-        }
-    };
-    c.round_trip(&plan.request).await
+impl Exchange for Client {
+    fn forget(&mut self) {
+        self.drop_h1();
+    }
+
+    async fn round_trip(
+        &mut self,
+        w: &Rc<Worker>,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<crate::http1::Response, ErrorClass> {
+        let plan = &w.shared.plan;
+        let conn = match self {
+            Client::H1(conn) => conn,
+            Client::H2(slot) => {
+                // Set whenever the slots are HTTP/2 (see `spawn_connection`).
+                let Some(request) = &plan.http2 else { return Err(ErrorClass::Protocol) };
+                return slot.round_trip(request, w).await;
+            }
+        };
+        let c = match conn {
+            Some(c) => c,
+            None => {
+                // Boxed: the connect and TLS handshake states are large, and
+                // inline they would size every connection's task for its whole
+                // life; one allocation per connect, none per request.
+                let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
+                w.recorder.borrow_mut().connect();
+                conn.insert(c)
+            }
+        };
+        c.round_trip(&plan.request).await
+    }
+}
+
+/// What the connection loop needs of the runtime it runs on: timers and a
+/// yield. The epoll engine's is [`Tokio`]; the io_uring engine's is in
+/// [`crate::uring`]. Everything else (grants, schedule, gate, recorder) is
+/// the same code on both.
+pub(crate) trait Rt {
+    /// A timer that can be re-armed without allocating (one per connection).
+    type Timer: std::future::Future<Output = ()>;
+    /// A timer firing at `at`.
+    fn sleep_until(at: Instant) -> Self::Timer;
+    /// Re-arms `timer` for `at`.
+    fn reset(timer: std::pin::Pin<&mut Self::Timer>, at: Instant);
+    /// Lets the thread's other tasks run.
+    fn yield_now() -> impl std::future::Future<Output = ()>;
+}
+
+/// How a connection task sends one request and reads its answer.
+pub(crate) trait Exchange {
+    /// One round trip, connecting first if the connection is closed.
+    fn round_trip(
+        &mut self,
+        w: &Rc<Worker>,
+        source: Option<std::net::IpAddr>,
+    ) -> impl std::future::Future<Output = Result<crate::http1::Response, ErrorClass>>;
+    /// Forgets an HTTP/1.1 connection after a failure or a `close` (the next
+    /// round trip connects again).
+    fn forget(&mut self);
+}
+
+/// The epoll engine's runtime: the worker thread's current-thread tokio.
+pub(crate) struct Tokio;
+
+impl Rt for Tokio {
+    type Timer = tokio::time::Sleep;
+
+    fn sleep_until(at: Instant) -> Self::Timer {
+        tokio::time::sleep_until(at.into())
+    }
+
+    fn reset(timer: std::pin::Pin<&mut Self::Timer>, at: Instant) {
+        timer.reset(at.into());
+    }
+
+    fn yield_now() -> impl std::future::Future<Output = ()> {
+        tokio::task::yield_now()
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@
 //! as many buffers as connections it is reading at the same instant. A
 //! connection whose responses outgrow the pooled size keeps its own, grown
 //! buffer; TLS connections keep theirs too.
+//!
+//! The parsing does not depend on how bytes move: [`Conn`] is generic over a
+//! [`Wire`], the connection's byte stream. The epoll engine's is [`Stream`]
+//! (tokio, plain or TLS); the io_uring engine supplies its own
+//! ([`crate::uring`]), so both engines send the same request bytes and read
+//! responses with the same parser.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -146,9 +152,32 @@ pub struct Response {
     pub close: bool,
 }
 
+/// A connection's byte stream, as the parser needs it: write a request, read
+/// more bytes. Implemented by the epoll engine's [`Stream`] and by the
+/// io_uring engine's stream.
+// Only the agent's own engines implement it, each on one thread, so the
+// futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait Wire {
+    /// Writes all of `bytes` (and flushes them, if the stream buffers).
+    async fn send(&mut self, bytes: &Bytes) -> std::io::Result<()>;
+    /// Reads into `buf[end..]` and returns how many bytes arrived (0 at end
+    /// of stream). `buf` may be empty (no buffer held): the stream takes one
+    /// of [`INITIAL_BUF`] bytes then.
+    async fn recv(&mut self, buf: &mut Vec<u8>, end: usize) -> std::io::Result<usize>;
+    /// Whether the connection gives its buffer back to the thread's pool
+    /// between responses (see the module's notes on memory).
+    fn pooled(&self) -> bool;
+}
+
+/// A fresh read buffer of the size connections start with.
+pub(crate) fn new_buffer() -> Vec<u8> {
+    vec![0; INITIAL_BUF]
+}
+
 /// A connection's byte stream: plain TCP, or TLS over it.
 #[derive(Debug)]
-enum Stream {
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
@@ -167,10 +196,31 @@ impl Stream {
     }
 }
 
-/// A keep-alive HTTP/1.1 connection to one target.
+impl Wire for Stream {
+    #[inline]
+    async fn send(&mut self, bytes: &Bytes) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+
+    #[inline]
+    async fn recv(&mut self, buf: &mut Vec<u8>, end: usize) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => read_plain(s, buf, end).await,
+            Stream::Tls(s) => s.read(&mut buf[end..]).await,
+        }
+    }
+
+    #[inline]
+    fn pooled(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to one target, over a [`Wire`]
+/// (by default the epoll engine's [`Stream`]).
 #[derive(Debug)]
-pub struct Conn {
-    stream: Stream,
+pub struct Conn<S = Stream> {
+    stream: S,
     /// The read buffer; empty while a plain connection holds none (see the
     /// module's notes on memory).
     buf: Vec<u8>,
@@ -203,6 +253,13 @@ impl Conn {
         let buf = if matches!(stream, Stream::Tls(_)) { vec![0; INITIAL_BUF] } else { Vec::new() };
         Ok(Conn { stream, buf, start: 0, end: 0, grow: false })
     }
+}
+
+impl<S: Wire> Conn<S> {
+    /// A connection over an already open `stream`, holding no buffer yet.
+    pub fn over(stream: S) -> Conn<S> {
+        Conn { stream, buf: Vec::new(), start: 0, end: 0, grow: false }
+    }
 
     /// Writes the request and reads one complete response, skipping its body.
     pub async fn round_trip(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
@@ -214,11 +271,7 @@ impl Conn {
     /// A plain connection with nothing left to read gives its buffer back to
     /// the thread's pool (unless it has grown beyond the pooled size).
     fn release(&mut self) {
-        if matches!(self.stream, Stream::Plain(_))
-            && self.start == self.end
-            && self.buf.len() == INITIAL_BUF
-            && !self.grow
-        {
+        if self.stream.pooled() && self.start == self.end && self.buf.len() == INITIAL_BUF && !self.grow {
             give_back(std::mem::take(&mut self.buf));
             self.start = 0;
             self.end = 0;
@@ -226,7 +279,7 @@ impl Conn {
     }
 
     async fn exchange(&mut self, request: &RequestBytes) -> Result<Response, ErrorClass> {
-        self.stream.write_all(&request.bytes).await.map_err(|e| ErrorClass::of_io(&e))?;
+        self.stream.send(&request.bytes).await.map_err(|e| ErrorClass::of_io(&e))?;
         let mut received = 0u64;
         loop {
             let head = self.read_head().await?;
@@ -299,11 +352,7 @@ impl Conn {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
         }
-        let n = match &mut self.stream {
-            Stream::Plain(s) => read_plain(s, &mut self.buf, self.end).await,
-            Stream::Tls(s) => s.read(&mut self.buf[self.end..]).await,
-        }
-        .map_err(|e| ErrorClass::of_io(&e))?;
+        let n = self.stream.recv(&mut self.buf, self.end).await.map_err(|e| ErrorClass::of_io(&e))?;
         // After the read: a plain connection may only now hold a buffer.
         let room = self.buf.len() - self.end;
         self.end += n;

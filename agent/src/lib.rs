@@ -10,6 +10,7 @@
 //! - [`http1`]: the lean HTTP/1.1 client connection (the hot path).
 //! - [`http2`]: HTTP/2 (`--http2`): stream slots sharing h2 connections.
 //! - [`engine`]: worker threads, connections, per-thread recorders.
+//! - [`uring`]: the io_uring engine (`--io`), plain HTTP/1.1 on monoio.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
 //! - [`metrics`]: `--metrics-listen`, the agent's own health for Prometheus.
@@ -30,6 +31,7 @@ pub mod scenario;
 pub mod security;
 pub mod service;
 pub mod tls;
+pub mod uring;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,6 +114,10 @@ pub struct Args {
     /// for Prometheus on ADDR, under /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The I/O engine for plain http:// HTTP/1.1 runs: auto (io_uring if this
+    /// host allows it, else epoll), uring (or refuse to start), epoll.
+    #[arg(long, value_enum, value_name = "ENGINE", default_value = "auto", env = "VOLLEY_IO")]
+    pub io: uring::IoChoice,
 }
 
 /// How an agent serves: threads, who may call it, what it may be asked.
@@ -127,6 +133,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Time a connection has for its first authenticated call.
     pub auth_timeout: Duration,
+    /// The I/O engine for plain HTTP/1.1 runs, resolved (see [`uring::resolve`]).
+    pub io: uring::Resolved,
 }
 
 impl Default for ServeConfig {
@@ -137,6 +145,7 @@ impl Default for ServeConfig {
             tls: None,
             limits: Limits::default(),
             auth_timeout: listen::DEFAULT_AUTH_TIMEOUT,
+            io: uring::Resolved::default(),
         }
     }
 }
@@ -198,7 +207,8 @@ impl Args {
             open_files: None,
             allow_source: self.allow_source.clone(),
         };
-        Ok(ServeConfig { threads, token, tls, limits, auth_timeout: self.auth_timeout })
+        let io = uring::resolve(self.io).map_err(anyhow::Error::msg)?;
+        Ok(ServeConfig { threads, token, tls, limits, auth_timeout: self.auth_timeout, io })
     }
 }
 
@@ -231,7 +241,7 @@ pub async fn serve_with_metrics(
     // body this agent allows (its --max-body), so that limit is the one asked.
     let max_message = volley_proto::limits::max_plan_message(config.limits.max_body);
     let guard = listen::Guard::new(config.auth_timeout, listen::waiting_cap(config.limits.open_files));
-    let agent = AgentService::new(config.threads, config.limits);
+    let agent = AgentService::new(config.threads, config.limits).with_io(config.io);
     if let Some(listener) = metrics {
         let a = agent.clone();
         let registry = metrics::registry(agent.counters(), move || a.busy());
@@ -259,8 +269,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Lets deployment files be checked against the real flags without
         // binding a port (see controller/tests/manifests.rs).
         println!(
-            "agent dry run: would listen on {} with {threads} worker threads{}{}",
+            "agent dry run: would listen on {} with {threads} worker threads, io engine {}{}{}",
             args.listen,
+            config.io.describe(),
             if config.token.is_some() { ", token required" } else { "" },
             if config.tls.is_some() { ", TLS" } else { "" }
         );
@@ -285,7 +296,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("cannot read the bound address")?;
         // Printed on stdout so scripts and tests can learn a port-0 address.
         let files = config.limits.open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-        println!("agent listening on {addr} with {threads} worker threads, open-file limit {files}");
+        let io = config.io.describe();
+        println!("agent listening on {addr} with {threads} worker threads, open-file limit {files}, io engine {io}");
         tracing::info!(open_files = %files, "open-file limit (RLIMIT_NOFILE, raised to the hard limit)");
         tracing::info!(%addr, threads, "agent ready");
         let metrics = match args.metrics_listen {

@@ -65,6 +65,10 @@ pub struct Plan {
     pub connections: usize,
     /// Worker threads (never more than connections).
     pub threads: usize,
+    /// The I/O engine the workers use: the agent's (`--io`), set by the
+    /// service, or epoll where the io_uring engine does not reach (see
+    /// [`crate::uring::for_run`]).
+    pub io: crate::uring::Engine,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Which statuses are successes.
@@ -373,6 +377,7 @@ impl Plan {
             limit,
             connections,
             threads,
+            io: crate::uring::Engine::Epoll,
             timeout,
             success,
             start_at,

@@ -58,6 +58,8 @@ pub struct AgentService {
     active: Arc<Mutex<Option<Active>>>,
     /// Runs and refusals, for `--metrics-listen`.
     counters: Arc<Counters>,
+    /// The I/O engine for plain HTTP/1.1 runs (`--io`), as resolved at start.
+    io: Arc<crate::uring::Resolved>,
 }
 
 /// Clears the agent's busy state when a run's task ends, however it ends.
@@ -98,7 +100,14 @@ impl AgentService {
             limits: Arc::new(limits),
             active: Arc::new(Mutex::new(None)),
             counters: Arc::default(),
+            io: Arc::default(),
         }
+    }
+
+    /// The same service, running plain HTTP/1.1 plans on `io`'s engine.
+    pub fn with_io(mut self, io: crate::uring::Resolved) -> AgentService {
+        self.io = Arc::new(io);
+        self
     }
 
     /// What it counts for `--metrics-listen`.
@@ -132,6 +141,7 @@ impl Agent for AgentService {
             hostname: hostname(),
             busy: lock(&self.active).is_some(),
             open_files: self.limits.open_files.unwrap_or(0),
+            io_engine: self.io.describe(),
         }))
     }
 
@@ -291,6 +301,9 @@ impl AgentService {
             crate::plan::Limit::Duration(_) => None,
         };
         let (threads, connections, lease) = (plan.threads, plan.connections, plan.lease);
+        let mut plan = plan;
+        let (io, io_fallback) = crate::uring::for_run(&plan, self.io.engine);
+        plan.io = io;
         let run = engine::start(plan).map_err(|e| Status::internal(format!("cannot start worker threads: {e}")))?;
         let mut renewed = Arc::new(Mutex::new(std::time::Instant::now()));
         if let Some(a) = lock(&self.active).as_mut() {
@@ -306,7 +319,9 @@ impl AgentService {
         }
         tracing::info!(run_id, threads, connections, "run started");
         Counters::bump(&self.counters.runs_started);
-        let task = RunTask::new(run, run_id, tx, lease, renewed, cap);
+        tracing::info!(engine = io.name(), fallback = io_fallback.unwrap_or(""), "run's I/O engine");
+        let mut task = RunTask::new(run, run_id, tx, lease, renewed, cap);
+        task.io = (io.name(), io_fallback.unwrap_or(""));
         tokio::spawn(async move {
             let _guard = guard;
             task.run(threads as u32, connections as u32).await;
@@ -337,6 +352,8 @@ struct RunTask {
     cap_hit: bool,
     /// When the last early (grants ran dry) snapshot went out.
     last_early: std::time::Instant,
+    /// The run's I/O engine, and why it is epoll on a uring agent (if it is).
+    io: (&'static str, &'static str),
 }
 
 impl RunTask {
@@ -362,6 +379,7 @@ impl RunTask {
             cap,
             cap_hit: false,
             last_early: std::time::Instant::now() - DRY_SNAPSHOT_GAP,
+            io: ("epoll", ""),
         }
     }
 
@@ -426,7 +444,13 @@ impl RunTask {
             skew = self.run.started() => skew,
             _ = give_up => 0,
         };
-        let started = Started { threads, connections, start_skew_us };
+        let started = Started {
+            threads,
+            connections,
+            start_skew_us,
+            io_engine: self.io.0.to_owned(),
+            io_fallback: self.io.1.to_owned(),
+        };
         self.connected = self.send(run_event::Event::Started(started)).await;
     }
 

@@ -63,7 +63,10 @@ async fn describes_itself() {
     // The binary, with --threads, and the in-process agent say the same.
     let binary = spawn_agent_bin(env!("CARGO_BIN_EXE_agent"), "127.0.0.1:0", &["--threads", "2"]);
     let prefix = format!("agent listening on {} with 2 worker threads, open-file limit ", binary.addr);
-    let files = binary.ready_line.strip_prefix(&prefix).unwrap_or_else(|| panic!("{:?}", binary.ready_line));
+    let rest = binary.ready_line.strip_prefix(&prefix).unwrap_or_else(|| panic!("{:?}", binary.ready_line));
+    // Then the I/O engine (see tests/uring.rs).
+    let (files, io) = rest.split_once(", io engine ").unwrap_or_else(|| panic!("{:?}", binary.ready_line));
+    assert!(io == "io_uring" || io.starts_with("epoll"), "{io}");
     // The soft limit was raised to the hard one, which the ready line and
     // Describe both name.
     let hard = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();

@@ -2,12 +2,14 @@
 //! chunked bodies (nginx's gzip output is chunked), keep-alive, and
 //! `Connection: close` (nginx closes a connection after `keepalive_requests`
 //! requests and says so). nginx counts what it served (`stub_status`), and
-//! the engine's counts must match. Skips itself, saying so, without nginx.
+//! the engine's counts must match, on both I/O engines (epoll and io_uring).
+//! Skips itself, saying so, without nginx.
 
 use std::process::{Command, Stdio};
 
 use agent::engine;
 use agent::plan::Plan;
+use agent::uring::Engine;
 use volley_proto::{Header, PROTOCOL_VERSION, RunPlan, run_plan};
 use volley_stats::Totals;
 
@@ -84,7 +86,7 @@ fn served(n: &Nginx) -> u64 {
     body.lines().nth(2).unwrap().split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-async fn run(url: String, requests: u64, connections: u32, headers: Vec<Header>) -> Totals {
+async fn run(io: Engine, url: String, requests: u64, connections: u32, headers: Vec<Header>) -> Totals {
     let plan = RunPlan {
         protocol_version: PROTOCOL_VERSION,
         url,
@@ -95,7 +97,9 @@ async fn run(url: String, requests: u64, connections: u32, headers: Vec<Header>)
         timeout_ms: 5000,
         ..Default::default()
     };
-    let mut run = engine::start(Plan::from_proto(plan, 2).await.unwrap()).unwrap();
+    let mut plan = Plan::from_proto(plan, 2).await.unwrap();
+    plan.io = io;
+    let mut run = engine::start(plan).unwrap();
     let mut total = Totals::default();
     while let Some(d) = run.next_delta().await {
         total.add(&d);
@@ -109,25 +113,37 @@ async fn content_length_chunked_keep_alive_and_close_against_nginx() {
         eprintln!("SKIP content_length_chunked_keep_alive_and_close_against_nginx: nginx is not installed");
         return;
     };
-    let before = served(&n);
+    // Both engines, the same checks (io_uring where this host allows it).
+    let mut engines = vec![Engine::Epoll];
+    match agent::uring::probe() {
+        Ok(()) => engines.push(Engine::Uring),
+        Err(why) => eprintln!("SKIP the io_uring half: {why}"),
+    }
+    for io in engines {
+        against_nginx(&n, io).await;
+    }
+}
+
+async fn against_nginx(n: &Nginx, io: Engine) {
+    let before = served(n);
 
     // Content-Length bodies; nginx closes each connection after 100
     // requests with `Connection: close`, so 4 connections x 125 requests
     // must reconnect without losing a request.
-    let t = run(format!("http://127.0.0.1:{}/hello", n.port), 500, 4, vec![]).await;
+    let t = run(io, format!("http://127.0.0.1:{}/hello", n.port), 500, 4, vec![]).await;
     assert_eq!((t.requests, t.successes, t.failures), (500, 500, 0), "{:?}", t.errors);
     assert!(t.connects >= 5, "nginx closed connections after 100 requests: {} connects", t.connects);
 
     // Chunked bodies: gzip output has no length known in advance.
     let gzip = vec![Header { name: "Accept-Encoding".into(), value: b"gzip".to_vec() }];
-    let t = run(format!("http://127.0.0.1:{}/big", n.port), 300, 3, gzip).await;
+    let t = run(io, format!("http://127.0.0.1:{}/big", n.port), 300, 3, gzip).await;
     assert_eq!((t.requests, t.successes), (300, 300), "{:?}", t.errors);
     // A plain 2000-byte body, for comparison: keep-alive, Content-Length.
-    let plain = run(format!("http://127.0.0.1:{}/big", n.port), 300, 3, vec![]).await;
+    let plain = run(io, format!("http://127.0.0.1:{}/big", n.port), 300, 3, vec![]).await;
     assert_eq!(plain.successes, 300);
     assert!(plain.bytes_received > 300 * 2000);
     assert!(t.bytes_received < plain.bytes_received, "the gzip responses were compressed (chunked)");
 
-    let after = served(&n);
-    assert_eq!(after - before - 1, 1100, "nginx served exactly what the engine counted");
+    let after = served(n);
+    assert_eq!(after - before - 1, 1100, "{io:?}: nginx served exactly what the engine counted");
 }

@@ -87,6 +87,8 @@ pub struct RunConfig {
     pub connections: u32,
     /// Worker threads per agent, if given.
     pub threads: Option<u32>,
+    /// The embedded agent's I/O engine (`--io`).
+    pub io: agent::uring::IoChoice,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Success statuses; empty means any 2xx.

@@ -19,6 +19,12 @@ pub struct EmbeddedAgent {
 impl EmbeddedAgent {
     /// Starts an agent with `threads` worker threads on a free loopback port.
     pub async fn start(threads: usize) -> Result<EmbeddedAgent, Error> {
+        Self::start_with_io(threads, agent::uring::IoChoice::Epoll).await
+    }
+
+    /// The same, its plain HTTP/1.1 runs on the I/O engine `io` resolves to
+    /// (`controller run --io`); `uring` where io_uring is not allowed is an error.
+    pub async fn start_with_io(threads: usize, io: agent::uring::IoChoice) -> Result<EmbeddedAgent, Error> {
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::start("the embedded agent", e))?;
         let address = listener.local_addr().map_err(|e| Error::start("the embedded agent", e))?.to_string();
@@ -26,6 +32,7 @@ impl EmbeddedAgent {
         // The listener is already bound, so clients can connect at once: no
         // readiness wait is needed.
         let mut config = agent::ServeConfig::plain(threads);
+        config.io = agent::uring::resolve(io).map_err(Error::Unservable)?;
         // Like the `agent` binary: a plan needing more descriptors than the
         // process may open is refused before any load (the binary raised its
         // soft limit to the hard one at start; this only reads it again).

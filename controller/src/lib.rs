@@ -61,7 +61,7 @@ pub async fn run_on_agents(
 ) -> Result<outcome::Outcome, Error> {
     let (addresses, embedded) = if cfg.agents.is_empty() {
         let threads = cfg.threads.map_or_else(agent::default_threads, |t| t as usize);
-        let a = EmbeddedAgent::start(threads).await?;
+        let a = EmbeddedAgent::start_with_io(threads, cfg.io).await?;
         (vec![a.address.clone()], Some(a))
     } else {
         (discovery::discover(&cfg.agents, cfg.connections).await?, None)

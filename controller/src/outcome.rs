@@ -56,6 +56,19 @@ pub struct AgentOutcome {
     pub unaccounted_max: Option<u64>,
     /// Count mode: requests of its share moved to other agents after it was lost.
     pub reassigned: u64,
+    /// The I/O engine its workers used (`io_uring`, `epoll`, with the reason
+    /// an io_uring agent ran this plan on epoll); `None` from older agents.
+    pub io: Option<String>,
+}
+
+/// The I/O engine a `Started` event names, with the reason for a fallback:
+/// `io_uring`, `epoll`, or e.g. `epoll (TLS runs on epoll)`.
+pub fn io_engine(s: &volley_proto::Started) -> Option<String> {
+    match (s.io_engine.as_str(), s.io_fallback.as_str()) {
+        ("", _) => None,
+        (engine, "") => Some(engine.to_owned()),
+        (engine, why) => Some(format!("{engine} ({why})")),
+    }
 }
 
 impl AgentOutcome {
@@ -75,6 +88,7 @@ impl AgentOutcome {
             start_skew_us: None,
             unaccounted_max: None,
             reassigned: 0,
+            io: None,
         }
     }
 }

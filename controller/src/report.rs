@@ -57,6 +57,10 @@ pub struct AgentRow {
     /// Lost agents in count mode: requests of its share moved to survivors.
     #[serde(skip_serializing_if = "is_zero")]
     pub reassigned: u64,
+    /// The I/O engine its workers used: `io_uring` or `epoll` (with the
+    /// reason an io_uring agent ran the plan on epoll, if it did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -697,6 +701,7 @@ impl Report {
                     start_skew_ms: a.start_skew_us.map(|us| us as f64 / 1000.0),
                     unaccounted_max: a.unaccounted_max,
                     reassigned: a.reassigned,
+                    io: a.io.clone(),
                 })
                 .collect(),
             cancelled: outcome.cancelled,
@@ -960,13 +965,13 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10}",
+            "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10}  io",
             "Agent", "state", "threads", "conns", "requests", "success", "failed", "avg ms", "req/s"
         );
         for a in &self.agents {
             let _ = writeln!(
                 s,
-                "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10.1}",
+                "{:<24} {:<9} {:>7} {:>6} {:>10} {:>10} {:>8} {:>9} {:>10.1}  {}",
                 a.name(),
                 format!("{:?}", a.state).to_lowercase(),
                 a.threads,
@@ -975,7 +980,8 @@ impl Report {
                 a.successful_requests,
                 a.failed_requests,
                 opt(a.average_response_time_ms),
-                a.requests_per_second
+                a.requests_per_second,
+                a.io.as_deref().unwrap_or("-")
             );
             if let Some(e) = &a.error {
                 let _ = writeln!(s, "    {}: {e}", a.address);

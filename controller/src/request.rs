@@ -131,6 +131,12 @@ pub struct RunRequest {
     /// Worker threads per agent (default: each agent's own default, its core count).
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+    /// The embedded agent's I/O engine (without --agents): auto (io_uring if
+    /// this host allows it, else epoll), uring or epoll. Listed agents use
+    /// their own `agent --io`.
+    #[arg(long, value_enum, value_name = "ENGINE", env = "VOLLEY_IO")]
+    #[serde(skip)]
+    pub io: Option<agent::uring::IoChoice>,
     /// HTTP method.
     #[arg(short = 'm', long, default_value = "GET")]
     pub method: Option<String>,
@@ -418,6 +424,7 @@ impl RunRequest {
             limit,
             connections,
             threads: self.threads,
+            io: self.io.unwrap_or_default(),
             timeout,
             success_status: self.success_status.clone(),
             output: self.output,

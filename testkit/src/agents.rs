@@ -65,7 +65,24 @@ pub struct InProcessAgent {
 
 /// An agent with `threads` worker threads and no token or TLS, in this process.
 pub fn in_process_agent(threads: usize) -> InProcessAgent {
-    InProcessAgent::start(agent::ServeConfig::plain(threads))
+    let mut config = agent::ServeConfig::plain(threads);
+    config.io = io_from_env();
+    InProcessAgent::start(config)
+}
+
+/// The I/O engine `VOLLEY_IO` names (`auto`, the default, `uring`, `epoll`),
+/// resolved as the agent binary resolves its `--io` (which reads the same
+/// variable): so `VOLLEY_IO=epoll cargo test` and `VOLLEY_IO=uring cargo
+/// test` run the engine tests on either engine.
+pub fn io_from_env() -> agent::uring::Resolved {
+    use agent::uring::IoChoice;
+    let choice = match std::env::var("VOLLEY_IO").as_deref() {
+        Ok("uring") => IoChoice::Uring,
+        Ok("epoll") => IoChoice::Epoll,
+        Ok("auto") | Err(_) => IoChoice::Auto,
+        Ok(other) => panic!("VOLLEY_IO={other}: expected auto, uring or epoll"),
+    };
+    agent::uring::resolve(choice).unwrap_or_else(|e| panic!("VOLLEY_IO: {e}"))
 }
 
 impl InProcessAgent {

@@ -131,9 +131,10 @@ impl Ledger {
     }
 
     /// Agent `i`'s workers began: with `threads`, `skew_us` late.
-    pub fn began(&mut self, i: usize, threads: u32, skew_us: i64) {
+    pub fn began(&mut self, i: usize, threads: u32, skew_us: i64, io: Option<String>) {
         let o = &mut self.slots[i].outcome;
         o.threads = threads;
+        o.io = io;
         o.start_skew_us = Some(skew_us);
     }
 

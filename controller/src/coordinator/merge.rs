@@ -27,6 +27,7 @@ enum Event {
     Started {
         threads: u32,
         skew_us: i64,
+        io: Option<String>,
     },
     Delta {
         totals: Totals,
@@ -125,7 +126,7 @@ impl<'a> Merge<'a> {
             return; // already given up on
         }
         match ev {
-            Event::Started { threads, skew_us } => self.ledger.began(i, threads, skew_us),
+            Event::Started { threads, skew_us, io } => self.ledger.began(i, threads, skew_us, io),
             Event::Delta { totals, elapsed, taken, in_flight } => {
                 lock_totals(&self.total).add(&totals);
                 self.observer.in_flight(i, in_flight);
@@ -268,7 +269,9 @@ async fn forward(
             Some(Err(status)) if status.code() == tonic::Code::Internal => Event::Failed(status_line(&status)),
             Some(Err(status)) => Event::Broken(format!("its stream failed: {}", status_line(&status))),
             Some(Ok(ev)) => match ev.event {
-                Some(run_event::Event::Started(s)) => Event::Started { threads: s.threads, skew_us: s.start_skew_us },
+                Some(run_event::Event::Started(s)) => {
+                    Event::Started { threads: s.threads, skew_us: s.start_skew_us, io: crate::outcome::io_engine(&s) }
+                }
                 Some(run_event::Event::Progress(snap)) => match Totals::from_snapshot(&snap) {
                     Ok(totals) => Event::Delta {
                         totals,

@@ -85,6 +85,7 @@ pub fn planned(agent: &Connected, share: &Share) -> AgentOutcome {
         start_skew_us: None,
         unaccounted_max: None,
         reassigned: 0,
+        io: None,
     }
 }
 
