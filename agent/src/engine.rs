@@ -289,6 +289,12 @@ impl Control {
         }
     }
 
+    /// Target addresses `--allow-target` refused since the last call, as
+    /// report rows.
+    pub fn take_refused_targets(&self) -> Vec<(std::net::SocketAddr, volley_stats::AddrTotals)> {
+        self.shared.plan.targets.take_refused()
+    }
+
     /// Open model: changes the agent's total rate from now on.
     pub fn set_rate(&self, rate: f64) {
         self.shared.rate.set(rate);
@@ -491,6 +497,12 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
             }
         })?;
     }
+    // Re-resolution runs on the agent's runtime (the caller's) until the run is gone.
+    if shared.plan.targets.every().is_some()
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        rt.spawn(crate::resolve::refresh(Arc::downgrade(&shared.plan.targets)));
+    }
     let control = Control { shared: shared.clone(), spawners };
     Ok(Run { shared, deltas, threads, control })
 }
@@ -514,6 +526,8 @@ pub(crate) struct Worker {
     /// to [`Shared`]'s total.
     in_flight: Cell<u64>,
     published: Cell<u64>,
+    /// The target addresses as this thread sees them, with its counts by address.
+    targets: crate::resolve::ThreadTargets,
 }
 
 /// Whether a request may be sent now.
@@ -534,6 +548,29 @@ impl Worker {
     /// The thread's recorder.
     pub(crate) fn recorder(&self) -> &RefCell<Recorder> {
         &self.recorder
+    }
+
+    /// The address for a connection's connect numbered `n` (see
+    /// [`crate::resolve::ThreadTargets::pick`]).
+    pub(crate) fn pick_target(&self, n: u64) -> Rc<crate::resolve::Target> {
+        self.targets.pick(&self.shared.plan.targets, n)
+    }
+
+    /// The generation of the target addresses this thread follows.
+    #[inline]
+    pub(crate) fn target_generation(&self) -> u64 {
+        self.targets.generation()
+    }
+
+    /// Whether a connection to `t` opened as connect `n` should move after
+    /// the addresses changed (see [`crate::resolve::ThreadTargets::should_move`]).
+    pub(crate) fn should_move(&self, t: &crate::resolve::Target, n: u64) -> bool {
+        self.targets.should_move(t, n)
+    }
+
+    /// How many target addresses this thread knows as current.
+    pub(crate) fn target_count(&self) -> usize {
+        self.targets.len()
     }
 
     /// Notes that a request goes out at `t` (only the first one counts).
@@ -566,6 +603,11 @@ impl Worker {
         let us = |t: Instant| t.saturating_duration_since(self.shared.start).as_micros() as u64;
         delta.first_send_us = self.first_send.get().map(us);
         delta.last_done_us = self.last_done.get().map(us);
+        // Once a second: follow a re-resolution (connections to dropped
+        // addresses see it after their next request) and hand over the
+        // counts by address.
+        self.targets.refresh(&self.shared.plan.targets);
+        delta.targets = self.targets.take().into_iter().map(|(a, t)| (a.to_string(), t)).collect();
         self.publish_in_flight(self.in_flight.get());
         delta
     }
@@ -696,6 +738,7 @@ fn worker(
             last_done: Cell::new(None),
             in_flight: Cell::new(0),
             published: Cell::new(0),
+            targets: Default::default(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         load.start(&w, &mut tasks);
@@ -787,21 +830,33 @@ impl Connections {
 /// source address, if the plan names any.
 fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, rank: usize) {
     let source = source_of(w, rank);
+    // The connection's run-wide number: where its round-robin over the
+    // target addresses starts.
+    let number = w.shared.plan.first_conn.wrapping_add(rank as u64);
     if w.shared.plan.http2.is_some() {
-        let group = crate::http2::Group::new(source);
+        let group = crate::http2::Group::new(source, number);
         for _ in 0..w.shared.plan.streams {
             let slot = Client::H2(crate::http2::Slot::new(group.clone()));
             tasks.spawn_local(connection(w.clone(), rank, slot, source));
         }
     } else {
-        tasks.spawn_local(connection(w.clone(), rank, Client::H1(None), source));
+        let client = Client::H1 { conn: None, target: None, next: number, generation: 0 };
+        tasks.spawn_local(connection(w.clone(), rank, client, source));
     }
 }
 
 /// What a connection task sends on: its own HTTP/1.1 connection (none while
 /// closed), or a stream slot of a shared HTTP/2 connection.
 enum Client {
-    H1(Option<Conn>),
+    H1 {
+        conn: Option<Conn>,
+        /// The address of the connection (or of the last connect tried).
+        target: Option<Rc<crate::resolve::Target>>,
+        /// The number of the next connect, for the round-robin over addresses.
+        next: u64,
+        /// The generation of the addresses when it connected.
+        generation: u64,
+    },
     H2(crate::http2::Slot),
 }
 
@@ -809,8 +864,32 @@ impl Client {
     /// Forgets an HTTP/1.1 connection after a failure or a `close`; an HTTP/2
     /// slot decides for itself (a reset stream leaves the connection usable).
     fn drop_h1(&mut self) {
-        if let Client::H1(conn) = self {
+        if let Client::H1 { conn, .. } = self {
             *conn = None;
+        }
+    }
+
+    /// Counts a request on the connection's address. After a
+    /// re-resolution changed the addresses, a connection whose place in the
+    /// round-robin moved (or whose address left) closes now, after its
+    /// request, and reconnects there.
+    #[inline]
+    fn count(&mut self, w: &Worker, ok: bool) {
+        match self {
+            Client::H1 { conn, target: Some(t), next, generation } => {
+                t.request(!ok);
+                let now = w.target_generation();
+                if *generation != now {
+                    *generation = now;
+                    let n = next.wrapping_sub(1);
+                    if conn.is_some() && w.should_move(t, n) {
+                        *conn = None;
+                        *next = n;
+                    }
+                }
+            }
+            Client::H1 { .. } => {}
+            Client::H2(slot) => slot.count(w, ok),
         }
     }
 }
@@ -942,6 +1021,7 @@ async fn connection(w: Rc<Worker>, rank: usize, mut conn: Client, source: Option
         };
         let end = tokio::time::Instant::now();
         w.done_at(end.into_std());
+        conn.count(&w, result.as_ref().is_ok_and(|r| plan.success.accepts(r.status)));
         let failed = match result {
             Ok(resp) => {
                 let mut rec = w.recorder.borrow_mut();
@@ -1004,8 +1084,8 @@ async fn round_trip(
     source: Option<std::net::IpAddr>,
 ) -> Result<crate::http1::Response, ErrorClass> {
     let plan = &w.shared.plan;
-    let conn = match conn {
-        Client::H1(conn) => conn,
+    let (conn, target, next, generation) = match conn {
+        Client::H1 { conn, target, next, generation } => (conn, target, next, generation),
         Client::H2(slot) => {
             // Set whenever the slots are HTTP/2 (see `spawn_connection`).
             let Some(request) = &plan.http2 else { return Err(ErrorClass::Protocol) };
@@ -1018,8 +1098,24 @@ async fn round_trip(
             // Boxed: the connect and TLS handshake states are large, and
             // inline they would size every connection's task for its whole
             // life; one allocation per connect, none per request.
-            let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
+            // An address that refuses is passed over for the next one at
+            // once (as curl and browsers do): the request fails only when
+            // every address refused.
+            let mut tries = 1;
+            let c = loop {
+                let t = target.insert(w.pick_target(*next));
+                *next = next.wrapping_add(1);
+                match Box::pin(Conn::connect(t.addr, source, plan.timeout, plan.tls.as_ref())).await {
+                    Ok(c) => break c,
+                    Err(ErrorClass::ConnectRefused) if tries < w.target_count() => tries += 1,
+                    Err(e) => return Err(e),
+                }
+            };
             w.recorder.borrow_mut().connect();
+            *generation = w.target_generation();
+            if let Some(t) = target {
+                t.connected();
+            }
             conn.insert(c)
         }
     };

@@ -10,6 +10,7 @@
 //! - [`http1`]: the lean HTTP/1.1 client connection (the hot path).
 //! - [`http2`]: HTTP/2 (`--http2`): stream slots sharing h2 connections.
 //! - [`engine`]: worker threads, connections, per-thread recorders.
+//! - [`resolve`]: the target's addresses, resolved again while a run goes.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
 //! - [`metrics`]: `--metrics-listen`, the agent's own health for Prometheus.
@@ -26,6 +27,7 @@ pub mod http2;
 pub mod listen;
 pub mod metrics;
 pub mod plan;
+pub mod resolve;
 pub mod scenario;
 pub mod security;
 pub mod service;

@@ -459,6 +459,31 @@ pub struct Totals {
     /// HTTP/2: the lowest SETTINGS_MAX_CONCURRENT_STREAMS a target announced
     /// on any connection (`None`: none announced, or not HTTP/2).
     pub h2_max_streams: Option<u64>,
+    /// Requests by target address (`IP:port` as connected to).
+    pub targets: BTreeMap<String, AddrTotals>,
+}
+
+/// One target address's counts (a delta or a running total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrTotals {
+    /// Requests sent on connections to it (with or without a response).
+    pub requests: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Connections opened to it.
+    pub connects: u64,
+    /// The agent's --allow-target refused it: nothing was sent there.
+    pub refused: bool,
+}
+
+impl AddrTotals {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &AddrTotals) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.connects += other.connects;
+        self.refused |= other.refused;
+    }
 }
 
 impl Default for Totals {
@@ -483,6 +508,7 @@ impl Default for Totals {
             first_send_us: None,
             last_done_us: None,
             h2_max_streams: None,
+            targets: BTreeMap::new(),
         }
     }
 }
@@ -516,6 +542,14 @@ impl Totals {
         self.first_send_us = min_some(self.first_send_us, other.first_send_us);
         self.last_done_us = self.last_done_us.max(other.last_done_us);
         self.h2_max_streams = min_some(self.h2_max_streams, other.h2_max_streams);
+        for (addr, t) in &other.targets {
+            match self.targets.get_mut(addr) {
+                Some(mine) => mine.add(t),
+                None => {
+                    self.targets.insert(addr.clone(), *t);
+                }
+            }
+        }
     }
 
     /// The time from the first request sent to the last one completed: the
@@ -590,6 +624,17 @@ impl Totals {
             first_send_us: self.first_send_us,
             last_done_us: self.last_done_us,
             h2_max_streams: self.h2_max_streams,
+            target_addresses: self
+                .targets
+                .iter()
+                .map(|(a, t)| volley_proto::TargetAddress {
+                    address: a.clone(),
+                    requests: t.requests,
+                    failures: t.failures,
+                    connects: t.connects,
+                    refused: t.refused,
+                })
+                .collect(),
         }
     }
 
@@ -634,6 +679,15 @@ impl Totals {
             };
             names::add_names(&mut names, std::slice::from_ref(&row));
         }
+        let mut targets = BTreeMap::new();
+        for t in s.target_addresses.iter().take(MAX_TARGET_ADDRESSES) {
+            if t.failures > t.requests {
+                return Err(DecodeError::Inconsistent { histogram: t.failures, responses: t.requests });
+            }
+            let row =
+                AddrTotals { requests: t.requests, failures: t.failures, connects: t.connects, refused: t.refused };
+            targets.entry(t.address.clone()).or_insert_with(AddrTotals::default).add(&row);
+        }
         let mut failure_messages = BTreeMap::new();
         for f in &s.failure_messages {
             names::add_message(&mut failure_messages, &f.name, &f.message, f.count);
@@ -658,9 +712,14 @@ impl Totals {
             first_send_us: s.first_send_us,
             last_done_us: s.last_done_us,
             h2_max_streams: s.h2_max_streams,
+            targets,
         })
     }
 }
+
+/// Most target addresses a snapshot's rows are read for: a name with more
+/// addresses than this is unusual, and the report stays bounded.
+pub const MAX_TARGET_ADDRESSES: usize = 1024;
 
 /// The smaller of two optional values, ignoring a missing one.
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
