@@ -759,7 +759,7 @@ fn duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>,
         Some(Given::Text(s)) => {
             volley_common::parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
         }
-        Some(Given::Seconds(s)) if s.is_finite() && s >= 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Given::Seconds(s)) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
         Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds of 0 or more"))),
     }
 }
