@@ -192,29 +192,41 @@ fn connections_spread_over_every_address_and_follow_the_hosts_file() {
             )
         })
         .collect();
+    for protocol in [&[][..], &["--http2", "--streams", "2"][..]] {
+        follow_the_hosts_file(&net, &targets, protocol);
+    }
+    drop(targets);
+}
+
+/// One run over the name (`protocol`: extra flags): three addresses, then
+/// the fourth instead of the first; checks every count against the
+/// targets' (as deltas: the targets serve every run of the test).
+fn follow_the_hosts_file(net: &Net, targets: &[Proc], protocol: &[&str]) {
+    let count = |i: usize| targets[i].target_stats().count("/hello", 200);
+    let before: Vec<u64> = (0..4).map(count).collect();
     let addr = |i: usize| format!("{}:{TARGET_PORT}", net.host(i));
-    write_hosts(&net, &[net.host(0), net.host(1), net.host(2)]);
+    write_hosts(net, &[net.host(0), net.host(1), net.host(2)]);
     let url = format!("http://{NAME}:{TARGET_PORT}/hello");
     // Bounded in time (6 s) and rate (300/s): about 1,800 requests.
-    let args =
-        ["run", &url, "-z", "6s", "-q", "300", "-c", "8", "--resolve-each", "200ms", "--output", "json", "--quiet"];
-    let run = spawn_controller_with_hosts(&net, &args);
+    let mut args =
+        vec!["run", &url, "-z", "6s", "-q", "300", "-c", "8", "--resolve-each", "200ms", "--output", "json", "--quiet"];
+    args.extend_from_slice(protocol);
+    let run = spawn_controller_with_hosts(net, &args);
     // Once all three have load, the fourth comes and the first goes.
-    let loaded =
-        wait::within(Duration::from_secs(10), || (0..3).all(|i| targets[i].target_stats().count("/hello", 200) > 0));
+    let loaded = wait::within(Duration::from_secs(10), || (0..3).all(|i| count(i) > before[i]));
     assert!(loaded.is_some(), "the three first addresses did not all get load");
-    write_hosts(&net, &[net.host(1), net.host(2), net.host(3)]);
+    write_hosts(net, &[net.host(1), net.host(2), net.host(3)]);
     let changed = Instant::now();
     // Re-resolution (200 ms), the threads' next look (1 s), the request in flight.
     std::thread::sleep(Duration::from_millis(2500));
-    let first_after_drain = targets[0].target_stats().count("/hello", 200);
+    let first_after_drain = count(0);
     let (status, out, err) = run.finish(Duration::from_secs(60));
     assert!(changed.elapsed() > Duration::from_millis(2500));
-    assert!(status.success(), "controller failed: {err}\n{out}");
+    assert!(status.success(), "controller failed ({protocol:?}): {err}\n{out}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-    let served: Vec<u64> = targets.iter().map(|t| t.target_stats().count("/hello", 200)).collect();
-    assert!(served.iter().all(|&n| n > 0), "every address gets load: {served:?}");
-    assert_eq!(served[0], first_after_drain, "no request reached the removed address once it drained");
+    let served: Vec<u64> = (0..4).map(|i| count(i) - before[i]).collect();
+    assert!(served.iter().all(|&n| n > 0), "every address gets load ({protocol:?}): {served:?}");
+    assert_eq!(served[0] + before[0], first_after_drain, "no request reached the removed address once it drained");
     assert_eq!(r["total_requests"], served.iter().sum::<u64>(), "{served:?}");
     assert_eq!(r["successful_requests"], r["total_requests"]);
     let rows = r["target_addresses"].as_array().unwrap();
@@ -226,7 +238,6 @@ fn connections_spread_over_every_address_and_follow_the_hosts_file() {
         assert_eq!(row["refused"], false, "{row}");
         assert!(row["connections_opened"].as_u64().unwrap() > 0, "{row}");
     }
-    drop(targets);
 }
 
 #[test]
@@ -254,4 +265,14 @@ fn connect_to_pins_the_name_and_the_report_names_the_address() {
     }
     let out = controller(&["run", &url, "-n", "1", "--resolve-each", "soon"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // The allowlist checks where connections really go: a pin elsewhere is refused.
+    let agent = spawn_agent(&["--allow-target", "127.0.0.1"]);
+    let direct = format!("http://127.0.0.1:{port}/hello");
+    let elsewhere = format!("127.0.0.1:{port}:127.0.0.2:{port}");
+    let out = Run::new(&direct).agents(&[&agent.addr]).requests(5).args(&["--connect-to", &elsewhere]).output();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("(127.0.0.2) is not allowed on this agent (--allow-target)"), "{err}");
+    assert_eq!(target.target_stats().count("/hello", 200), 310, "nothing was sent");
 }
