@@ -256,6 +256,10 @@ fn connect_to_pins_the_name_and_the_report_names_the_address() {
     assert_eq!(rows[0]["requests"], 300);
     assert!(stdout(&Run::new(&url).requests(10).args(&["--connect-to", &pin]).output()).contains("Target address"));
 
+    let dry = controller(&["run", &url, "-n", "1", "--connect-to", &pin, "--resolve-each", "0", "--dry-run"]);
+    let said = stdout(&dry);
+    assert!(said.contains(&format!("connect-to: {pin}")) && said.contains("resolved once"), "{said}");
+
     // Usage errors name the flag.
     for (bad, why) in [("a:1:b", "is not HOST:PORT:ADDR:PORT"), ("h:0:127.0.0.1:1", "a port must be")] {
         let out = controller(&["run", &url, "-n", "1", "--connect-to", bad]);
