@@ -333,8 +333,18 @@ impl Plan {
         let start_at =
             (p.start_at_unix_us > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(p.start_at_unix_us));
         let targets = targets(&p, &target, scenario.is_some()).await?;
-        let addr = targets.current()[0];
+        let current = targets.current();
+        // With source addresses: the first target address of their family.
+        let of_sources = volley_proto::source::SourceAddrs::parse(&p.source_addrs).ok().and_then(|s| {
+            let family = s.ends().next()?;
+            current.iter().find(|a| a.is_ipv4() == family.is_ipv4()).copied()
+        });
+        let addr = of_sources.unwrap_or(current[0]);
         let sources = sources(&p, addr)?;
+        if sources.is_some() {
+            // Connections bound to the sources reach only their family.
+            targets.keep_family(addr.is_ipv4());
+        }
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
         let body_len = p.body.len();
         if p.streams > MAX_STREAMS {

@@ -49,6 +49,9 @@ pub struct Addresses {
     /// The agent's `--allow-target` patterns (empty: any), set once the plan
     /// is accepted.
     allow: OnceLock<Vec<TargetPattern>>,
+    /// With `--source-addr`: only addresses of the sources' family (IPv4:
+    /// `true`) can be connected to from them.
+    family: OnceLock<bool>,
     /// Bumped on every change of `current`.
     generation: AtomicU64,
     /// The allowed addresses, in the resolver's order; never empty.
@@ -77,6 +80,8 @@ pub async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     if out.is_empty() {
         return Err("no addresses".into());
     }
+    // IPv4 first, then by address: a fixed order whatever the resolver's.
+    out.sort();
     Ok(out)
 }
 
@@ -89,6 +94,7 @@ impl Addresses {
             port,
             every: every.map(|e| e.max(MIN_RESOLVE_EACH)),
             allow: OnceLock::new(),
+            family: OnceLock::new(),
             generation: AtomicU64::new(1),
             current: Mutex::new(first.into()),
             refused: Mutex::new((BTreeSet::new(), Vec::new())),
@@ -120,6 +126,16 @@ impl Addresses {
         allow.is_empty() || allow.iter().any(|p| p.allows(host, addr.ip(), addr.port()))
     }
 
+    /// Keeps only addresses of one family from now on (IPv4: `true`): the
+    /// run's source addresses are of that family.
+    pub fn keep_family(&self, ipv4: bool) {
+        let _ = self.family.set(ipv4);
+        let all = self.current();
+        let allow = self.allow.get().map_or(&[][..], Vec::as_slice);
+        // The caller checked that the first address is of this family.
+        self.apply(allow, &all);
+    }
+
     /// Keeps only what `allow` allows from now on (the agent's
     /// `--allow-target`); `Err` names the addresses when none is allowed.
     pub fn restrict(&self, allow: Vec<TargetPattern>) -> Result<(), String> {
@@ -135,8 +151,11 @@ impl Addresses {
     /// Sets the list to the allowed part of `found`, noting refused
     /// addresses; `false` (and the list unchanged) when none is allowed.
     fn apply(&self, allow: &[TargetPattern], found: &[SocketAddr]) -> bool {
-        let (mut ok, bad): (Vec<SocketAddr>, Vec<SocketAddr>) =
-            found.iter().partition(|a| Self::allows(allow, &self.host, **a));
+        let family = self.family.get();
+        let (mut ok, bad): (Vec<SocketAddr>, Vec<SocketAddr>) = found
+            .iter()
+            .filter(|a| family.is_none_or(|v4| a.is_ipv4() == *v4))
+            .partition(|a| Self::allows(allow, &self.host, **a));
         // In a fixed order: a resolver that rotates its answers (round-robin
         // DNS) does not make every resolution look like a change.
         ok.sort();
@@ -375,6 +394,11 @@ mod tests {
         let allow: Vec<TargetPattern> = vec!["127.0.0.0/8".parse().unwrap()];
         assert!(!shared.apply(&allow, &[a("10.0.0.9:80")]));
         assert_eq!(&shared.current()[..], [a("127.0.0.1:80")]);
+        // With IPv4 source addresses, IPv6 target addresses are left out.
+        let dual = Addresses::new("t".into(), 80, None, vec![a("[::1]:80"), a("127.0.0.1:80")]);
+        dual.keep_family(true);
+        assert_eq!(&dual.current()[..], [a("127.0.0.1:80")]);
+        assert!(dual.take_refused().is_empty(), "another family is not a refusal");
         let none = Addresses::new("t".into(), 80, None, vec![a("10.0.0.2:80")]);
         assert_eq!(none.restrict(vec!["127.0.0.0/8".parse().unwrap()]).unwrap_err(), "10.0.0.2");
     }
