@@ -332,12 +332,15 @@ pub struct Slot {
     group: Rc<Group>,
     /// This slot's handle on the group's connection.
     live: Option<Live>,
+    /// The address of that connection (or of the connect last tried): the
+    /// group may have moved on to another while this slot's request was out.
+    target: Option<Rc<crate::resolve::Target>>,
 }
 
 impl Slot {
     /// A slot of `group`.
     pub fn new(group: Rc<Group>) -> Slot {
-        Slot { group, live: None }
+        Slot { group, live: None, target: None }
     }
 
     /// Sends the request on a stream and reads its response, skipping the body.
@@ -353,7 +356,10 @@ impl Slot {
             let (n, send) = match &mut self.live {
                 Some(live) => live,
                 None => {
-                    let (live, opened) = self.group.conn(w).await?;
+                    let got = self.group.conn(w).await;
+                    // The group's address is this connection's (or the one that failed).
+                    self.target.clone_from(&self.group.target.borrow());
+                    let (live, opened) = got?;
                     if opened {
                         first = Settle(Some((self.group.clone(), live.0)));
                     }
@@ -413,7 +419,7 @@ impl Slot {
     #[inline]
     pub(crate) fn count(&mut self, w: &Worker, ok: bool) {
         let g = &self.group;
-        if let Some(t) = &*g.target.borrow() {
+        if let Some(t) = &self.target {
             t.request(!ok);
         }
         let Some((n, _)) = self.live else { return };
