@@ -310,6 +310,12 @@ impl Control {
         }
     }
 
+    /// Target addresses `--allow-target` refused since the last call, as
+    /// report rows.
+    pub fn take_refused_targets(&self) -> Vec<(std::net::SocketAddr, volley_stats::AddrTotals)> {
+        self.shared.plan.targets.take_refused()
+    }
+
     /// Open model: changes the agent's total rate from now on.
     pub fn set_rate(&self, rate: f64) {
         self.shared.rate.set(rate);
@@ -518,6 +524,12 @@ pub fn start(plan: Plan) -> std::io::Result<Run> {
             }
         })?;
     }
+    // Re-resolution runs on the agent's runtime (the caller's) until the run is gone.
+    if shared.plan.targets.every().is_some()
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        rt.spawn(crate::resolve::refresh(Arc::downgrade(&shared.plan.targets)));
+    }
     let control = Control { shared: shared.clone(), spawners };
     Ok(Run { shared, deltas, threads, control })
 }
@@ -541,6 +553,8 @@ pub(crate) struct Worker {
     /// to [`Shared`]'s total.
     in_flight: Cell<u64>,
     published: Cell<u64>,
+    /// The target addresses as this thread sees them, with its counts by address.
+    targets: crate::resolve::ThreadTargets,
 }
 
 /// Whether a request may be sent now.
@@ -571,6 +585,7 @@ impl Worker {
             last_done: Cell::new(None),
             in_flight: Cell::new(0),
             published: Cell::new(0),
+            targets: Default::default(),
         })
     }
 
@@ -604,6 +619,29 @@ impl Worker {
         &self.recorder
     }
 
+    /// The address for a connection's connect numbered `n` (see
+    /// [`crate::resolve::ThreadTargets::pick`]).
+    pub(crate) fn pick_target(&self, n: u64) -> Rc<crate::resolve::Target> {
+        self.targets.pick(&self.shared.plan.targets, n)
+    }
+
+    /// The generation of the target addresses this thread follows.
+    #[inline]
+    pub(crate) fn target_generation(&self) -> u64 {
+        self.targets.generation()
+    }
+
+    /// Whether a connection to `t` opened as connect `n` should move after
+    /// the addresses changed (see [`crate::resolve::ThreadTargets::should_move`]).
+    pub(crate) fn should_move(&self, t: &crate::resolve::Target, n: u64) -> bool {
+        self.targets.should_move(t, n)
+    }
+
+    /// How many target addresses this thread knows as current.
+    pub(crate) fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
     /// Notes that a request goes out at `t` (only the first one counts).
     #[inline]
     pub(crate) fn sent_at(&self, t: Instant) {
@@ -634,6 +672,11 @@ impl Worker {
         let us = |t: Instant| t.saturating_duration_since(self.shared.start).as_micros() as u64;
         delta.first_send_us = self.first_send.get().map(us);
         delta.last_done_us = self.last_done.get().map(us);
+        // Once a second: follow a re-resolution (connections to dropped
+        // addresses see it after their next request) and hand over the
+        // counts by address.
+        self.targets.refresh(&self.shared.plan.targets);
+        delta.targets = self.targets.take().into_iter().map(|(a, t)| (a.to_string(), t)).collect();
         self.publish_in_flight(self.in_flight.get());
         delta
     }
@@ -832,21 +875,29 @@ impl Connections {
 /// source address, if the plan names any.
 fn spawn_connection(w: &Rc<Worker>, tasks: &mut tokio::task::JoinSet<()>, rank: usize) {
     let source = source_of(w, rank);
+    // The connection's run-wide number: where its round-robin over the
+    // target addresses starts.
+    let number = w.shared.plan.first_conn.wrapping_add(rank as u64);
     if w.shared.plan.http2.is_some() {
-        let group = crate::http2::Group::new(source);
+        let group = crate::http2::Group::new(source, number);
         for _ in 0..w.shared.plan.streams {
             let slot = Client::H2(crate::http2::Slot::new(group.clone()));
             tasks.spawn_local(connection::<Tokio, _>(w.clone(), rank, slot, source));
         }
     } else {
-        tasks.spawn_local(connection::<Tokio, _>(w.clone(), rank, Client::H1(None), source));
+        let client = Client::H1 { conn: None, aim: Aim::new(number) };
+        tasks.spawn_local(connection::<Tokio, _>(w.clone(), rank, client, source));
     }
 }
 
 /// What a connection task sends on: its own HTTP/1.1 connection (none while
 /// closed), or a stream slot of a shared HTTP/2 connection.
 enum Client {
-    H1(Option<Conn>),
+    H1 {
+        conn: Option<Conn>,
+        /// Where it connects, and the address it is counted on.
+        aim: Aim,
+    },
     H2(crate::http2::Slot),
 }
 
@@ -854,7 +905,7 @@ impl Client {
     /// Forgets an HTTP/1.1 connection after a failure or a `close`; an HTTP/2
     /// slot decides for itself (a reset stream leaves the connection usable).
     fn drop_h1(&mut self) {
-        if let Client::H1(conn) = self {
+        if let Client::H1 { conn, .. } = self {
             *conn = None;
         }
     }
@@ -1001,6 +1052,7 @@ pub(crate) async fn connection<R: Rt, C: Exchange>(
         };
         let end = Instant::now();
         w.done_at(end);
+        conn.count(&w, result.as_ref().is_ok_and(|r| plan.success.accepts(r.status)));
         let failed = match result {
             Ok(resp) => {
                 let mut rec = w.recorder.borrow_mut();
@@ -1062,14 +1114,26 @@ impl Exchange for Client {
         self.drop_h1();
     }
 
+    #[inline]
+    fn count(&mut self, w: &Worker, ok: bool) {
+        match self {
+            Client::H1 { conn, aim } => {
+                if aim.count(w, ok, conn.is_some()) {
+                    *conn = None;
+                }
+            }
+            Client::H2(slot) => slot.count(w, ok),
+        }
+    }
+
     async fn round_trip(
         &mut self,
         w: &Rc<Worker>,
         source: Option<std::net::IpAddr>,
     ) -> Result<crate::http1::Response, ErrorClass> {
         let plan = &w.shared.plan;
-        let conn = match self {
-            Client::H1(conn) => conn,
+        let (conn, aim) = match self {
+            Client::H1 { conn, aim } => (conn, aim),
             Client::H2(slot) => {
                 // Set whenever the slots are HTTP/2 (see `spawn_connection`).
                 let Some(request) = &plan.http2 else { return Err(ErrorClass::Protocol) };
@@ -1082,12 +1146,81 @@ impl Exchange for Client {
                 // Boxed: the connect and TLS handshake states are large, and
                 // inline they would size every connection's task for its whole
                 // life; one allocation per connect, none per request.
-                let c = Box::pin(Conn::connect(plan.addr, source, plan.timeout, plan.tls.as_ref())).await?;
-                w.recorder.borrow_mut().connect();
+                let c = aim
+                    .connect(w, |addr| Box::pin(Conn::connect(addr, source, plan.timeout, plan.tls.as_ref())))
+                    .await?;
                 conn.insert(c)
             }
         };
         c.round_trip(&plan.request).await
+    }
+}
+
+/// Where an HTTP/1.1 connection goes (both engines): its place in the
+/// round-robin over the target's addresses (`--resolve-each`), and the
+/// address it is counted on.
+#[derive(Debug)]
+pub(crate) struct Aim {
+    /// The address of the connection (or of the last connect tried).
+    target: Option<Rc<crate::resolve::Target>>,
+    /// The number of the next connect, for the round-robin over addresses.
+    next: u64,
+    /// The generation of the addresses when it connected.
+    generation: u64,
+}
+
+impl Aim {
+    /// The aim of the run's connection `number` (its first address).
+    pub(crate) fn new(number: u64) -> Aim {
+        Aim { target: None, next: number, generation: 0 }
+    }
+
+    /// Connects with `open` to the next address in the round-robin, counting
+    /// the connect. An address that refuses is passed over for the next one
+    /// at once (as curl and browsers do): the connect fails only when every
+    /// address refused.
+    pub(crate) async fn connect<T, F, Fut>(&mut self, w: &Worker, mut open: F) -> Result<T, ErrorClass>
+    where
+        F: FnMut(std::net::SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ErrorClass>>,
+    {
+        let mut tries = 1;
+        let c = loop {
+            let t = self.target.insert(w.pick_target(self.next));
+            self.next = self.next.wrapping_add(1);
+            match open(t.addr).await {
+                Ok(c) => break c,
+                Err(ErrorClass::ConnectRefused) if tries < w.target_count() => tries += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        w.recorder.borrow_mut().connect();
+        self.generation = w.target_generation();
+        if let Some(t) = &self.target {
+            t.connected();
+        }
+        Ok(c)
+    }
+
+    /// Counts a request on the connection's address; `true` when the
+    /// connection (`open`) should close now, after its request, and
+    /// reconnect: a re-resolution changed the addresses and its place in
+    /// the round-robin moved (or its address left).
+    #[inline]
+    pub(crate) fn count(&mut self, w: &Worker, ok: bool, open: bool) -> bool {
+        let Some(t) = &self.target else { return false };
+        t.request(!ok);
+        let now = w.target_generation();
+        if self.generation == now {
+            return false;
+        }
+        self.generation = now;
+        let n = self.next.wrapping_sub(1);
+        if open && w.should_move(t, n) {
+            self.next = n;
+            return true;
+        }
+        false
     }
 }
 
@@ -1117,6 +1250,9 @@ pub(crate) trait Exchange {
     /// Forgets an HTTP/1.1 connection after a failure or a `close` (the next
     /// round trip connects again).
     fn forget(&mut self);
+    /// Counts a finished request on the connection's target address (and
+    /// moves the connection if a re-resolution says so).
+    fn count(&mut self, w: &Worker, ok: bool);
 }
 
 /// The epoll engine's runtime: the worker thread's current-thread tokio.

@@ -132,6 +132,20 @@ pub struct Group {
     settle: tokio::sync::Notify,
     /// The local address its connections leave from (`--source-addr`).
     source: Option<std::net::IpAddr>,
+    /// The connection's run-wide number, where its round-robin over the
+    /// target addresses starts.
+    number: u64,
+    /// Connects tried so far.
+    tries: Cell<u64>,
+    /// The current connection's connect number and the generation of the
+    /// target addresses when it opened.
+    index: Cell<u64>,
+    generation: Cell<u64>,
+    /// Connections numbered up to this one are to be left (the addresses
+    /// changed and the round-robin moved this group elsewhere).
+    retired: Cell<u64>,
+    /// The address of the current connection (or of the last connect tried).
+    target: RefCell<Option<Rc<crate::resolve::Target>>>,
 }
 
 impl std::fmt::Debug for Group {
@@ -142,9 +156,9 @@ impl std::fmt::Debug for Group {
 
 impl Group {
     /// A group with no connection yet, whose connections leave from
-    /// `source` if given.
-    pub fn new(source: Option<std::net::IpAddr>) -> Rc<Group> {
-        Rc::new(Group { source, ..Group::default() })
+    /// `source` if given; `number` is the connection's run-wide number.
+    pub fn new(source: Option<std::net::IpAddr>, number: u64) -> Rc<Group> {
+        Rc::new(Group { source, number, ..Group::default() })
     }
 
     /// Forgets connection `n` (it failed or is going away); a newer one stays.
@@ -191,8 +205,26 @@ impl Group {
             return if self.settled.get() >= live.0 { Ok((live, false)) } else { Box::pin(self.conn(w)).await };
         }
         let plan = &w.shared().plan;
-        let (send, conn) = connect(plan.addr, self.source, plan.timeout, plan.tls.as_ref()).await?;
+        // Each attempt, failed or not, goes to the next address; one that
+        // refuses is passed over at once while others remain untried.
+        let mut attempts = 1;
+        let (target, (send, conn)) = loop {
+            let tries = self.tries.replace(self.tries.get().wrapping_add(1));
+            let index = self.number.wrapping_add(tries);
+            let target = w.pick_target(index);
+            *self.target.borrow_mut() = Some(target.clone());
+            match connect(target.addr, self.source, plan.timeout, plan.tls.as_ref()).await {
+                Ok(c) => {
+                    self.index.set(index);
+                    self.generation.set(w.target_generation());
+                    break (target, c);
+                }
+                Err(ErrorClass::ConnectRefused) if attempts < w.target_count() => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        };
         w.recorder().borrow_mut().connect();
+        target.connected();
         let n = self.opened.get() + 1;
         self.opened.set(n);
         *self.live.borrow_mut() = Some((n, send.clone()));
@@ -300,12 +332,15 @@ pub struct Slot {
     group: Rc<Group>,
     /// This slot's handle on the group's connection.
     live: Option<Live>,
+    /// The address of that connection (or of the connect last tried): the
+    /// group may have moved on to another while this slot's request was out.
+    target: Option<Rc<crate::resolve::Target>>,
 }
 
 impl Slot {
     /// A slot of `group`.
     pub fn new(group: Rc<Group>) -> Slot {
-        Slot { group, live: None }
+        Slot { group, live: None, target: None }
     }
 
     /// Sends the request on a stream and reads its response, skipping the body.
@@ -321,7 +356,10 @@ impl Slot {
             let (n, send) = match &mut self.live {
                 Some(live) => live,
                 None => {
-                    let (live, opened) = self.group.conn(w).await?;
+                    let got = self.group.conn(w).await;
+                    // The group's address is this connection's (or the one that failed).
+                    self.target.clone_from(&self.group.target.borrow());
+                    let (live, opened) = got?;
                     if opened {
                         first = Settle(Some((self.group.clone(), live.0)));
                     }
@@ -372,6 +410,32 @@ impl Slot {
             }
         }
         result
+    }
+
+    /// Counts a request on the group's address. When a re-resolution
+    /// changed the addresses and moved this group's place in the round-robin
+    /// (or dropped its address), the connection is retired: each slot leaves
+    /// it after its own request, and the next connection goes there.
+    #[inline]
+    pub(crate) fn count(&mut self, w: &Worker, ok: bool) {
+        let g = &self.group;
+        if let Some(t) = &self.target {
+            t.request(!ok);
+        }
+        let Some((n, _)) = self.live else { return };
+        let now = w.target_generation();
+        if g.generation.get() != now {
+            g.generation.set(now);
+            let moved = g.target.borrow().as_ref().is_some_and(|t| w.should_move(t, g.index.get()));
+            if moved {
+                g.retired.set(g.retired.get().max(g.opened.get()));
+                // The next connect takes this connection's place.
+                g.tries.set(g.index.get().wrapping_sub(g.number));
+            }
+        }
+        if n <= g.retired.get() {
+            self.forget(n);
+        }
     }
 
     /// Drops connection `n`, for this slot and its group.

@@ -11,6 +11,7 @@
 //! - [`http2`]: HTTP/2 (`--http2`): stream slots sharing h2 connections.
 //! - [`engine`]: worker threads, connections, per-thread recorders.
 //! - [`uring`]: the io_uring engine (`--io`), plain HTTP/1.1 on monoio.
+//! - [`resolve`]: the target's addresses, resolved again while a run goes.
 //! - [`service`]: the gRPC service.
 //! - [`security`]: the token check and the limits a controller cannot override.
 //! - [`metrics`]: `--metrics-listen`, the agent's own health for Prometheus.
@@ -27,6 +28,7 @@ pub mod http2;
 pub mod listen;
 pub mod metrics;
 pub mod plan;
+pub mod resolve;
 pub mod scenario;
 pub mod security;
 pub mod service;

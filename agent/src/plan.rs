@@ -15,7 +15,10 @@ use volley_proto::limits::{
 use volley_proto::target::{Target, parse_url};
 use volley_proto::{PROTOCOL_VERSION, RunPlan, run_plan};
 
+use volley_proto::connect_to::ConnectTo;
+
 use crate::http1::RequestBytes;
+use crate::resolve::Addresses;
 
 /// How much work a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +58,14 @@ pub struct Plan {
     pub target: Target,
     /// Request body bytes (for the agent's size limit).
     pub body_len: usize,
-    /// The target's resolved address.
+    /// The target's first resolved address (of the family the source
+    /// addresses must match).
     pub addr: SocketAddr,
+    /// Every target address, kept current while the run goes (`--resolve-each`).
+    pub targets: std::sync::Arc<crate::resolve::Addresses>,
+    /// The run-wide index of this agent's first connection: connection `i`
+    /// opens its `k`-th connection to address `first_conn + i + k`, round-robin.
+    pub first_conn: u64,
     /// The request, serialised once.
     pub request: RequestBytes,
     /// How much work.
@@ -330,12 +339,19 @@ impl Plan {
         let open_quota = p.open_quota && matches!(limit, Limit::Requests(_));
         let start_at =
             (p.start_at_unix_us > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(p.start_at_unix_us));
-        let addr = tokio::net::lookup_host(&target.authority)
-            .await
-            .map_err(|e| PlanError::Resolve { host: target.authority.clone(), reason: e.to_string() })?
-            .next()
-            .ok_or_else(|| PlanError::Resolve { host: target.authority.clone(), reason: "no addresses".into() })?;
+        let targets = targets(&p, &target, scenario.is_some()).await?;
+        let current = targets.current();
+        // With source addresses: the first target address of their family.
+        let of_sources = volley_proto::source::SourceAddrs::parse(&p.source_addrs).ok().and_then(|s| {
+            let family = s.ends().next()?;
+            current.iter().find(|a| a.is_ipv4() == family.is_ipv4()).copied()
+        });
+        let addr = of_sources.unwrap_or(current[0]);
         let sources = sources(&p, addr)?;
+        if sources.is_some() {
+            // Connections bound to the sources reach only their family.
+            targets.keep_family(addr.is_ipv4());
+        }
         let request = RequestBytes::new(&method, &target.path_and_query, &target.host_header, &headers, &p.body);
         let body_len = p.body.len();
         if p.streams > MAX_STREAMS {
@@ -373,6 +389,8 @@ impl Plan {
             target: target.clone(),
             body_len,
             addr,
+            targets,
+            first_conn: p.source_offset,
             request,
             limit,
             connections,
@@ -393,6 +411,43 @@ impl Plan {
             sources,
         })
     }
+}
+
+/// Most `--connect-to` entries a plan may carry.
+const MAX_CONNECT_TO: usize = 64;
+
+/// Resolves the plan's target (or its `--connect-to` replacement): every
+/// address, to be resolved again every `resolve_each_ms` (not for scenarios,
+/// whose HTTP client resolves for itself).
+async fn targets(p: &RunPlan, target: &Target, scenario: bool) -> Result<std::sync::Arc<Addresses>, PlanError> {
+    if p.connect_to.len() > MAX_CONNECT_TO {
+        return Err(invalid("connect_to", format!("{} entries are more than {MAX_CONNECT_TO}", p.connect_to.len())));
+    }
+    let mut pins = Vec::with_capacity(p.connect_to.len());
+    for c in &p.connect_to {
+        pins.push(c.parse::<ConnectTo>().map_err(|e| invalid("connect_to", e.to_string()))?);
+    }
+    if scenario && !pins.is_empty() {
+        return Err(invalid("connect_to", "not for scenario runs"));
+    }
+    let every = Duration::from_millis(p.resolve_each_ms);
+    if every > MAX_DURATION {
+        return Err(invalid(
+            "resolve_each_ms",
+            format!("{} ms is longer than the {} s limit", p.resolve_each_ms, MAX_DURATION.as_secs()),
+        ));
+    }
+    let every = (!every.is_zero() && !scenario).then_some(every);
+    let (host, port, shown) = match ConnectTo::route(&pins, &target.host, target.port) {
+        Some((host, port)) => {
+            let shown = format!("{} (--connect-to {host}:{port})", target.authority);
+            (host, port, shown)
+        }
+        None => (target.host.clone(), target.port, target.authority.clone()),
+    };
+    let first =
+        crate::resolve::lookup(&host, port).await.map_err(|reason| PlanError::Resolve { host: shown, reason })?;
+    Ok(std::sync::Arc::new(Addresses::new(host, port, every, first)))
 }
 
 /// Checks a plan's source addresses: they parse and are of the target's
@@ -456,6 +511,8 @@ mod tests {
             (|p| (p.http2, p.streams) = (true, 1001), "`streams`"),
             (|p| (p.http2, p.streams, p.connections) = (true, 1000, 100_000), "requests in flight"),
             (|p| p.source_addrs = vec!["127.0.0.2-x".into()], "`source_addrs`"),
+            (|p| p.connect_to = vec!["a:1:b".into()], "`connect_to`"),
+            (|p| p.resolve_each_ms = u64::MAX, "`resolve_each_ms`"),
             (|p| p.source_addrs = vec!["::1".into()], "not of the target's address family"),
             (|p| p.stages = vec![volley_proto::Stage { duration_ms: 1, level: 1.5 }], "`stages`"),
             (|p| p.stages = vec![volley_proto::Stage { duration_ms: 1, level: f64::NAN }], "`stages`"),
@@ -480,6 +537,11 @@ mod tests {
         let https = Plan::from_proto(RunPlan { url: "https://127.0.0.1/".into(), ..plan() }, 2).await.unwrap();
         assert_eq!(https.addr.port(), 443);
         assert_eq!(https.tls.unwrap().name, rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap());
+        // --connect-to: the URL's host and port are pinned to another address.
+        let pinned = RunPlan { connect_to: vec!["127.0.0.1:9:127.0.0.3:99".into()], ..plan() };
+        let pinned = Plan::from_proto(pinned, 2).await.unwrap();
+        assert_eq!(&pinned.targets.current()[..], ["127.0.0.3:99".parse().unwrap()]);
+        assert_eq!(pinned.target.host_header, "127.0.0.1:9", "the request still names the URL's host");
         let p = Plan::from_proto(RunPlan { threads: 0, connections: 1, ..plan() }, 8).await.unwrap();
         assert_eq!(p.threads, 1, "never more threads than connections");
     }

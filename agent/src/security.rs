@@ -194,12 +194,14 @@ impl Default for Limits {
 impl Limits {
     /// Checks a plan; the error names the limit.
     pub fn check(&self, plan: &Plan) -> Result<(), Status> {
-        let t = &plan.target;
-        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.allows(&t.host, plan.addr.ip(), t.port)) {
+        // Every address the target resolves to is checked, now and at each
+        // re-resolution; refused ones are skipped (and reported), and a
+        // target with none allowed is refused. With --connect-to, what is
+        // checked is the host and port really connected to.
+        if let Err(addrs) = plan.targets.restrict(self.allow.clone()) {
             return Err(Status::permission_denied(format!(
-                "target {} ({}) is not allowed on this agent (--allow-target)",
-                t.authority,
-                plan.addr.ip()
+                "target {} ({addrs}) is not allowed on this agent (--allow-target)",
+                plan.target.authority,
             )));
         }
         if let Some(max) = self.max_connections

@@ -517,6 +517,9 @@ impl RunTask {
 /// Takes what `acc` gathered as a snapshot stamped `at`, with the run's grant
 /// use (a running total, not a delta).
 fn snapshot(acc: &mut Totals, at: Duration, control: &Control) -> volley_proto::Snapshot {
+    for (addr, row) in control.take_refused_targets() {
+        acc.targets.entry(addr.to_string()).or_default().add(&row);
+    }
     let mut snap = std::mem::take(acc).to_snapshot(at);
     snap.taken_total = control.taken();
     snap.in_flight = control.in_flight();

@@ -40,7 +40,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tokio::sync::mpsc;
 use volley_stats::{ErrorClass, Totals};
 
-use crate::engine::{Exchange, Rt, Schedule, Shared, Worker};
+use crate::engine::{Aim, Exchange, Rt, Schedule, Shared, Worker};
 use crate::http1::{Conn, Response, Wire};
 use crate::plan::Plan;
 
@@ -243,24 +243,34 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UringStream, Err
     Ok(UringStream(stream))
 }
 
-/// A uring connection task's client: its connection, none while closed.
-struct Client(Option<Conn<UringStream>>);
+/// A uring connection task's client: its connection (none while closed),
+/// and where it connects.
+struct Client {
+    conn: Option<Conn<UringStream>>,
+    aim: Aim,
+}
 
 impl Exchange for Client {
     fn forget(&mut self) {
-        self.0 = None;
+        self.conn = None;
+    }
+
+    #[inline]
+    fn count(&mut self, w: &Worker, ok: bool) {
+        if self.aim.count(w, ok, self.conn.is_some()) {
+            self.conn = None;
+        }
     }
 
     async fn round_trip(&mut self, w: &Rc<Worker>, _: Option<std::net::IpAddr>) -> Result<Response, ErrorClass> {
         let plan = &w.shared().plan;
-        let c = match &mut self.0 {
+        let c = match &mut self.conn {
             Some(c) => c,
             None => {
                 // Boxed, as on epoll: the connect state would otherwise size
                 // every connection's task for its whole life.
-                let stream = Box::pin(connect(plan.addr, plan.timeout)).await?;
-                w.recorder().borrow_mut().connect();
-                self.0.insert(Conn::over(stream))
+                let stream = self.aim.connect(w, |addr| Box::pin(connect(addr, plan.timeout))).await?;
+                self.conn.insert(Conn::over(stream))
             }
         };
         c.round_trip(&plan.request).await
@@ -302,8 +312,11 @@ pub(crate) fn worker(
             let source = None;
             let (w, live, ended) = (w.clone(), live.clone(), ended.clone());
             live.set(live.get() + 1);
+            // The connection's run-wide number: where its round-robin over
+            // the target addresses starts (as on epoll).
+            let aim = Aim::new(w.shared().plan.first_conn.wrapping_add(rank as u64));
             monoio::spawn(async move {
-                crate::engine::connection::<Monoio, _>(w, rank, Client(None), source).await;
+                crate::engine::connection::<Monoio, _>(w, rank, Client { conn: None, aim }, source).await;
                 live.set(live.get() - 1);
                 ended.notify_one();
             });

@@ -132,6 +132,10 @@ pub struct RunConfig {
     pub streams: u32,
     /// Wide runs: source addresses the connections bind to, round-robin.
     pub source_addrs: Option<volley_proto::source::SourceAddrs>,
+    /// How often agents resolve the target again (zero: once).
+    pub resolve_each: Duration,
+    /// `--connect-to` entries, checked, in their canonical form.
+    pub connect_to: Vec<String>,
 }
 
 /// A checked scenario run.

@@ -91,6 +91,16 @@ pub fn describe(cfg: &RunConfig) -> String {
             }
         };
     }
+    for pin in &cfg.connect_to {
+        let _ = writeln!(out, "connect-to: {pin} (the Host header and TLS name stay the URL's)");
+    }
+    if cfg.scenario.is_none() && cfg.resolve_each != crate::request::DEFAULT_RESOLVE_EACH {
+        let _ = if cfg.resolve_each.is_zero() {
+            writeln!(out, "target addresses: resolved once, at the start")
+        } else {
+            writeln!(out, "target addresses: resolved again every {}", humantime::format_duration(cfg.resolve_each))
+        };
+    }
     if let Some(t) = cfg.threads {
         let _ = writeln!(out, "threads per agent: {t}");
     }

@@ -77,11 +77,15 @@ pub enum Field {
     Http2,
     /// `--streams` / `streams`.
     Streams,
+    /// `--resolve-each` / `resolve_each`.
+    ResolveEach,
+    /// `--connect-to` / `connect_to`.
+    ConnectTo,
 }
 
 impl Field {
     /// Every field, in the order `--help` and the API description give them.
-    pub const ALL: [Field; 33] = [
+    pub const ALL: [Field; 35] = [
         Field::Url,
         Field::Requests,
         Field::Duration,
@@ -115,6 +119,8 @@ impl Field {
         Field::Http2,
         Field::Streams,
         Field::SourceAddr,
+        Field::ResolveEach,
+        Field::ConnectTo,
     ];
 
     /// The flag, as messages on the command line name it.
@@ -153,6 +159,8 @@ impl Field {
             Field::Http2 => "--http2",
             Field::Streams => "--streams",
             Field::SourceAddr => "--source-addr",
+            Field::ResolveEach => "--resolve-each",
+            Field::ConnectTo => "--connect-to",
         }
     }
 
@@ -185,6 +193,8 @@ impl Field {
             Field::Http2 => "http2",
             Field::Streams => "streams",
             Field::SourceAddr => "source_addr",
+            Field::ResolveEach => "resolve_each",
+            Field::ConnectTo => "connect_to",
             Field::TargetCa
             | Field::TlsCa
             | Field::TlsCert

@@ -316,6 +316,10 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// One row per agent.
     pub agents: Vec<AgentRow>,
+    /// Requests by target address (every address the target's host
+    /// resolved to while the run went; `--connect-to`'s instead); empty in
+    /// scenario runs.
+    pub target_addresses: Vec<TargetAddressRow>,
     /// Whether the run was cancelled before its end.
     pub cancelled: bool,
     /// When agents were lost: the most requests they may have sent after
@@ -346,6 +350,38 @@ pub struct Report {
     /// The merged latency histograms themselves, so a saved report is a
     /// complete record (`controller compare` reads them).
     pub histograms: Histograms,
+}
+
+/// One target address's row: what went to it, merged across agents.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TargetAddressRow {
+    /// `IP:port` as connected to.
+    pub address: String,
+    /// Requests sent on connections to it (with or without a response).
+    pub requests: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Connections opened to it.
+    pub connections_opened: u64,
+    /// An agent's `--allow-target` refused it: that agent sent nothing there.
+    pub refused: bool,
+}
+
+/// The rows of `targets`, ordered by address (numerically: `10.0.0.9`
+/// before `10.0.0.10`).
+pub fn target_address_rows(targets: &BTreeMap<String, volley_stats::AddrTotals>) -> Vec<TargetAddressRow> {
+    let mut rows: Vec<TargetAddressRow> = targets
+        .iter()
+        .map(|(a, t)| TargetAddressRow {
+            address: a.clone(),
+            requests: t.requests,
+            failures: t.failures,
+            connections_opened: t.connects,
+            refused: t.refused,
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.address.parse::<std::net::SocketAddr>().ok(), r.address.clone()));
+    rows
 }
 
 /// HTTP/2: what the streams were and what the target allowed.
@@ -680,6 +716,7 @@ impl Report {
             protocol: "HTTP/1.1",
             http2: None,
             stages: None,
+            target_addresses: target_address_rows(&outcome.total.targets),
             status_codes: t.status_codes.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             errors: t.errors.iter().map(|(c, n)| (c.name().to_owned(), *n)).collect(),
             agents: outcome
@@ -953,6 +990,9 @@ impl Report {
         if !self.names.is_empty() {
             self.names_text(&mut s);
         }
+        if !self.target_addresses.is_empty() {
+            self.addresses_text(&mut s);
+        }
         if !self.thresholds.is_empty() {
             let _ = writeln!(s, "Thresholds (--fail-if):");
             for v in &self.thresholds {
@@ -1001,6 +1041,16 @@ impl Report {
 }
 
 impl Report {
+    /// The requests-per-target-address table.
+    fn addresses_text(&self, s: &mut String) {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "{:<40} {:>10} {:>8} {:>8}", "Target address", "requests", "failed", "conns");
+        for t in &self.target_addresses {
+            let _ = write!(s, "{:<40} {:>10} {:>8} {:>8}", t.address, t.requests, t.failures, t.connections_opened);
+            let _ = writeln!(s, "{}", if t.refused { "  (refused by an agent's --allow-target)" } else { "" });
+        }
+    }
+
     /// The per-name table and the top failure messages.
     /// The stages' table: each stage's target next to what it achieved.
     fn stages_text(&self, s: &mut String, st: &StagesReport) {

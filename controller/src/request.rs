@@ -31,6 +31,8 @@ const DEFAULT_CONNECTIONS: u32 = 10;
 pub const MAX_BODY_FILE: u64 = 256 << 20;
 /// The largest certificate or key file read (`--target-ca`, `--tls-*`).
 pub const MAX_PEM_FILE: u64 = 1 << 20;
+/// How often agents resolve the target again when a request does not say.
+pub const DEFAULT_RESOLVE_EACH: Duration = Duration::from_secs(30);
 /// Per-request timeout when a request names none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -199,6 +201,18 @@ pub struct RunRequest {
     #[arg(long, value_name = "LIST")]
     #[serde(default, deserialize_with = "joined")]
     pub source_addr: Option<String>,
+    /// Resolve the target's host again this often (default 30s; 0: once, at
+    /// the start): new connections go round-robin over all its addresses,
+    /// and connections to an address that left close after their request.
+    #[arg(long, value_name = "DURATION", value_parser = volley_common::parse_duration)]
+    #[serde(default, deserialize_with = "duration_or_zero")]
+    pub resolve_each: Option<Duration>,
+    /// Connect to ADDR:PORT instead of HOST:PORT (curl's --connect-to;
+    /// repeatable; an empty HOST or PORT matches any). The Host header and
+    /// TLS name stay the URL's.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT")]
+    #[serde(default, deserialize_with = "comma_list")]
+    pub connect_to: Vec<String>,
     /// How to reach the agents.
     #[command(flatten)]
     #[serde(skip)]
@@ -415,6 +429,25 @@ impl RunRequest {
         };
         // `http2 = true` in the scenario file turns it on as the flag does.
         let http2 = self.http2 || scenario.as_ref().is_some_and(|sc| sc.scenario.http2);
+        if scenario.is_some() && self.resolve_each.is_some() {
+            return Err(usage(Field::ResolveEach, "not for --scenario runs (their HTTP client resolves for itself)"));
+        }
+        if scenario.is_some() && !self.connect_to.is_empty() {
+            return Err(usage(Field::ConnectTo, "not for --scenario runs"));
+        }
+        let resolve_each = self.resolve_each.unwrap_or(DEFAULT_RESOLVE_EACH);
+        if resolve_each > limits::MAX_DURATION {
+            return Err(usage(
+                Field::ResolveEach,
+                format!("{resolve_each:?} is longer than the {} s limit", limits::MAX_DURATION.as_secs()),
+            ));
+        }
+        let mut connect_to = Vec::with_capacity(self.connect_to.len());
+        for c in &self.connect_to {
+            let pin =
+                c.parse::<volley_proto::connect_to::ConnectTo>().map_err(|e| usage(Field::ConnectTo, e.to_string()))?;
+            connect_to.push(pin.to_string());
+        }
         Ok(RunConfig {
             agents,
             url,
@@ -449,6 +482,8 @@ impl RunRequest {
             http2,
             streams,
             source_addrs,
+            resolve_each,
+            connect_to,
         })
     }
 
@@ -761,6 +796,25 @@ fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 /// A duration: `"10s"` or a number of seconds.
+/// A duration that may be zero: text (`"30s"`, `"0"`) or seconds.
+fn duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Seconds(f64),
+    }
+    match Option::<Given>::deserialize(d)? {
+        None => Ok(None),
+        Some(Given::Text(s)) => {
+            volley_common::parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+        }
+        Some(Given::Seconds(s)) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds of 0 or more"))),
+    }
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     use serde::de::Error as _;
     #[derive(Deserialize)]

@@ -13,8 +13,10 @@
 //! - [`auth`]: the shared [`Token`](auth::Token) that lets a caller command an agent.
 //! - [`tls`]: the checks on an `https://` target's name and extra CA.
 //! - [`source`]: lists of source addresses (`--source-addr`, `--allow-source`).
+//! - [`connect_to`]: `--connect-to HOST:PORT:ADDR:PORT` entries.
 
 pub mod auth;
+pub mod connect_to;
 pub mod limits;
 pub mod profile;
 pub mod source;

@@ -501,6 +501,31 @@ pub struct Totals {
     /// Scenario runs: users (or agents' runs, with `end_run`) that found a
     /// unique feeder out of rows, by feeder index.
     pub feeder_exhausted: Vec<u64>,
+    /// Requests by target address (`IP:port` as connected to).
+    pub targets: BTreeMap<String, AddrTotals>,
+}
+
+/// One target address's counts (a delta or a running total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrTotals {
+    /// Requests sent on connections to it (with or without a response).
+    pub requests: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Connections opened to it.
+    pub connects: u64,
+    /// The agent's --allow-target refused it: nothing was sent there.
+    pub refused: bool,
+}
+
+impl AddrTotals {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &AddrTotals) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.connects += other.connects;
+        self.refused |= other.refused;
+    }
 }
 
 impl Default for Totals {
@@ -527,6 +552,7 @@ impl Default for Totals {
             h2_max_streams: None,
             feeder_rows: Vec::new(),
             feeder_exhausted: Vec::new(),
+            targets: BTreeMap::new(),
         }
     }
 }
@@ -564,6 +590,14 @@ impl Totals {
         self.h2_max_streams = min_some(self.h2_max_streams, other.h2_max_streams);
         add_counts(&mut self.feeder_rows, &other.feeder_rows);
         add_counts(&mut self.feeder_exhausted, &other.feeder_exhausted);
+        for (addr, t) in &other.targets {
+            match self.targets.get_mut(addr) {
+                Some(mine) => mine.add(t),
+                None => {
+                    self.targets.insert(addr.clone(), *t);
+                }
+            }
+        }
     }
 
     /// The time from the first request sent to the last one completed: the
@@ -640,6 +674,17 @@ impl Totals {
             h2_max_streams: self.h2_max_streams,
             feeder_rows: self.feeder_rows.clone(),
             feeder_exhausted: self.feeder_exhausted.clone(),
+            target_addresses: self
+                .targets
+                .iter()
+                .map(|(a, t)| volley_proto::TargetAddress {
+                    address: a.clone(),
+                    requests: t.requests,
+                    failures: t.failures,
+                    connects: t.connects,
+                    refused: t.refused,
+                })
+                .collect(),
         }
     }
 
@@ -684,6 +729,15 @@ impl Totals {
             };
             names::add_names(&mut names, std::slice::from_ref(&row));
         }
+        let mut targets = BTreeMap::new();
+        for t in s.target_addresses.iter().take(MAX_TARGET_ADDRESSES) {
+            if t.failures > t.requests {
+                return Err(DecodeError::Inconsistent { histogram: t.failures, responses: t.requests });
+            }
+            let row =
+                AddrTotals { requests: t.requests, failures: t.failures, connects: t.connects, refused: t.refused };
+            targets.entry(t.address.clone()).or_insert_with(AddrTotals::default).add(&row);
+        }
         let mut failure_messages = BTreeMap::new();
         for f in &s.failure_messages {
             names::add_message(&mut failure_messages, &f.name, &f.message, f.count);
@@ -710,6 +764,7 @@ impl Totals {
             h2_max_streams: s.h2_max_streams,
             feeder_rows: s.feeder_rows.clone(),
             feeder_exhausted: s.feeder_exhausted.clone(),
+            targets,
         })
     }
 }
@@ -731,6 +786,9 @@ fn count_at(v: &mut Vec<u64>, i: usize) {
     }
     v[i] += 1;
 }
+/// Most target addresses a snapshot's rows are read for: a name with more
+/// addresses than this is unusual, and the report stays bounded.
+pub const MAX_TARGET_ADDRESSES: usize = 1024;
 
 /// The smaller of two optional values, ignoring a missing one.
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {

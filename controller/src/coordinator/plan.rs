@@ -122,6 +122,8 @@ pub fn run_plan(cfg: &RunConfig, share: &Share, run_id: &str, lease: Duration, l
         source_addrs: cfg.source_addrs.as_ref().map(|s| s.to_strings()).unwrap_or_default(),
         // Set per agent by the coordinator (its first connection's index).
         source_offset: 0,
+        resolve_each_ms: cfg.resolve_each.as_millis() as u64,
+        connect_to: cfg.connect_to.clone(),
         stages: cfg
             .stages
             .iter()
