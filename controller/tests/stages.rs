@@ -80,7 +80,9 @@ fn a_lost_agent_s_part_of_the_stages_moves_to_the_survivor() {
     let mut b = spawn_agent(&["--threads", "1"]);
     let url = format!("http://{}/hello", server.local_addr());
     let agents = format!("{},{}", a.addr, b.addr);
-    let stages = ["--stage", "1s:200/s", "--stage", "6s:200/s"];
+    // Three stages: a ramp, a plateau, and a ramp on to 300/s (seconds 6
+    // and 7 ask for 225 and 275).
+    let stages = ["--stage", "1s:200/s", "--stage", "5s:200/s", "--stage", "2s:300/s"];
     let ctl = Run::new(&url).agents(&[&agents]).connections(10).args(&stages).with_json_report().spawn();
     // Killed in the plateau's first second (100 requests ramp up, then 200/s).
     served_at_least(&server, "/hello", 200);
@@ -92,13 +94,14 @@ fn a_lost_agent_s_part_of_the_stages_moves_to_the_survivor() {
     assert_eq!(agent_row(&r, &b.addr)["state"], "lost");
     let survivor = agent_row(&r, &a.addr);
     assert_eq!(survivor["state"], "done");
-    assert_eq!(survivor["rate"].as_f64().unwrap(), 200.0, "the survivor took over the whole peak: {survivor}");
+    assert_eq!(survivor["rate"].as_f64().unwrap(), 300.0, "the survivor took over the whole peak: {survivor}");
     let rows = rows(&r);
-    assert_eq!(rows.len(), 7, "{rows:?}");
+    assert_eq!(rows.len(), 8, "{rows:?}");
     // The loss is noticed within about 2.2 s of the kill (near 1.5 s): the
-    // seconds from 5 on are the survivor's alone, on the whole plateau.
+    // seconds from 5 on are the survivor's alone, on the whole shape.
     plateau(&rows, 5, 200.0);
-    plateau(&rows, 6, 200.0);
+    plateau(&rows, 6, 225.0);
+    plateau(&rows, 7, 275.0);
     let total = r["total_requests"].as_u64().unwrap();
     let served = server.stats().count("/hello", 200);
     let unseen = r["unaccounted_max"].as_u64().expect("an open-model loss has a bound");
