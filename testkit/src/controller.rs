@@ -90,7 +90,13 @@ impl Running {
 
 /// Starts the real controller binary with `args` in the background.
 pub fn spawn_controller(args: &[&str]) -> Running {
-    let mut child = command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start controller");
+    spawn_controller_command(&mut command(args))
+}
+
+/// Starts `cmd` (a controller, perhaps wrapped, as [`crate::netns::Net::with_hosts`]
+/// does) in the background, collecting its stderr lines.
+pub fn spawn_controller_command(cmd: &mut Command) -> Running {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start controller");
     let lines: Lines = Arc::default();
     let sink = lines.clone();
     let err = child.stderr.take().expect("stderr piped");

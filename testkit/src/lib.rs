@@ -10,6 +10,8 @@
 //! - [`controller`]: the real `controller` binary, and [`Run`] to say what a run is.
 //! - [`wait`]: polling for an outcome with a deadline.
 //! - [`proxy`]: a TCP proxy that delays, and can cut, a controller–agent link.
+//! - [`netns`]: several hosts on one machine (network namespaces on a bridge),
+//!   and a hosts file only the controller sees.
 //!
 //! Everything here panics with a message on failure: it is test code.
 
@@ -18,6 +20,7 @@ pub mod bins;
 pub mod ca;
 pub mod controller;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod target;
@@ -28,8 +31,8 @@ pub use agents::{
 };
 pub use ca::{Leaf, PemDir, TestCa};
 pub use controller::{
-    Run, Running, agent_row, controller, controller_bin, example_scenario, json_report, spawn_controller, spawn_serve,
-    stderr, stdout,
+    Run, Running, agent_row, controller, controller_bin, example_scenario, json_report, spawn_controller,
+    spawn_controller_command, spawn_serve, stderr, stdout,
 };
 pub use http::{Client, Response, http, http_json};
 pub use process::{Address, Proc, ready_address, signal, spawn_ready};
