@@ -26,17 +26,21 @@ pub async fn tcp(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) ->
     };
     let stream = match tokio::time::timeout(timeout, connect).await {
         Err(_) => return Err(ErrorClass::ConnectTimeout),
-        Ok(Err(e)) => {
-            return Err(match ErrorClass::of_io(&e) {
-                ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
-                ErrorClass::Timeout => ErrorClass::ConnectTimeout,
-                _ => ErrorClass::Connect,
-            });
-        }
+        Ok(Err(e)) => return Err(connect_error(&e)),
         Ok(Ok(s)) => s,
     };
     stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;
     Ok(stream)
+}
+
+/// The class of an error met while connecting (both engines): refused, timed
+/// out, or another connect error.
+pub(crate) fn connect_error(e: &std::io::Error) -> ErrorClass {
+    match ErrorClass::of_io(e) {
+        ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
+        ErrorClass::Timeout => ErrorClass::ConnectTimeout,
+        _ => ErrorClass::Connect,
+    }
 }
 
 /// Checks that every address is this host's (binding a socket to the first

@@ -230,13 +230,7 @@ impl Wire for UringStream {
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UringStream, ErrorClass> {
     let stream = match monoio::time::timeout(timeout, monoio::net::TcpStream::connect_addr(addr)).await {
         Err(_) => return Err(ErrorClass::ConnectTimeout),
-        Ok(Err(e)) => {
-            return Err(match ErrorClass::of_io(&e) {
-                ErrorClass::ConnectRefused => ErrorClass::ConnectRefused,
-                ErrorClass::Timeout => ErrorClass::ConnectTimeout,
-                _ => ErrorClass::Connect,
-            });
-        }
+        Ok(Err(e)) => return Err(crate::connect::connect_error(&e)),
         Ok(Ok(s)) => s,
     };
     stream.set_nodelay(true).map_err(|e| ErrorClass::of_io(&e))?;

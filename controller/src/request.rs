@@ -795,27 +795,18 @@ fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     })
 }
 
-/// A duration: `"10s"` or a number of seconds.
 /// A duration that may be zero: text (`"30s"`, `"0"`) or seconds.
 fn duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    use serde::de::Error as _;
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Given {
-        Text(String),
-        Seconds(f64),
-    }
-    match Option::<Given>::deserialize(d)? {
-        None => Ok(None),
-        Some(Given::Text(s)) => {
-            volley_common::parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
-        }
-        Some(Given::Seconds(s)) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
-        Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds of 0 or more"))),
-    }
+    given_duration(d, true)
 }
 
+/// A duration above zero: text (`"10s"`) or seconds.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    given_duration(d, false)
+}
+
+/// A duration given as text or as a number of seconds; zero only if `zero`.
+fn given_duration<'de, D: Deserializer<'de>>(d: D, zero: bool) -> Result<Option<Duration>, D::Error> {
     use serde::de::Error as _;
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -823,11 +814,15 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
         Text(String),
         Seconds(f64),
     }
+    let parse = if zero { volley_common::parse_duration } else { parse_duration };
     match Option::<Given>::deserialize(d)? {
         None => Ok(None),
-        Some(Given::Text(s)) => parse_duration(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}"))),
-        Some(Given::Seconds(s)) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(Given::Seconds(s)) => Err(D::Error::custom(format!("{s} is not a number of seconds above 0"))),
+        Some(Given::Text(s)) => parse(&s).map(Some).map_err(|e| D::Error::custom(format!("{s:?}: {e}"))),
+        Some(Given::Seconds(s)) if s < 1e9 && (s > 0.0 || (zero && s == 0.0)) => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Given::Seconds(s)) => {
+            let floor = if zero { "of 0 or more" } else { "above 0" };
+            Err(D::Error::custom(format!("{s} is not a number of seconds {floor}")))
+        }
     }
 }
 
