@@ -1156,71 +1156,86 @@ impl Exchange for Client {
     }
 }
 
-/// Where an HTTP/1.1 connection goes (both engines): its place in the
-/// round-robin over the target's addresses (`--resolve-each`), and the
-/// address it is counted on.
-#[derive(Debug)]
+/// Where a connection goes (both engines, HTTP/1.1 and HTTP/2): its place
+/// in the round-robin over the target's addresses (`--resolve-each`), and
+/// the address it is counted on. Cells, so that an HTTP/2 group's slots
+/// can share one; no borrow is held across an await.
+#[derive(Debug, Default)]
 pub(crate) struct Aim {
     /// The address of the connection (or of the last connect tried).
-    target: Option<Rc<crate::resolve::Target>>,
+    target: RefCell<Option<Rc<crate::resolve::Target>>>,
     /// The number of the next connect, for the round-robin over addresses.
-    next: u64,
-    /// The generation of the addresses when it connected.
-    generation: u64,
+    next: Cell<u64>,
+    /// The generation of the addresses when it connected, or when a
+    /// re-resolution was last looked at.
+    generation: Cell<u64>,
 }
 
 impl Aim {
     /// The aim of the run's connection `number` (its first address).
     pub(crate) fn new(number: u64) -> Aim {
-        Aim { target: None, next: number, generation: 0 }
+        Aim { next: Cell::new(number), ..Aim::default() }
+    }
+
+    /// The address of the connection (or of the last connect tried).
+    pub(crate) fn target(&self) -> Option<Rc<crate::resolve::Target>> {
+        self.target.borrow().clone()
     }
 
     /// Connects with `open` to the next address in the round-robin, counting
     /// the connect. An address that refuses is passed over for the next one
     /// at once (as curl and browsers do): the connect fails only when every
     /// address refused.
-    pub(crate) async fn connect<T, F, Fut>(&mut self, w: &Worker, mut open: F) -> Result<T, ErrorClass>
+    pub(crate) async fn connect<T, F, Fut>(&self, w: &Worker, mut open: F) -> Result<T, ErrorClass>
     where
         F: FnMut(std::net::SocketAddr) -> Fut,
         Fut: std::future::Future<Output = Result<T, ErrorClass>>,
     {
         let mut tries = 1;
-        let c = loop {
-            let t = self.target.insert(w.pick_target(self.next));
-            self.next = self.next.wrapping_add(1);
+        let (c, t) = loop {
+            let t = w.pick_target(self.next.get());
+            self.next.set(self.next.get().wrapping_add(1));
+            *self.target.borrow_mut() = Some(t.clone());
             match open(t.addr).await {
-                Ok(c) => break c,
+                Ok(c) => break (c, t),
                 Err(ErrorClass::ConnectRefused) if tries < w.target_count() => tries += 1,
                 Err(e) => return Err(e),
             }
         };
         w.recorder.borrow_mut().connect();
-        self.generation = w.target_generation();
-        if let Some(t) = &self.target {
-            t.connected();
-        }
+        self.generation.set(w.target_generation());
+        t.connected();
         Ok(c)
     }
 
-    /// Counts a request on the connection's address; `true` when the
-    /// connection (`open`) should close now, after its request, and
-    /// reconnect: a re-resolution changed the addresses and its place in
-    /// the round-robin moved (or its address left).
+    /// Whether the connection opened last should close (after its current
+    /// request) and reconnect: a re-resolution changed the addresses since
+    /// it was last looked at, and its place in the round-robin moved (or
+    /// its address left). The next connect then takes its place.
     #[inline]
-    pub(crate) fn count(&mut self, w: &Worker, ok: bool, open: bool) -> bool {
-        let Some(t) = &self.target else { return false };
-        t.request(!ok);
+    pub(crate) fn moved(&self, w: &Worker) -> bool {
         let now = w.target_generation();
-        if self.generation == now {
+        if self.generation.get() == now {
             return false;
         }
-        self.generation = now;
-        let n = self.next.wrapping_sub(1);
-        if open && w.should_move(t, n) {
-            self.next = n;
-            return true;
+        self.generation.set(now);
+        let n = self.next.get().wrapping_sub(1);
+        let moved = self.target.borrow().as_ref().is_some_and(|t| w.should_move(t, n));
+        if moved {
+            self.next.set(n);
         }
-        false
+        moved
+    }
+
+    /// Counts a request on the connection's address; `true` when the
+    /// connection (`open`) should close now and reconnect ([`Aim::moved`]).
+    #[inline]
+    pub(crate) fn count(&self, w: &Worker, ok: bool, open: bool) -> bool {
+        match &*self.target.borrow() {
+            Some(t) => t.request(!ok),
+            None => return false,
+        }
+        open && self.moved(w)
     }
 }
 

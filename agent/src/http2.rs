@@ -39,7 +39,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use volley_stats::ErrorClass;
 
-use crate::engine::Worker;
+use crate::engine::{Aim, Worker};
 use crate::http1::Response;
 
 /// Initial flow-control window per stream and per connection: large, so the
@@ -132,20 +132,11 @@ pub struct Group {
     settle: tokio::sync::Notify,
     /// The local address its connections leave from (`--source-addr`).
     source: Option<std::net::IpAddr>,
-    /// The connection's run-wide number, where its round-robin over the
-    /// target addresses starts.
-    number: u64,
-    /// Connects tried so far.
-    tries: Cell<u64>,
-    /// The current connection's connect number and the generation of the
-    /// target addresses when it opened.
-    index: Cell<u64>,
-    generation: Cell<u64>,
+    /// Where its connections go, and the address of the current one.
+    aim: Aim,
     /// Connections numbered up to this one are to be left (the addresses
     /// changed and the round-robin moved this group elsewhere).
     retired: Cell<u64>,
-    /// The address of the current connection (or of the last connect tried).
-    target: RefCell<Option<Rc<crate::resolve::Target>>>,
 }
 
 impl std::fmt::Debug for Group {
@@ -158,7 +149,7 @@ impl Group {
     /// A group with no connection yet, whose connections leave from
     /// `source` if given; `number` is the connection's run-wide number.
     pub fn new(source: Option<std::net::IpAddr>, number: u64) -> Rc<Group> {
-        Rc::new(Group { source, number, ..Group::default() })
+        Rc::new(Group { source, aim: Aim::new(number), ..Group::default() })
     }
 
     /// Forgets connection `n` (it failed or is going away); a newer one stays.
@@ -205,26 +196,8 @@ impl Group {
             return if self.settled.get() >= live.0 { Ok((live, false)) } else { Box::pin(self.conn(w)).await };
         }
         let plan = &w.shared().plan;
-        // Each attempt, failed or not, goes to the next address; one that
-        // refuses is passed over at once while others remain untried.
-        let mut attempts = 1;
-        let (target, (send, conn)) = loop {
-            let tries = self.tries.replace(self.tries.get().wrapping_add(1));
-            let index = self.number.wrapping_add(tries);
-            let target = w.pick_target(index);
-            *self.target.borrow_mut() = Some(target.clone());
-            match connect(target.addr, self.source, plan.timeout, plan.tls.as_ref()).await {
-                Ok(c) => {
-                    self.index.set(index);
-                    self.generation.set(w.target_generation());
-                    break (target, c);
-                }
-                Err(ErrorClass::ConnectRefused) if attempts < w.target_count() => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        };
-        w.recorder().borrow_mut().connect();
-        target.connected();
+        let (send, conn) =
+            self.aim.connect(w, |addr| connect(addr, self.source, plan.timeout, plan.tls.as_ref())).await?;
         let n = self.opened.get() + 1;
         self.opened.set(n);
         *self.live.borrow_mut() = Some((n, send.clone()));
@@ -358,7 +331,7 @@ impl Slot {
                 None => {
                     let got = self.group.conn(w).await;
                     // The group's address is this connection's (or the one that failed).
-                    self.target.clone_from(&self.group.target.borrow());
+                    self.target = self.group.aim.target();
                     let (live, opened) = got?;
                     if opened {
                         first = Settle(Some((self.group.clone(), live.0)));
@@ -423,15 +396,8 @@ impl Slot {
             t.request(!ok);
         }
         let Some((n, _)) = self.live else { return };
-        let now = w.target_generation();
-        if g.generation.get() != now {
-            g.generation.set(now);
-            let moved = g.target.borrow().as_ref().is_some_and(|t| w.should_move(t, g.index.get()));
-            if moved {
-                g.retired.set(g.retired.get().max(g.opened.get()));
-                // The next connect takes this connection's place.
-                g.tries.set(g.index.get().wrapping_sub(g.number));
-            }
+        if g.aim.moved(w) {
+            g.retired.set(g.retired.get().max(g.opened.get()));
         }
         if n <= g.retired.get() {
             self.forget(n);
