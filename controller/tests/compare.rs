@@ -18,9 +18,15 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
+/// Held by each run of these tests: they judge latencies (a /delay/5 run's
+/// p50 within 5–8 ms), so their runs take turns instead of sharing two cores
+/// with each other (five at once, and the contention showed in a p50).
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `path` on `server` for 4 s over 4 connections, saves the JSON report
 /// as `file`, checks every response was counted by the target, returns it.
 fn saved_run(server: &target_server::ServerHandle, path: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = server.stats().count(path, 200);
     let url = format!("http://{}{path}", server.local_addr());
     let mut args = vec!["run", "--url", &url, "-z", "4s", "-c", "4", "--threads", "1", "--quiet", "--output", "json"];
@@ -176,6 +182,9 @@ fn two_runs_of_the_same_settings_are_not_a_regression() {
     let run = || {
         Run::new(&url).duration("4s").connections(4).args(&["--threads", "1", "--quiet", "--output", "json"]).spawn()
     };
+    // The pair runs side by side (the same conditions for both), but not
+    // beside another test's runs.
+    let turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (a, b) = (run(), run());
     let mut files = Vec::new();
     let mut total = 0;
@@ -188,6 +197,7 @@ fn two_runs_of_the_same_settings_are_not_a_regression() {
         std::fs::write(&file, out).unwrap();
         files.push(file.display().to_string());
     }
+    drop(turn);
     assert_eq!(server.stats().count("/delay/5", 200), total);
     let (a, b) = (&files[0], &files[1]);
     for (x, y) in [(a, b), (b, a)] {
