@@ -11,9 +11,10 @@
 //! Per request: one clone of the prebuilt request head (a method, an
 //! absolute URI whose parts are shared bytes, and a header map), the stream
 //! h2 itself needs, and nothing else. Response bodies are not collected:
-//! each DATA frame's bytes are counted and their flow-control capacity
-//! released at once. The windows are large (as h2load's), so WINDOW_UPDATE
-//! frames are rare.
+//! each DATA frame's bytes are counted and dropped; their flow-control
+//! capacity goes back to h2 per MiB of body, or, for the rest (and for a
+//! small body, all of it), when the finished stream is dropped. The windows
+//! are large (as h2load's), so WINDOW_UPDATE frames are rare.
 //!
 //! A new connection carries one request alone first: the target's
 //! SETTINGS (its SETTINGS_MAX_CONCURRENT_STREAMS among them) come before its
@@ -46,6 +47,12 @@ use crate::http1::Response;
 /// target is never held up by the window and updates are rare (h2load uses
 /// 2^30 − 1 too).
 const WINDOW: u32 = (1 << 30) - 1;
+
+/// A body's window is released to h2 once this much of it is held: far
+/// below [`WINDOW`] even over thousands of streams, so the target never
+/// waits for a window, and a small response releases none (h2 releases a
+/// finished stream's share of the connection window when it is dropped).
+const RELEASE: usize = 1 << 20;
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2) or carries as pseudo-headers;
 /// a plan's header of these names is left out.
@@ -366,11 +373,18 @@ impl Slot {
             let status = response.status().as_u16();
             let mut body = response.into_body();
             let mut received = 0u64;
+            // Window taken by this body and not yet given back: released in
+            // batches (each release takes h2's lock); what is left when the
+            // stream ends h2 gives back to the connection itself.
+            let mut held = 0usize;
             while let Some(data) = body.data().await {
                 let data = data.map_err(|e| class(&e))?;
                 received += data.len() as u64;
-                // Released at once: the body is counted, not kept.
-                let _ = body.flow_control().release_capacity(data.len());
+                held += data.len();
+                if held >= RELEASE {
+                    let _ = body.flow_control().release_capacity(held);
+                    held = 0;
+                }
             }
             Ok(Response { status, received, close: false })
         }

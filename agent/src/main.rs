@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
+/// jemalloc rather than the system allocator: the HTTP/2 path's `h2` crate
+/// allocates for every stream, and glibc's malloc and free were a tenth of
+/// its CPU per request (docs/src/http2.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args = agent::Args::parse();
     tracing_subscriber::fmt()
