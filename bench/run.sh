@@ -15,15 +15,18 @@
 #   7. short runs: the rate `controller run -n 20000 -c 10` and `controller
 #      demo` report vs `ab -k -n 20000 -c 10` against one target-server
 #      (the demo runs its own, in-process), median of R rounds.
-#   8. io_uring: CPU microseconds per request of Volley on io_uring (--io
-#      uring) vs wrk and vs Volley on epoll (--io epoll), 50 connections, all
-#      on CPU 1 against nginx on CPU 0, counted by nginx: at full speed, and
-#      at a fixed open-model rate (--rate RATE, default 20000/s, so nginx is
-#      not the bottleneck; wrk has no fixed rate, its full-speed figure is the
-#      reference). Median of R rounds. Figures 1, 2, 5 and 6 use --io epoll,
-#      so they keep comparing what they did before io_uring.
+#   8. io_uring: CPU microseconds per request (user + sys, each shown) of
+#      Volley on io_uring (--io uring) vs wrk and vs Volley on epoll (--io
+#      epoll), all on CPU 1 against nginx on CPU 0, counted by nginx, with
+#      how busy nginx's worker was: at full speed with 50 connections (nginx
+#      is the bottleneck); at a fixed open-model rate (--rate RATE, default
+#      20000/s, nginx not the bottleneck; wrk has no fixed rate, so epoll is
+#      the peer there); and closed-loop with LOWC connections (default 2),
+#      where nginx is not the bottleneck for wrk either. Medians of R rounds.
+#      Figures 1, 2, 5 and 6 use --io epoll, so they keep comparing what
+#      they did before io_uring.
 #
-# Usage: bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
+# Usage: [BIN=DIR] [RATE=N] [LOWC=N] bench/run.sh [-d SECONDS] [-r ROUNDS] [-m MEMORY_REQUESTS] [--only N,...]
 # Needs root on first use (apt-get installs nginx-light, wrk, util-linux, curl, time).
 set -euo pipefail
 D=5 R=3 BIG=10000000 ONLY=1,2,3,4,5,6,7,8 RATE=${RATE:-20000}
@@ -46,8 +49,11 @@ if [[ ${NEED:-0} == 1 ]]; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk util-linux curl time openssl apache2-utils >/dev/null
 fi
-cargo build --release --quiet -p controller -p agent -p target-server
-BIN=$PWD/target/release
+# BIN=DIR: use binaries built before (e.g. to compare two builds) instead of building.
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release --quiet -p controller -p agent -p target-server
+  BIN=$PWD/target/release
+fi
 
 dir=$(mktemp -d)
 pids=()
@@ -85,15 +91,17 @@ for _ in $(seq 50); do curl -sf http://127.0.0.1:8090/status >/dev/null && break
 URL=http://127.0.0.1:8089/hello
 served() { curl -s http://127.0.0.1:8090/status | awk 'NR==3{print $3}'; }
 
-# measure LABEL CMD...: runs CMD on CPU 1; prints "rps cpu_us_per_req"
-# counted by nginx (minus the status request itself).
+# measure LABEL CMD...: runs CMD on CPU 1; prints "rps cpu_us_per_req
+# user_us_per_req sys_us_per_req" counted by nginx (minus the status request
+# itself).
 measure() {
   local before after t0 t1 cpu
   before=$(served); t0=$(date +%s.%N)
   cpu=$( { /usr/bin/time -f "%U %S" taskset -c 1 "$@" >/dev/null 2>"$dir/err" || true; } 2>&1; tail -n 1 "$dir/err")
   t1=$(date +%s.%N); after=$(served)
   awk -v n=$((after - before - 1)) -v t0="$t0" -v t1="$t1" -v cpu="$cpu" 'BEGIN{
-    split(cpu, c, " "); printf "%.0f %.3f\n", n / (t1 - t0), (c[1] + c[2]) * 1e6 / (n > 0 ? n : 1) }'
+    split(cpu, c, " "); d = n > 0 ? n : 1
+    printf "%.0f %.3f %.3f %.3f\n", n / (t1 - t0), (c[1] + c[2]) * 1e6 / d, c[1] * 1e6 / d, c[2] * 1e6 / d }'
 }
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
@@ -101,8 +109,8 @@ if want 1 || want 2; then
   for C in 50 256; do
     : >"$dir/ratios"; : >"$dir/cpu"
     for i in $(seq "$R"); do
-      read -r wr wc < <(measure wrk -t1 -c"$C" -d"${D}s" "$URL")
-      read -r vr vc < <(measure "$BIN/controller" run --io epoll --url "$URL" -c "$C" -z "${D}s" --threads 1)
+      read -r wr wc _ < <(measure wrk -t1 -c"$C" -d"${D}s" "$URL")
+      read -r vr vc _ < <(measure "$BIN/controller" run --io epoll --url "$URL" -c "$C" -z "${D}s" --threads 1)
       printf "  c=%-3s round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$C" "$i" "$wr" "$wc" "$vr" "$vc"
       awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
       awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
@@ -184,8 +192,8 @@ if want 6; then
   HTTPS=https://127.0.0.1:8443/hello
   : >"$dir/ratios"; : >"$dir/cpu"
   for i in $(seq "$R"); do
-    read -r wr wc < <(measure wrk -t1 -c50 -d"${D}s" "$HTTPS")
-    read -r vr vc < <(measure "$BIN/controller" run --io epoll --url "$HTTPS" -k -c 50 -z "${D}s" --threads 1)
+    read -r wr wc _ < <(measure wrk -t1 -c50 -d"${D}s" "$HTTPS")
+    read -r vr vc _ < <(measure "$BIN/controller" run --io epoll --url "$HTTPS" -k -c 50 -z "${D}s" --threads 1)
     printf "  https c=50 round %d: wrk %8s req/s %6s us/req | volley %8s req/s %6s us/req\n" "$i" "$wr" "$wc" "$vr" "$vc"
     awk -v a="$vr" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ratios"
     awk -v a="$vc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/cpu"
@@ -214,25 +222,47 @@ if want 7; then
 fi
 
 if want 8; then
-  : >"$dir/u_w"; : >"$dir/u_e"; : >"$dir/ur_er"; : >"$dir/ur_w"; : >"$dir/u_rate"
+  # One line per run: tool, req/s, cpu us/request (user + sys), and how busy
+  # nginx's one worker was (so a run where it is not the bottleneck shows).
+  hz=$(getconf CLK_TCK)
+  nginx_worker=$(pgrep -P "$(cat "$dir/nginx.pid")" | head -n 1)
+  run8() { # LABEL CMD...: prints the line, appends "label rps cpu user sys busy" to $dir/f8
+    local label=$1 b a t0 t1 busy r c u k
+    shift
+    b=$(ticks "$nginx_worker"); t0=$(date +%s.%N)
+    read -r r c u k < <(measure "$@")
+    a=$(ticks "$nginx_worker"); t1=$(date +%s.%N)
+    busy=$(awk -v t=$((a - b)) -v hz="$hz" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.0f", 100 * t / hz / (t1 - t0)}')
+    printf "    %-22s %8s req/s %6s us/req (user %6s, sys %6s) nginx %3s%% busy\n" "$label" "$r" "$c" "$u" "$k" "$busy"
+    echo "${label// /_} $r $c $u $k $busy" >>"$dir/f8"
+  }
+  # LOWC connections: few enough that nginx idles part of the time for every
+  # generator (closed loop: the rate is what the round trips allow), the
+  # comparison with wrk where nginx is not the bottleneck (wrk has no fixed rate).
+  LOWC=${LOWC:-2}
+  : >"$dir/f8"
   for i in $(seq "$R"); do
-    read -r wr wc < <(measure wrk -t1 -c50 -d"${D}s" "$URL")
-    read -r er ec < <(measure "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1)
-    read -r ur uc < <(measure "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1)
-    read -r err erc < <(measure "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE")
-    read -r urr urc < <(measure "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE")
-    printf "  round %d full speed: wrk %8s req/s %6s us/req | epoll %8s req/s %6s us/req | uring %8s req/s %6s us/req\n" \
-      "$i" "$wr" "$wc" "$er" "$ec" "$ur" "$uc"
-    printf "  round %d at %s/s:     epoll %8s req/s %6s us/req | uring %8s req/s %6s us/req\n" "$i" "$RATE" "$err" "$erc" "$urr" "$urc"
-    awk -v a="$uc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_w"
-    awk -v a="$uc" -v b="$ec" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_e"
-    awk -v a="$ur" -v b="$wr" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/u_rate"
-    awk -v a="$urc" -v b="$erc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ur_er"
-    awk -v a="$urc" -v b="$wc" 'BEGIN{printf "%.3f\n", a/b}' >>"$dir/ur_w"
+    echo "  round $i"
+    run8 "wrk c=50" wrk -t1 -c50 -d"${D}s" "$URL"
+    run8 "epoll c=50" "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1
+    run8 "uring c=50" "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1
+    run8 "epoll c=50 rate" "$BIN/controller" run --io epoll --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE"
+    run8 "uring c=50 rate" "$BIN/controller" run --io uring --url "$URL" -c 50 -z "${D}s" --threads 1 --rate "$RATE"
+    run8 "wrk c=$LOWC" wrk -t1 -c"$LOWC" -d"${D}s" "$URL"
+    run8 "epoll c=$LOWC" "$BIN/controller" run --io epoll --url "$URL" -c "$LOWC" -z "${D}s" --threads 1
+    run8 "uring c=$LOWC" "$BIN/controller" run --io uring --url "$URL" -c "$LOWC" -z "${D}s" --threads 1
   done
-  echo "figure 8 (full speed, c=50): cpu us/request uring/wrk, median of $R: $(median <"$dir/u_w")  (goal <= 0.70)"
-  echo "figure 8 (full speed, c=50): cpu us/request uring/epoll, median of $R: $(median <"$dir/u_e")"
-  echo "figure 8 (full speed, c=50): rate uring/wrk, median of $R: $(median <"$dir/u_rate")"
-  echo "figure 8 (rate $RATE/s, c=50): cpu us/request uring/epoll, median of $R: $(median <"$dir/ur_er")"
-  echo "figure 8 (rate $RATE/s, c=50): cpu us/request uring (fixed rate) / wrk (full speed), median of $R: $(median <"$dir/ur_w")"
+  # f8 FIELD LABEL: the median of a column (2 rps, 3 cpu, 4 user, 5 sys, 6 nginx busy) over the rounds.
+  f8() { awk -v f="$1" -v l="${2// /_}" '$1 == l {print $f}' "$dir/f8" | median; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
+  for t in "wrk c=50" "epoll c=50" "uring c=50" "epoll c=50 rate" "uring c=50 rate" "wrk c=$LOWC" "epoll c=$LOWC" "uring c=$LOWC"; do
+    printf "figure 8 medians %-16s %8s req/s %6s us/req = user %6s + sys %6s, nginx %3s%% busy\n" \
+      "$t:" "$(f8 2 "$t")" "$(f8 3 "$t")" "$(f8 4 "$t")" "$(f8 5 "$t")" "$(f8 6 "$t")"
+  done
+  echo "figure 8 (full speed, c=50): cpu us/request uring/wrk, medians of $R: $(ratio "$(f8 3 "uring c=50")" "$(f8 3 "wrk c=50")")  (goal <= 0.70)"
+  echo "figure 8 (full speed, c=50): cpu us/request uring/epoll, medians of $R: $(ratio "$(f8 3 "uring c=50")" "$(f8 3 "epoll c=50")")"
+  echo "figure 8 (full speed, c=50): rate uring/wrk, medians of $R: $(ratio "$(f8 2 "uring c=50")" "$(f8 2 "wrk c=50")")"
+  echo "figure 8 (rate $RATE/s, c=50): cpu us/request uring/epoll, medians of $R: $(ratio "$(f8 3 "uring c=50 rate")" "$(f8 3 "epoll c=50 rate")")"
+  echo "figure 8 (c=$LOWC, nginx not the bottleneck): cpu us/request uring/wrk, medians of $R: $(ratio "$(f8 3 "uring c=$LOWC")" "$(f8 3 "wrk c=$LOWC")")"
+  echo "figure 8 (c=$LOWC, nginx not the bottleneck): cpu us/request uring/epoll, medians of $R: $(ratio "$(f8 3 "uring c=$LOWC")" "$(f8 3 "epoll c=$LOWC")")"
 fi

@@ -979,8 +979,12 @@ pub(crate) async fn connection<R: Rt, C: Exchange>(
     // One timer per connection, re-armed per request: no timer allocation per request.
     let timer = R::sleep_until(Instant::now() + plan.timeout);
     tokio::pin!(timer);
+    // When the last request completed, if nothing has waited since: the next
+    // request starts in the same turn, so that reading serves as its start
+    // too (one clock read per request, not two).
+    let mut just_done: Option<Instant> = None;
     loop {
-        let mut t0 = Instant::now();
+        let mut t0 = just_done.take().unwrap_or_else(Instant::now);
         // Where the latency counts from, and (open model) how late the send was.
         let mut counted_from = t0;
         let mut lag = None;
@@ -1088,13 +1092,13 @@ pub(crate) async fn connection<R: Rt, C: Exchange>(
                 true
             }
         };
-        if !failed {
-            refused = 0;
-        }
         if failed {
             // A refused target fails at once; let the thread's other tasks
             // (and its snapshot ticker) run between attempts.
             R::yield_now().await;
+        } else {
+            refused = 0;
+            just_done = Some(end);
         }
     }
 }
