@@ -144,7 +144,7 @@ pub trait Observer: Send {
     fn running_total(&mut self, _total: &SharedTotals) {}
     /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
     /// the common start.
-    fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    fn delta(&mut self, _agent: usize, _delta: &crate::coordinator::Delta, _elapsed: Duration) {}
     /// Agent `agent` has `n` requests in flight (a level, with each delta).
     fn in_flight(&mut self, _agent: usize, _n: u64) {}
     /// Agent `agent`'s part ended.
