@@ -48,7 +48,7 @@ start() {
 start target "$BIN/target-server" --listen 127.0.0.1:0 --threads 1
 printf "%8s %10s %14s %14s %10s %10s %12s %12s %14s\n" agents "cpu s" "us/agent/s" "steady us/a/s" "rss MiB" "skew ms" "reported" "served" "agent rss MiB"
 # cpu_ns PID: CPU time of every thread of PID, in nanoseconds.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.0f\n", s}'; }
 json=$(mktemp)
 served() { curl -s "http://$target/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
 for n in "${COUNTS[@]}"; do
@@ -56,9 +56,9 @@ for n in "${COUNTS[@]}"; do
   for _ in $(seq "$n"); do start a "$BIN/agent" --listen 127.0.0.1:0 --threads 1; agents+=("$a"); done
   list=$(IFS=,; echo "${agents[*]}")
   before=$(served)
-  times=$(mktemp) samples=$(mktemp)
+  times=$(mktemp) samples=$(mktemp) err=$(mktemp)
   /usr/bin/time -o "$times" -f "%U %S %M" "$BIN/controller" run --agents "$list" --url "http://$target/delay/100" \
-    -z "${D}s" -c "$n" --output json >"$json" &
+    -z "${D}s" -c "$n" --output json >"$json" 2>"$err" &
   timer=$!
   # Samples the controller's CPU (the child of time) every 0.2 s while it runs.
   while kill -0 "$timer" 2>/dev/null; do
@@ -66,7 +66,8 @@ for n in "${COUNTS[@]}"; do
     [[ -n $c ]] && echo "$(date +%s%N) $(cpu_ns "$c")" >>"$samples"
     sleep 0.2
   done
-  wait "$timer"
+  # The controller's own lines only when it failed (its progress lines are noise here).
+  wait "$timer" || { tail -n 20 "$err" >&2; exit 1; }
   after=$(served)
   read -r user sys rss <"$times"
   # The run's last D s end at the last sample: from 2 s into them to 1 s before.
@@ -75,7 +76,7 @@ s=[tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2 
 end, d, n = s[-1][0], float(sys.argv[2]), int(sys.argv[3])
 w=[x for x in s if end - (d - 2) * 1e9 <= x[0] <= end - 1e9]
 print("%.1f" % ((w[-1][1] - w[0][1]) / 1e3 / ((w[-1][0] - w[0][0]) / 1e9) / n) if len(w) > 1 and w[-1][0] > w[0][0] else "-")' "$samples" "$D" "$n")
-  rm -f "$times" "$samples"
+  rm -f "$times" "$samples" "$err"
   read -r skew reported < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))
 print(max(abs(a.get("start_skew_ms") or 0) for a in r["agents"]), r["total_requests"])' "$json")
   agent_rss=$(for p in "${pids[@]:1}"; do awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1; n++} END{printf "%.1f", n ? s / n / 1024 : 0}')

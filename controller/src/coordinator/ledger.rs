@@ -181,7 +181,9 @@ impl Ledger {
 
     fn add(&mut self, i: usize, totals: &Delta, elapsed: Duration) {
         let o = &mut self.slots[i].outcome;
-        totals.add_to(&mut o.totals);
+        // Its counts; its latencies only as a count (see `AgentOutcome::totals`).
+        o.totals.add(&totals.counts);
+        o.responses += totals.latencies.count();
         o.elapsed = o.elapsed.max(elapsed);
     }
 
