@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use volley_common::lock;
 use volley_proto::agent_server::Agent;
 use volley_proto::{
@@ -224,7 +224,25 @@ impl Agent for AgentService {
     }
 
     async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewReply>, Status> {
-        let r = request.into_inner();
+        let running = self.apply_renewal(request.into_inner())?;
+        Ok(Response::new(RenewReply { running }))
+    }
+
+    async fn lease(&self, request: Request<Streaming<RenewRequest>>) -> Result<Response<RenewReply>, Status> {
+        let mut renewals = request.into_inner();
+        let mut running = false;
+        while let Some(r) = renewals.message().await? {
+            running = self.apply_renewal(r)?;
+        }
+        Ok(Response::new(RenewReply { running }))
+    }
+}
+
+impl AgentService {
+    /// Applies one renewal (a Renew call, or one message of a Lease stream):
+    /// renews the lease of the run it names and passes on its start instant,
+    /// grants and takeovers; `false` when that run is not in progress here.
+    fn apply_renewal(&self, r: RenewRequest) -> Result<bool, Status> {
         if !r.new_rate.is_finite() || r.new_rate < 0.0 || r.new_rate > volley_proto::limits::MAX_RATE {
             return Err(Status::invalid_argument(format!("invalid new_rate {}", r.new_rate)));
         }
@@ -233,7 +251,7 @@ impl Agent for AgentService {
         }
         let mut active = lock(&self.active);
         let Some(a) = active.as_mut().filter(|a| a.run_id == r.run_id) else {
-            return Ok(Response::new(RenewReply { running: false }));
+            return Ok(false);
         };
         *a.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         if r.start_at_unix_us > 0
@@ -260,11 +278,9 @@ impl Agent for AgentService {
                 c.set_rate(self.limits.cap_rate(r.new_rate));
             }
         }
-        Ok(Response::new(RenewReply { running: true }))
+        Ok(true)
     }
-}
 
-impl AgentService {
     /// Two-phase start: waits for the start instant a Renew brings; `None`
     /// when the run is given up first (the controller dropped the stream or
     /// let the lease run out).

@@ -208,3 +208,45 @@ fn dry_run_checks_flags_and_does_not_listen() {
     let bad = Command::new(env!("CARGO_BIN_EXE_agent")).args(["--threads", "0", "--dry-run"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }
+
+/// The controller's Lease stream: its first message brings the start, its
+/// heartbeats keep the run past its lease, and once it ends the lease runs
+/// out and the run stops long before its planned end.
+#[tokio::test]
+async fn a_lease_stream_starts_a_run_and_keeps_it_alive_until_it_ends() {
+    let server = target();
+    let agent = spawn_agent();
+    let mut c = client(&agent.addr).await;
+    let url = format!("http://{}/delay/20", server.local_addr());
+    let mut p = plan(url, run_plan::Limit::DurationMs(60_000), 2);
+    (p.await_start, p.lease_ms) = (true, 1000);
+    let mut stream = c.run(p).await.unwrap().into_inner();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut lessor = c.clone();
+    let lease = tokio::spawn(async move {
+        lessor.lease(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await.map(|r| r.into_inner().running)
+    });
+    let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let renewal =
+        |start_at_unix_us| volley_proto::RenewRequest { run_id: "test".into(), start_at_unix_us, ..Default::default() };
+    tx.send(renewal(now_us + 50_000)).unwrap();
+    // Three times the lease, renewed on the stream.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tx.send(renewal(0)).unwrap();
+    }
+    assert!(!lease.is_finished());
+    let served = server.stats().count("/delay/20", 200);
+    assert!(served > 0, "the start came on the stream");
+    // The stream ends: the reply says the run was going, and the lease runs out.
+    drop(tx);
+    assert!(lease.await.unwrap().unwrap(), "the run was going when the stream ended");
+    let stopped = Instant::now();
+    let (_, total, finished) = drain(&mut stream).await;
+    assert!(finished);
+    assert!(stopped.elapsed() < Duration::from_secs(5), "stopped {:?} after the stream ended", stopped.elapsed());
+    assert_eq!(server.stats().count("/delay/20", 200), total.requests);
+    assert!(total.requests >= served);
+    server.shutdown();
+}

@@ -266,7 +266,7 @@ impl Observer for Tee<'_> {
         self.inner.running_total(total);
     }
 
-    fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
+    fn delta(&mut self, agent: usize, delta: &crate::coordinator::Delta, elapsed: Duration) {
         // The figures read the merge's own total: nothing to add here.
         self.inner.delta(agent, delta, elapsed);
     }
@@ -644,7 +644,8 @@ mod tests {
     /// What the merge loop does with agent 0's `delta`: adds it into the
     /// running total and tells the observer.
     fn merged(tee: &mut Tee<'_>, total: &SharedTotals, delta: Totals) {
-        lock_totals(total).add(&delta);
+        let delta = crate::coordinator::Delta::from(delta);
+        delta.add_to(&mut lock_totals(total));
         tee.delta(0, &delta, Duration::from_secs(1));
     }
 

@@ -38,8 +38,13 @@ pub struct AgentOutcome {
     pub connections: u32,
     /// Requests it was given (count mode).
     pub quota: Option<u64>,
-    /// What it reported, summed.
+    /// What it reported, summed: every count, but its latency histograms
+    /// stay empty (a merged histogram per agent was most of the controller's
+    /// memory at a thousand agents; the run's latencies are in the total).
     pub totals: Totals,
+    /// Responses it reported (what its latency histogram would count), for
+    /// its mean latency.
+    pub responses: u64,
     /// Time from its start to its last snapshot.
     pub elapsed: Duration,
     /// How its part ended.
@@ -81,6 +86,7 @@ impl AgentOutcome {
             connections: 0,
             quota: None,
             totals: Totals::default(),
+            responses: 0,
             elapsed: Duration::ZERO,
             state: AgentState::Unreachable,
             error: Some(why),
@@ -90,6 +96,11 @@ impl AgentOutcome {
             reassigned: 0,
             io: None,
         }
+    }
+
+    /// Its mean latency, if it reported responses.
+    pub fn mean_latency(&self) -> Option<Duration> {
+        (self.responses > 0).then(|| Duration::from_nanos(self.totals.latency_sum_ns / self.responses))
     }
 }
 
@@ -144,7 +155,7 @@ pub trait Observer: Send {
     fn running_total(&mut self, _total: &SharedTotals) {}
     /// Agent `agent` reported `delta`, covering its run up to `elapsed` after
     /// the common start.
-    fn delta(&mut self, _agent: usize, _delta: &Totals, _elapsed: Duration) {}
+    fn delta(&mut self, _agent: usize, _delta: &crate::coordinator::Delta, _elapsed: Duration) {}
     /// Agent `agent` has `n` requests in flight (a level, with each delta).
     fn in_flight(&mut self, _agent: usize, _n: u64) {}
     /// Agent `agent`'s part ended.

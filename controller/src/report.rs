@@ -731,7 +731,7 @@ impl Report {
                     total_requests: a.totals.requests,
                     successful_requests: a.totals.successes,
                     failed_requests: a.totals.failures,
-                    average_response_time_ms: a.totals.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
+                    average_response_time_ms: a.mean_latency().map(|m| m.as_secs_f64() * 1000.0),
                     requests_per_second: per_second(a.totals.requests, a.totals.span().unwrap_or(a.elapsed)),
                     error: a.error.clone(),
                     rate: a.rate,

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use volley_stats::Totals;
 
+use crate::coordinator::Delta;
 use crate::latency::Latency;
 use crate::outcome::{AgentOutcome, AgentState, Observer};
 use crate::output::HdrLog;
@@ -330,7 +331,7 @@ impl Observer for Series {
         self.quiet = agents.iter().map(|a| a.quota == Some(0) || a.connections == 0).collect();
     }
 
-    fn delta(&mut self, agent: usize, delta: &Totals, elapsed: Duration) {
+    fn delta(&mut self, agent: usize, delta: &Delta, elapsed: Duration) {
         if self.ends.len() <= agent {
             self.ends.resize(agent + 1, Duration::ZERO);
             self.quiet.resize(agent + 1, false);
@@ -344,8 +345,8 @@ impl Observer for Series {
         if self.open.len() <= j {
             self.open.resize_with(j + 1, Totals::default);
         }
-        self.open[j].add(delta);
-        self.requests += delta.requests;
+        delta.add_to(&mut self.open[j]);
+        self.requests += delta.requests();
         // A delta for a later second means the earlier ones are complete.
         if second > 0 && self.printed.is_none_or(|p| p < second - 1) {
             self.print(second - 1, elapsed);
@@ -369,12 +370,12 @@ mod tests {
     use super::*;
     use volley_stats::Recorder;
 
-    fn delta(n: u64, us: u64) -> Totals {
+    fn delta(n: u64, us: u64) -> Delta {
         let mut r = Recorder::new();
         for _ in 0..n {
             r.response(200, true, Duration::from_micros(us), 10, 10);
         }
-        r.take()
+        r.take().into()
     }
 
     #[test]
@@ -429,10 +430,10 @@ mod tests {
         for k in 1..=300u64 {
             // Agent 0 reports on the second, agent 1 a little later.
             let a = spread(50 + k % 13, 100 + k, 3 + k % 5);
-            s.delta(0, &a, Duration::from_secs(k));
+            s.delta(0, &a.clone().into(), Duration::from_secs(k));
             file(k as usize - 1, &a);
             let b = spread(20 + k % 17, 1000 + 7 * k, 11);
-            s.delta(1, &b, Duration::from_millis(k * 1000 + 40));
+            s.delta(1, &b.clone().into(), Duration::from_millis(k * 1000 + 40));
             file(k as usize - 1, &b);
             assert!(s.open_seconds() <= 2, "second {k}: {} seconds still hold histograms", s.open_seconds());
         }

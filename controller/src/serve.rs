@@ -115,7 +115,7 @@ impl Observer for Watch {
         live.started = Some(Instant::now());
     }
 
-    fn delta(&mut self, agent: usize, delta: &volley_stats::Totals, elapsed: Duration) {
+    fn delta(&mut self, agent: usize, delta: &crate::coordinator::Delta, elapsed: Duration) {
         lock(&self.0.live).series.delta(agent, delta, elapsed);
     }
 

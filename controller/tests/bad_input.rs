@@ -114,6 +114,9 @@ impl Agent for FutureAgent {
     async fn renew(&self, _: Request<RenewRequest>) -> Result<Response<RenewReply>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+    async fn lease(&self, _: Request<tonic::Streaming<RenewRequest>>) -> Result<Response<RenewReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub mod target;
 pub mod tls;
 
 /// Bumped on every incompatible change of `volley.proto`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Generated code of package `volley.v1`.
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]

@@ -9,8 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use volley_stats::Totals;
-
+use super::delta::Delta;
 use super::link::Link;
 use crate::outcome::{AgentOutcome, AgentState};
 use crate::split::split;
@@ -140,7 +139,7 @@ impl Ledger {
 
     /// Agent `i` reported `totals` up to `elapsed`, having taken `taken`
     /// requests from its grants; tops up its grants unless `cancelled`.
-    pub fn reported(&mut self, i: usize, totals: &Totals, elapsed: Duration, taken: u64, cancelled: bool) -> Renewals {
+    pub fn reported(&mut self, i: usize, totals: &Delta, elapsed: Duration, taken: u64, cancelled: bool) -> Renewals {
         self.add(i, totals, elapsed);
         let mut out = Vec::new();
         if self.count_mode {
@@ -158,7 +157,7 @@ impl Ledger {
     pub fn finished(
         &mut self,
         i: usize,
-        totals: &Totals,
+        totals: &Delta,
         elapsed: Duration,
         cancelled: bool,
     ) -> (AgentState, Renewals, u64) {
@@ -180,9 +179,11 @@ impl Ledger {
         (state, out, unassigned)
     }
 
-    fn add(&mut self, i: usize, totals: &Totals, elapsed: Duration) {
+    fn add(&mut self, i: usize, totals: &Delta, elapsed: Duration) {
         let o = &mut self.slots[i].outcome;
-        o.totals.add(totals);
+        // Its counts; its latencies only as a count (see `AgentOutcome::totals`).
+        o.totals.add(&totals.counts);
+        o.responses += totals.latencies.count();
         o.elapsed = o.elapsed.max(elapsed);
     }
 
@@ -350,8 +351,8 @@ mod tests {
         *T0.get_or_init(Instant::now)
     }
 
-    fn totals(requests: u64) -> Totals {
-        Totals { requests, ..Totals::default() }
+    fn totals(requests: u64) -> Delta {
+        volley_stats::Totals { requests, ..Default::default() }.into()
     }
 
     /// A count-mode ledger of agents with these (connections, quota), all started.

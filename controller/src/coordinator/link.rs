@@ -55,8 +55,9 @@ impl Link {
         (Duration::from_secs(1) + self.slow_rtt() * 6).max(LOST_AFTER_FLOOR)
     }
 
-    /// How long one Renew may take before it is given up (the next one is
-    /// already queued; a slow Renew never blocks the loss watchdog).
+    /// How long one renewal may take to arrive (the lease leaves room for
+    /// it past the loss time); also how long a Cancel or an answer to a plan
+    /// is waited for beyond the connect timeout.
     pub fn renew_timeout(&self) -> Duration {
         (self.slow_rtt() * 4).max(RENEW_TIMEOUT_FLOOR)
     }

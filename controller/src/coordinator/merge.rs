@@ -4,16 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use volley_proto::{CancelRequest, RenewRequest, run_event};
-use volley_stats::Totals;
-
 use super::RENEW_EVERY;
 use super::connect::Client;
 use super::connect::status_line;
+use super::delta::Delta;
 use super::ledger::{Ledger, Renewal, Renewals};
 use crate::outcome::{AgentOutcome, AgentState, Observer, Outcome, SharedTotals, lock_totals};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use volley_proto::{CancelRequest, RenewRequest, run_event};
 
 /// Why the bound of what lost agents sent unseen is unknown.
 const UNKNOWN_BOUND: &str = "a lost agent of a closed-model duration run may have gone on sending at the target's pace \
@@ -30,13 +29,13 @@ enum Event {
         io: Option<String>,
     },
     Delta {
-        totals: Totals,
+        delta: Delta,
         elapsed: Duration,
         taken: u64,
         in_flight: u64,
     },
     Finished {
-        totals: Totals,
+        delta: Delta,
         elapsed: Duration,
     },
     Broken(String),
@@ -91,8 +90,7 @@ impl<'a> Merge<'a> {
             let go = RenewRequest { run_id: run_id.clone(), start_at_unix_us: start.0, ..Default::default() };
             let _ = renew_tx.send(go);
             links[i].renew = Some(renew_tx);
-            let timeout = ledger.slots()[i].link.renew_timeout();
-            tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx, timeout));
+            tokio::spawn(renewer(links[i].client.clone(), run_id.clone(), renew_rx));
             tokio::spawn(forward(i, stream, tx.clone()));
         }
         let total = SharedTotals::default();
@@ -127,18 +125,18 @@ impl<'a> Merge<'a> {
         }
         match ev {
             Event::Started { threads, skew_us, io } => self.ledger.began(i, threads, skew_us, io),
-            Event::Delta { totals, elapsed, taken, in_flight } => {
-                lock_totals(&self.total).add(&totals);
+            Event::Delta { delta, elapsed, taken, in_flight } => {
+                delta.add_to(&mut lock_totals(&self.total));
                 self.observer.in_flight(i, in_flight);
-                let renewals = self.ledger.reported(i, &totals, elapsed, taken, self.cancelled);
-                self.observer.delta(i, &totals, elapsed);
+                let renewals = self.ledger.reported(i, &delta, elapsed, taken, self.cancelled);
+                self.observer.delta(i, &delta, elapsed);
                 self.send(renewals);
             }
-            Event::Finished { totals, elapsed } => {
-                lock_totals(&self.total).add(&totals);
-                let (state, renewals, unassigned) = self.ledger.finished(i, &totals, elapsed, self.cancelled);
+            Event::Finished { delta, elapsed } => {
+                delta.add_to(&mut lock_totals(&self.total));
+                let (state, renewals, unassigned) = self.ledger.finished(i, &delta, elapsed, self.cancelled);
                 self.links[i].renew = None;
-                self.observer.delta(i, &totals, elapsed);
+                self.observer.delta(i, &delta, elapsed);
                 self.observer.ended(i, state, None);
                 self.unassigned += unassigned;
                 self.send(renewals);
@@ -272,19 +270,21 @@ async fn forward(
                 Some(run_event::Event::Started(s)) => {
                     Event::Started { threads: s.threads, skew_us: s.start_skew_us, io: crate::outcome::io_engine(&s) }
                 }
-                Some(run_event::Event::Progress(snap)) => match Totals::from_snapshot(&snap) {
-                    Ok(totals) => Event::Delta {
-                        totals,
-                        elapsed: Duration::from_micros(snap.elapsed_us),
-                        taken: snap.taken_total,
-                        in_flight: snap.in_flight,
-                    },
-                    Err(e) => Event::Broken(e.to_string()),
-                },
-                Some(run_event::Event::Finished(snap)) => match Totals::from_snapshot(&snap) {
-                    Ok(totals) => Event::Finished { totals, elapsed: Duration::from_micros(snap.elapsed_us) },
-                    Err(e) => Event::Broken(e.to_string()),
-                },
+                Some(run_event::Event::Progress(snap)) => {
+                    let (elapsed, taken, in_flight) =
+                        (Duration::from_micros(snap.elapsed_us), snap.taken_total, snap.in_flight);
+                    match Delta::decode(snap) {
+                        Ok(delta) => Event::Delta { delta, elapsed, taken, in_flight },
+                        Err(e) => Event::Broken(e.to_string()),
+                    }
+                }
+                Some(run_event::Event::Finished(snap)) => {
+                    let elapsed = Duration::from_micros(snap.elapsed_us);
+                    match Delta::decode(snap) {
+                        Ok(delta) => Event::Finished { delta, elapsed },
+                        Err(e) => Event::Broken(e.to_string()),
+                    }
+                }
                 None => continue,
             },
         };
@@ -295,32 +295,30 @@ async fn forward(
     }
 }
 
-/// Renews one agent's run lease every [`RENEW_EVERY`] and forwards grants,
-/// in order, until its channel closes (the agent finished or was lost). One
-/// Renew may take up to `timeout` (its link's); beats missed meanwhile are
-/// skipped, never queued.
-async fn renewer(mut client: Client, run_id: String, mut rx: mpsc::UnboundedReceiver<RenewRequest>, timeout: Duration) {
+/// Renews one agent's run lease on one Lease stream: forwards what the merge
+/// loop queues (the start instant, grants, takeovers), in order, and a
+/// heartbeat whenever nothing has gone out for [`RENEW_EVERY`], until its
+/// channel closes (the agent finished or was lost). The stream then ends, and
+/// a lease no longer renewed runs out. One stream per agent, not one call
+/// per heartbeat: at a thousand agents the calls were most of what
+/// coordinating cost.
+async fn renewer(mut client: Client, run_id: String, rx: mpsc::UnboundedReceiver<RenewRequest>) {
     let mut beat = tokio::time::interval(RENEW_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    let renewals = futures::stream::unfold((rx, beat, run_id), |(mut rx, mut beat, run_id)| async move {
         let req = tokio::select! {
             biased;
-            r = rx.recv() => match r {
-                // A grant renews the lease too: the next beat waits a whole
-                // period (fewer calls per agent, which count at 1,000 agents).
-                Some(r) => {
-                    beat.reset();
-                    r
-                }
-                None => return,
-            },
+            r = rx.recv() => {
+                // A grant renews the lease too: the next beat waits a whole period.
+                let r = r?;
+                beat.reset();
+                r
+            }
             _ = beat.tick() => RenewRequest { run_id: run_id.clone(), ..Default::default() },
         };
-        let mut req = tonic::Request::new(req);
-        // A cut-off agent must not hold the renewals of this one forever.
-        req.set_timeout(timeout);
-        if let Err(status) = client.renew(req).await {
-            tracing::debug!("renew failed: {}", status_line(&status));
-        }
+        Some((req, (rx, beat, run_id)))
+    });
+    if let Err(status) = client.lease(renewals).await {
+        tracing::debug!("lease stream failed: {}", status_line(&status));
     }
 }

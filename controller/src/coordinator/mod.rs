@@ -18,7 +18,7 @@
 //! # Surviving lost agents
 //!
 //! Every agent's run holds a lease the controller renews about once a second
-//! (the `Renew` RPC); an agent whose lease expires stops on its own, so a dead
+//! (messages on one `Lease` stream per agent); an agent whose lease expires stops on its own, so a dead
 //! or cut-off controller never leaves load running. The controller in turn
 //! expects a snapshot from every agent about once a second: an agent whose
 //! stream breaks, or that sends nothing for a time that follows its measured
@@ -36,6 +36,7 @@
 //! the run.
 
 mod connect;
+mod delta;
 mod ledger;
 pub mod link;
 mod merge;
@@ -46,6 +47,7 @@ use std::time::{Duration, Instant};
 
 pub use connect::{Bearer, Client, ConnectError};
 use connect::{CONNECT_TIMEOUT, Connected, connect, status_line};
+pub use delta::Delta;
 use ledger::Ledger;
 use merge::Merge;
 use volley_proto::run_plan;
@@ -54,11 +56,10 @@ use crate::config::{Limit, RunConfig};
 use crate::error::Error;
 use crate::outcome::{AgentOutcome, Observer, Outcome};
 
-/// How often the controller renews every agent's lease (each Renew may take
-/// longer: see [`link::Link::renew_timeout`]). Once a second: the shortest
-/// lease ([`link::Link::lease`]: 3.2 s on loopback) still sees three beats,
-/// so one lost or slow Renew never ends a run, and at 1,000 agents the
-/// beats are 1,000 calls a second rather than 2,000.
+/// How often the controller renews every agent's lease when nothing else
+/// went out on its Lease stream. Once a second: the shortest lease
+/// ([`link::Link::lease`]: 3.2 s on loopback) still sees three beats, so
+/// one slow beat never ends a run.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// Most agents connected to, or sent their plans, at once: a thousand

@@ -78,6 +78,7 @@ pub fn planned(agent: &Connected, share: &Share) -> AgentOutcome {
         connections: share.connections as u32,
         quota: share.quota,
         totals: Default::default(),
+        responses: 0,
         elapsed: Duration::ZERO,
         state: AgentState::Idle,
         error: None,
