@@ -11,21 +11,33 @@
 # ephemeral port range (net.ipv4.ip_local_port_range, ~28k by default), so C
 # above that needs more source addresses (Volley: --source-addr).
 #
-# Usage: bench/wide.sh [-d SECONDS] [-c LIST] [--bin DIR]
+# Then one agent holds HOLD connections (default 100,000) spread over the
+# source addresses SOURCES (default 127.0.0.2-127.0.0.5, four addresses: four
+# times the ephemeral ports) against a target-server for D seconds, and the
+# script checks what the target saw: every connection established (its
+# connections by source address), requests flowing on them, and the report's
+# count equal to the target's. The agent and the target-server each need
+# HOLD open files: where the hard limit (`ulimit -Hn`) is lower, the script
+# says so and holds what the limit allows instead.
+#
+# Usage: bench/wide.sh [-d SECONDS] [-c LIST] [--hold N] [--sources LIST] [--bin DIR]
 #   -c LIST   connection counts, comma-separated (default 1000,10000,18000;
 #             each must fit in the hard open-file limit, `ulimit -Hn`)
+#   --hold N  connections for the one-agent hold (0 skips it)
 #   --bin DIR take controller and agent from DIR (e.g. an older build) instead
 #             of building target/release
 # Needs nginx, wrk, curl, /usr/bin/time, prlimit (apt-get: nginx-light wrk curl
 # time util-linux).
 set -euo pipefail
-D=5 CS=1000,10000,18000 BIN=
+D=5 CS=1000,10000,18000 BIN= HOLD=100000 SOURCES=127.0.0.2-127.0.0.5
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
     -c) CS=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
-    *) echo "usage: bench/wide.sh [-d SECONDS] [-c 1000,10000] [--bin DIR]" >&2; exit 2 ;;
+    --hold) HOLD=$2; shift 2 ;;
+    --sources) SOURCES=$2; shift 2 ;;
+    *) echo "usage: bench/wide.sh [-d SECONDS] [-c 1000,10000] [--hold N] [--sources LIST] [--bin DIR]" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -33,7 +45,7 @@ for tool in nginx wrk curl /usr/bin/time prlimit; do
   command -v "$tool" >/dev/null || { echo "bench/wide.sh: needs $tool" >&2; exit 1; }
 done
 if [[ -z $BIN ]]; then
-  cargo build --release --quiet -p controller -p agent
+  cargo build --release --quiet -p controller -p agent -p target-server
   BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
 # Every process here may open up to the hard limit (agents raise their soft
@@ -105,3 +117,40 @@ for C in ${CS//,/ }; do
     printf "c=%-6d wrk %7d req/s %7.1f MiB %5.2f KiB/conn | volley %7d req/s %7.1f MiB %5.2f KiB/conn | KiB/conn volley/wrk %.2f, rate volley/wrk %.2f\n",
       c, wr, wp / 1024, wk, vr, vp / 1024, vk, (wk > 0 ? vk / wk : 0), (wr > 0 ? vr / wr : 0) }'
 done
+
+# The hold: one agent, HOLD connections over the source addresses.
+[[ $HOLD -gt 0 ]] || exit 0
+want=$HOLD
+# Each side needs a descriptor per connection plus its own (64 is what the
+# agent keeps for itself when it checks a plan).
+if ((HOLD + 64 > FILES)); then
+  HOLD=$((FILES - 64 - 64))
+  echo "hold: $want connections need $((want + 64)) open files per process; the hard limit here is $FILES (ulimit -Hn): holding $HOLD instead"
+fi
+prlimit --nofile=$FILES:$FILES "$BIN/target-server" --listen 127.0.0.1:0 --threads 1 >"$dir/ts.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q listening "$dir/ts.out" 2>/dev/null && break; sleep 0.05; done
+TS=$(grep -o '127\.0\.0\.1:[0-9]*' "$dir/ts.out" | head -n 1)
+: >"$dir/agent.out"
+prlimit --nofile=$FILES:$FILES "$BIN/agent" --listen 127.0.0.1:0 --threads 1 >"$dir/agent.out" 2>/dev/null &
+apid=$!; pids+=("$apid")
+for _ in $(seq 100); do [[ -s $dir/agent.out ]] && break; sleep 0.05; done
+addr=$(awk '{print $4; exit}' "$dir/agent.out"); addr=${addr%,}
+"$BIN/controller" run --agents "$addr" --url "http://$TS/hello" -c "$HOLD" -z "${D}s" --source-addr "$SOURCES" \
+  --quiet --output json >"$dir/hold.json" 2>"$dir/err" || { cat "$dir/err" >&2; exit 1; }
+peak=$(awk '/VmHWM/{print $2}' "/proc/$apid/status")
+curl -s "http://$TS/stats" >"$dir/stats.json"
+reported=$(jq .total_requests "$dir/hold.json")
+failed=$(jq .failed_requests "$dir/hold.json")
+served=$(jq '.by_path["/hello"] // {} | [.[]] | add // 0' "$dir/stats.json")
+echo "hold: $HOLD connections over $SOURCES for ${D}s, one agent (--threads 1), peak RSS $((peak / 1024)) MiB"
+jq -r --arg ts "$TS" '.connections_by_peer | to_entries[] | select(.key != "127.0.0.1")
+  | "  connections from \(.key): \(.value)"' "$dir/stats.json"
+established=$(jq '[.connections_by_peer | to_entries[] | select(.key != "127.0.0.1") | .value] | add // 0' "$dir/stats.json")
+echo "  established $established of $HOLD; requests reported $reported ($failed failed), served by the target $served"
+if [[ $established -eq $HOLD && $reported -eq $served && $served -ge $HOLD ]]; then
+  echo "  hold: every connection established and used, count exact"
+else
+  echo "  hold: NOT as expected" >&2
+  exit 1
+fi
