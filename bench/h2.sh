@@ -34,8 +34,11 @@ if [[ ${NEED:-0} == 1 ]]; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light nghttp2-client util-linux curl time >/dev/null
 fi
-cargo build --release --quiet -p controller -p agent -p target-server
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+# BIN=DIR: use binaries built before (e.g. to compare two builds) instead of building.
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release --quiet -p controller -p agent -p target-server
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 
 dir=$(mktemp -d)
 cleanup() {

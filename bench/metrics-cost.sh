@@ -21,23 +21,35 @@
 # cost of one scrape above the round-to-round noise; the script prints it
 # per scrape and what it comes to at one scrape a second.
 #
-# Usage: [BIN=DIR] bench/metrics-cost.sh [-d SECONDS] [-r ROUNDS] [-s SCRAPES_PER_S] [N]
+# CPU time on a busy or small machine moves by more than the cost being
+# measured. `--instructions` counts the controller's instructions instead
+# (valgrind's callgrind: the same count for the same work whatever else the
+# machine does; the controller runs ~50 times slower under it, which its one
+# snapshot per agent-second leaves room for) and reports the same figures in
+# instructions.
+#
+# Usage: [BIN=DIR] bench/metrics-cost.sh [-d SECONDS] [-r ROUNDS] [-s SCRAPES_PER_S] [--instructions] [N]
 #        (default: -d 10 -r 3 -s 1 20)
 set -euo pipefail
 D=10
 R=3
 S=1
+MODE=time
 while [[ ${1:-} == -* ]]; do
   case $1 in
     -d) D=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     -s) S=$2; shift 2 ;;
+    --instructions) MODE=instructions; shift ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
 N=${1:-20}
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+if [[ $MODE == instructions ]]; then
+  command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+fi
 PERF=
 if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then PERF=perf; fi
 # BIN=DIR uses binaries already built there instead of building release ones.
@@ -101,7 +113,11 @@ PY
   local cmd=("$BIN/controller" run --agents "$list" --url "http://$target/delay/100" -z "${D}s" -c "$N" --quiet
     --output json "${extra[@]}")
   local stat=$dir/stat
-  if [[ -n $PERF ]]; then
+  if [[ $MODE == instructions ]]; then
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "${cmd[@]}" >/dev/null 2>"$dir/err"
+    # "==PID== Collected : N", in millions.
+    awk '/Collected :/ { printf "%.2f\n", $4 / 1e6 }' "$dir/err"
+  elif [[ -n $PERF ]]; then
     perf stat -x, -e task-clock -o "$stat" -- "${cmd[@]}" >/dev/null 2>"$dir/err"
     # task-clock,msec,... : the first field, in milliseconds.
     awk -F, '$3 == "task-clock" { printf "%.4f\n", $1 / 1000 }' "$stat"
@@ -118,8 +134,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 without=()
 with=()
 scrapes=()
-how=${PERF:+perf stat task-clock}; echo "controller CPU from ${how:-/usr/bin/time user+sys}; $N agents, ${D} s runs, $S scrape(s)/s"
-printf "%6s %14s %14s %9s\n" round "cpu s, none" "cpu s, $S/s" scrapes
+how=${PERF:+perf stat task-clock}
+[[ $MODE == instructions ]] && how="callgrind instructions (millions)"
+echo "controller CPU from ${how:-/usr/bin/time user+sys}; $N agents, ${D} s runs, $S scrape(s)/s"
+unit="cpu s"; [[ $MODE == instructions ]] && unit="M instr"
+printf "%6s %14s %14s %9s\n" round "$unit, none" "$unit, $S/s" scrapes
 for r in $(seq "$R"); do
   a=$(run)
   b=$(run metrics)
@@ -131,11 +150,16 @@ done
 m0=$(printf '%s\n' "${without[@]}" | median)
 m1=$(printf '%s\n' "${with[@]}" | median)
 k=$(printf '%s\n' "${scrapes[@]}" | median)
-awk -v n="$N" -v d="$D" -v s="$S" -v k="$k" -v a="$m0" -v b="$m1" 'BEGIN {
-  printf "median controller CPU: %.3f s without metrics, %.3f s with %g scrape(s)/s (%d agents, %d s)\n", a, b, s, n, d
-  printf "extra: %.1f us per agent-second, %+.1f %% of the controller CPU without metrics\n",
-    (b - a) * 1e6 / (n * d), (b - a) * 100 / a
+awk -v n="$N" -v d="$D" -v s="$S" -v k="$k" -v a="$m0" -v b="$m1" -v mode="$MODE" 'BEGIN {
+  # Seconds, or millions of instructions, shown as us or k instructions.
+  u = (mode == "instructions") ? "k instructions" : "us"
+  f = 1e3; if (mode != "instructions") f = 1e6
+  printf "median controller %s: %.3f without metrics, %.3f with %g scrape(s)/s (%d agents, %d s)\n", \
+    (mode == "instructions") ? "M instructions" : "CPU s", a, b, s, n, d
+  printf "per agent-second without metrics: %.1f %s\n", a * f / (n * d), u
+  printf "extra: %.1f %s per agent-second, %+.1f %% of the controller without metrics\n",
+    (b - a) * f / (n * d), u, (b - a) * 100 / a
   per = (b - a) / k
-  printf "one scrape (%d a round): %.0f us; at 1 scrape/s: %.1f us per agent-second, %+.2f %% (goal < 2 %%)\n",
-    k, per * 1e6, per * 1e6 / n, per * d * 100 / a
+  printf "one scrape (%d a round): %.0f %s; at 1 scrape/s: %.1f %s per agent-second, %+.2f %% (goal < 2 %%)\n",
+    k, per * f, u, per * f / n, u, per * d * 100 / a
 }'
