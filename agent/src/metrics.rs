@@ -120,25 +120,34 @@ pub fn registry(counters: Arc<Counters>, busy: impl Fn() -> bool + Send + Sync +
 /// Encodes `registry` as OpenMetrics when the scraper accepts it (as
 /// Prometheus does), else in the classic Prometheus text format.
 pub fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
-    let openmetrics = headers
+    let openmetrics = wants_openmetrics(headers);
+    let mut body = String::new();
+    let encoded = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut body, registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut body, registry)
+    };
+    response(encoded.map(|()| body), openmetrics)
+}
+
+/// Whether the scraper accepts OpenMetrics (Prometheus does).
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let mut body = String::new();
-    let (encoded, media) = if openmetrics {
-        (
-            prometheus_client::encoding::text::encode(&mut body, registry),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
+/// The response carrying an encoded page (`openmetrics`: in which format).
+pub fn response(encoded: Result<String, std::fmt::Error>, openmetrics: bool) -> Response {
+    let media = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {
-        (
-            prometheus_client::encoding::prometheus_text::encode(&mut body, registry),
-            "text/plain; version=0.0.4; charset=utf-8",
-        )
+        "text/plain; version=0.0.4; charset=utf-8"
     };
     match encoded {
-        Ok(()) => ([(header::CONTENT_TYPE, media)], body).into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, media)], body).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response(),
     }
 }

@@ -12,11 +12,11 @@
 //! and at the end of a run they add up to the report's.
 //!
 //! Latency histograms are derived from the merged HdrHistograms at scrape
-//! time, over the fixed bucket bounds of [`BUCKETS_SECONDS`]: one walk of
-//! the merged histogram's recorded values per scrape, whatever the number
-//! of agents. A finished
-//! run's figures stay until the next run starts, so the last scrape of a run
-//! is never lost.
+//! time, over the fixed bucket bounds of [`BUCKETS_SECONDS`]: one pass over
+//! the merged histogram's counts per scrape, whatever the number of agents.
+//! The `volley_agent_up` lines (one per agent) are encoded again only when
+//! an agent's state changed ([`Exposition`]). A finished run's figures stay
+//! until the next run starts, so the last scrape of a run is never lost.
 //!
 //! The families and labels are listed in the book's "Prometheus and Grafana"
 //! page; their cardinality is bounded: status classes (not codes), error
@@ -124,6 +124,10 @@ impl RunFigures {
 struct Runs {
     next: u64,
     runs: Vec<RunFigures>,
+    /// Bumped by every change `volley_agent_up` shows (runs, their ids,
+    /// agents and their states), so a scrape re-encodes those lines (one per
+    /// agent: most of a wide run's scrape) only when they changed.
+    agents_version: u64,
 }
 
 /// The live figures every watched run leaves: shared by the runs' [`Tee`]s,
@@ -149,6 +153,7 @@ impl Metrics {
     /// figures of the last one stayed until now.
     pub fn watch(&self, cfg: &RunConfig, run_id: Option<String>) -> RunMetrics {
         let mut runs = lock(&self.runs);
+        runs.agents_version += 1;
         runs.runs.retain(|r| r.active);
         runs.next += 1;
         let key = runs.next;
@@ -171,17 +176,79 @@ impl Metrics {
         RunMetrics { metrics: self.clone(), key }
     }
 
-    fn with_run(&self, key: u64, f: impl FnOnce(&mut RunFigures)) {
-        if let Some(r) = lock(&self.runs).runs.iter_mut().find(|r| r.key == key) {
+    /// Changes run `key` with `f`; `agents` says whether that may change
+    /// what `volley_agent_up` shows.
+    fn with_run(&self, key: u64, agents: bool, f: impl FnOnce(&mut RunFigures)) {
+        let mut runs = lock(&self.runs);
+        if agents {
+            runs.agents_version += 1;
+        }
+        if let Some(r) = runs.runs.iter_mut().find(|r| r.key == key) {
             f(r);
         }
     }
+}
 
-    /// A registry whose one collector encodes these figures at each scrape.
-    pub fn registry(&self) -> Registry {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Figures(self.clone())));
-        registry
+/// The `/metrics` page of some [`Metrics`]: the crate's encoding of two
+/// registries, one re-encoded at every scrape (the run's figures), one
+/// (`volley_agent_up`, a line per agent) only when an agent's state changed
+/// since the last scrape, its text kept in between.
+#[derive(Debug)]
+pub struct Exposition {
+    metrics: Metrics,
+    figures: Registry,
+    agents: Registry,
+    cache: Mutex<Cache>,
+}
+
+/// What the last scrape left for the next.
+#[derive(Debug, Default)]
+struct Cache {
+    /// `volley_agent_up`'s text, per format (OpenMetrics, classic), with
+    /// the `agents_version` it shows.
+    agents: [Option<(u64, String)>; 2],
+    /// The last page's length: the next one is allocated that large at once.
+    len: usize,
+}
+
+impl Exposition {
+    /// Encodes `metrics` at each scrape.
+    pub fn new(metrics: &Metrics) -> Exposition {
+        let mut figures = Registry::default();
+        figures.register_collector(Box::new(Figures(metrics.clone())));
+        let mut agents = Registry::default();
+        agents.register_collector(Box::new(AgentsUp(metrics.clone())));
+        Exposition { metrics: metrics.clone(), figures, agents, cache: Mutex::default() }
+    }
+
+    /// The page in OpenMetrics text (ending in `# EOF`) or, when
+    /// `openmetrics` is false, the classic Prometheus text format.
+    pub fn encode(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::{prometheus_text, text};
+        let encode = |out: &mut String, r: &Registry| {
+            if openmetrics { text::encode_registry(out, r) } else { prometheus_text::encode(out, r) }
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut body = String::with_capacity(cache.len + 1024);
+        encode(&mut body, &self.figures)?;
+        // Read before encoding: a change while encoding makes the next
+        // scrape encode again.
+        let version = lock(&self.metrics.runs).agents_version;
+        let slot = &mut cache.agents[usize::from(!openmetrics)];
+        match slot {
+            Some((v, agents)) if *v == version => body.push_str(agents),
+            _ => {
+                let mut agents = String::new();
+                encode(&mut agents, &self.agents)?;
+                body.push_str(&agents);
+                *slot = Some((version, agents));
+            }
+        }
+        if openmetrics {
+            text::encode_eof(&mut body)?;
+        }
+        cache.len = body.len();
+        Ok(body)
     }
 }
 
@@ -194,7 +261,7 @@ pub struct RunMetrics {
 
 impl Drop for RunMetrics {
     fn drop(&mut self) {
-        self.metrics.with_run(self.key, |r| {
+        self.metrics.with_run(self.key, false, |r| {
             r.active = false;
             for a in &mut r.agents {
                 a.running = false;
@@ -224,23 +291,24 @@ impl<'a> Tee<'a> {
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut RunFigures)) {
+    /// Changes the run's figures; `agents`: as in [`Metrics::with_run`].
+    fn update(&self, agents: bool, f: impl FnOnce(&mut RunFigures)) {
         if let Some(run) = &self.run {
-            run.metrics.with_run(run.key, f);
+            run.metrics.with_run(run.key, agents, f);
         }
     }
 }
 
 impl Observer for Tee<'_> {
     fn run_id(&mut self, id: &str) {
-        self.update(|r| {
+        self.update(true, |r| {
             r.id.get_or_insert_with(|| id.to_owned());
         });
         self.inner.run_id(id);
     }
 
     fn started(&mut self, agents: &[AgentOutcome]) {
-        self.update(|r| {
+        self.update(true, |r| {
             r.started = Some(Instant::now());
             r.agents = agents
                 .iter()
@@ -262,7 +330,7 @@ impl Observer for Tee<'_> {
     }
 
     fn running_total(&mut self, total: &SharedTotals) {
-        self.update(|r| r.total = total.clone());
+        self.update(false, |r| r.total = total.clone());
         self.inner.running_total(total);
     }
 
@@ -272,7 +340,7 @@ impl Observer for Tee<'_> {
     }
 
     fn in_flight(&mut self, agent: usize, n: u64) {
-        self.update(|r| {
+        self.update(false, |r| {
             if let Some(a) = r.agents.get_mut(agent) {
                 a.in_flight = n;
             }
@@ -281,7 +349,7 @@ impl Observer for Tee<'_> {
     }
 
     fn ended(&mut self, agent: usize, state: AgentState, error: Option<&str>) {
-        self.update(|r| {
+        self.update(true, |r| {
             if let Some(a) = r.agents.get_mut(agent) {
                 a.running = false;
                 a.up = !matches!(state, AgentState::Lost | AgentState::Unreachable);
@@ -293,7 +361,7 @@ impl Observer for Tee<'_> {
 
 /// Adds unreachable agents (known only once the run is over) as down.
 fn unreachable(run: &RunMetrics, agents: &[AgentOutcome]) {
-    run.metrics.with_run(run.key, |r| {
+    run.metrics.with_run(run.key, true, |r| {
         for a in agents.iter().filter(|a| a.state == AgentState::Unreachable) {
             if !r.agents.iter().any(|k| k.address == a.address) {
                 r.agents.push(Agent {
@@ -454,8 +522,8 @@ impl Collector for Figures {
         let unit = Unit::Seconds;
         let mut m = encoder.encode_descriptor(
             "volley_request_duration",
-            "Latency of the responses: corrected (open model: from the intended send time) and uncorrected (from \
-             the actual send); the same in the closed model.",
+            "Latency of the responses: corrected (open model: from the intended send time; closed model: from the \
+             send) and, in the open model only, uncorrected (from the actual send).",
             Some(&unit),
             MetricType::Histogram,
         )?;
@@ -463,12 +531,13 @@ impl Collector for Figures {
             let exact = t.latency_sum_ns as f64 / 1e9;
             let corrected = buckets(&t.histogram);
             histogram(&mut m, &with(l, &[("latency", "corrected")]), &corrected, exact)?;
+            // The closed model measures from the actual send: there is
+            // nothing to correct, and repeating the same histogram would
+            // double a scrape's largest part (and invite summing over
+            // `latency`), so it has `corrected` only, as the report.
             if r.open_model {
                 let u = &t.uncorrected;
                 histogram(&mut m, &with(l, &[("latency", "uncorrected")]), &buckets(u), approximate_sum(u))?;
-            } else {
-                // The closed model measures from the actual send: the same figures.
-                histogram(&mut m, &with(l, &[("latency", "uncorrected")]), &corrected, exact)?;
             }
         }
 
@@ -515,18 +584,6 @@ impl Collector for Figures {
             }
         }
 
-        let mut m = encoder.encode_descriptor(
-            "volley_agent_up",
-            "1 for an agent taking part in the run (running or done), 0 for one lost or unreachable.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (r, l) in &runs {
-            for a in &r.agents {
-                gauge(&mut m, &with(l, &[("agent", &a.address)]), f64::from(u8::from(a.up)))?;
-            }
-        }
-
         // Scenario runs: by request name, bounded.
         let named: Vec<(&Labels<'_>, Vec<NameRow>)> =
             (runs.iter().zip(&totals)).filter(|(_, t)| !t.names.is_empty()).map(|((_, l), t)| (l, names(t))).collect();
@@ -556,6 +613,31 @@ impl Collector for Figures {
         for (l, rows) in &named {
             for (name, method, _, _, h, sum_ns) in rows {
                 histogram(&mut m, &with(l, &[("name", name), ("method", method)]), &buckets(h), *sum_ns as f64 / 1e9)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The collector of `volley_agent_up`: a line per agent, changing only
+/// when an agent's state does (see [`Exposition`]).
+#[derive(Debug)]
+struct AgentsUp(Metrics);
+
+impl Collector for AgentsUp {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let runs = lock(&self.0.runs);
+        let mut m = encoder.encode_descriptor(
+            "volley_agent_up",
+            "1 for an agent taking part in the run (running or done), 0 for one lost or unreachable.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &runs.runs {
+            let Some(id) = &r.id else { continue };
+            let l: Labels<'_> = [("run_id", id.as_str())];
+            for a in &r.agents {
+                gauge(&mut m, &with(&l, &[("agent", &a.address)]), f64::from(u8::from(a.up)))?;
             }
         }
         Ok(())
@@ -600,7 +682,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, crate::er
 /// Serves `/metrics` (the figures of `metrics`) on `listener` in the
 /// background, until the runtime ends; says where on stderr.
 pub fn spawn(listener: tokio::net::TcpListener, metrics: &Metrics) {
-    let registry = Arc::new(metrics.registry());
+    let page = Arc::new(Exposition::new(metrics));
     if let Ok(addr) = listener.local_addr() {
         // Tests and scripts learn a port-0 address from this line.
         eprintln!("controller: serving metrics on http://{addr}/metrics");
@@ -608,8 +690,11 @@ pub fn spawn(listener: tokio::net::TcpListener, metrics: &Metrics) {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move |headers: HeaderMap| {
-            let registry = registry.clone();
-            async move { agent::metrics::exposition(&registry, &headers) }
+            let page = page.clone();
+            async move {
+                let openmetrics = agent::metrics::wants_openmetrics(&headers);
+                agent::metrics::response(page.encode(openmetrics), openmetrics)
+            }
         }),
     );
     tokio::spawn(async move {
@@ -621,10 +706,8 @@ pub fn spawn(listener: tokio::net::TcpListener, metrics: &Metrics) {
 
 /// The OpenMetrics text of `metrics`, as a scrape would get it.
 pub fn text(metrics: &Metrics) -> String {
-    let mut body = String::new();
-    // Writing to a String cannot fail; the collector only fails on that.
-    let _ = prometheus_client::encoding::text::encode(&mut body, &metrics.registry());
-    body
+    // Writing to a String cannot fail; the collectors only fail on that.
+    Exposition::new(metrics).encode(true).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -716,6 +799,7 @@ mod tests {
         assert_eq!(value(&text, &format!(r#"volley_connections{{{l}}}"#)), 4.0);
         assert_eq!(value(&text, &format!(r#"volley_agent_up{{{l},agent="b:2"}}"#)), 1.0);
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains(r#"latency="uncorrected""#), "the closed model has nothing to correct:\n{text}");
 
         tee.ended(1, AgentState::Lost, Some("gone"));
         tee.ended(0, AgentState::Done, None);
@@ -728,6 +812,77 @@ mod tests {
         // The next run replaces it.
         let _next = metrics.watch(&cfg(), Some("next".into()));
         assert!(!super::text(&metrics).contains("run-1"));
+    }
+
+    #[test]
+    fn the_open_model_has_corrected_and_uncorrected_latency() {
+        let cfg = crate::request::RunRequest {
+            url: Some("http://127.0.0.1:1/".into()),
+            duration: Some(Duration::from_secs(10)),
+            rate: Some(100.0),
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        let metrics = Metrics::new();
+        let mut inner = crate::outcome::NoObserver;
+        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg, Some("r".into()))));
+        let total = SharedTotals::default();
+        tee.running_total(&total);
+        tee.started(&[agent("a:1")]);
+        let mut rec = Recorder::new();
+        // Sent 5 ms late: corrected 6 ms, uncorrected 1 ms.
+        rec.response(200, true, Duration::from_millis(6), 10, 20);
+        rec.scheduled(Duration::from_millis(1), Duration::from_millis(5));
+        merged(&mut tee, &total, rec.take());
+        let text = text(&metrics);
+        let b = |latency: &str, le: &str| {
+            value(
+                &text,
+                &format!(r#"volley_request_duration_seconds_bucket{{le="{le}",run_id="r",latency="{latency}"}}"#),
+            )
+        };
+        assert_eq!((b("corrected", "0.0025"), b("corrected", "0.0075")), (0.0, 1.0));
+        assert_eq!((b("uncorrected", "0.0025"), b("uncorrected", "0.0075")), (1.0, 1.0));
+    }
+
+    #[test]
+    fn repeated_scrapes_show_every_agent_change_in_both_formats() {
+        let metrics = Metrics::new();
+        let page = Exposition::new(&metrics);
+        let mut inner = crate::outcome::NoObserver;
+        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), None)));
+        let up = |text: &str, run: &str, agent: &str| {
+            value(text, &format!(r#"volley_agent_up{{run_id="{run}",agent="{agent}"}}"#))
+        };
+        for openmetrics in [true, false] {
+            assert!(!page.encode(openmetrics).unwrap().contains("volley_agent_up{"), "no run id yet");
+        }
+        tee.run_id("run-1");
+        tee.started(&[agent("a:1"), agent("b:2")]);
+        for openmetrics in [true, false] {
+            let text = page.encode(openmetrics).unwrap();
+            assert_eq!((up(&text, "run-1", "a:1"), up(&text, "run-1", "b:2")), (1.0, 1.0));
+            assert_eq!(text.ends_with("# EOF\n"), openmetrics, "{text}");
+            // Unchanged, the kept lines are the ones encoding them anew gives.
+            assert_eq!(page.encode(openmetrics).unwrap(), Exposition::new(&metrics).encode(openmetrics).unwrap());
+        }
+        // A figure that is not an agent's state changes without touching them.
+        tee.in_flight(0, 5);
+        let text = page.encode(true).unwrap();
+        assert_eq!(value(&text, r#"volley_in_flight{run_id="run-1"}"#), 5.0);
+        assert_eq!(text, Exposition::new(&metrics).encode(true).unwrap());
+        tee.ended(1, AgentState::Lost, Some("gone"));
+        for openmetrics in [true, false] {
+            let text = page.encode(openmetrics).unwrap();
+            assert_eq!((up(&text, "run-1", "a:1"), up(&text, "run-1", "b:2")), (1.0, 0.0), "{text}");
+        }
+        tee.finish(&[agent("a:1"), AgentOutcome::unreachable("c:3".into(), "refused".into())]);
+        assert_eq!(up(&page.encode(true).unwrap(), "run-1", "c:3"), 0.0, "unreachable at the start: down");
+        let _next = metrics.watch(&cfg(), Some("run-2".into()));
+        for openmetrics in [true, false] {
+            assert!(!page.encode(openmetrics).unwrap().contains("run-1"), "the next run replaces it");
+        }
     }
 
     #[test]
