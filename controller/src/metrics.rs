@@ -23,6 +23,7 @@
 //! classes, at most [`MAX_NAMES`] request names per scenario run, one
 //! `agent` label value per agent.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -585,7 +586,7 @@ impl Collector for Figures {
         }
 
         // Scenario runs: by request name, bounded.
-        let named: Vec<(&Labels<'_>, Vec<NameRow>)> =
+        let named: Vec<(&Labels<'_>, Vec<NameRow<'_>>)> =
             (runs.iter().zip(&totals)).filter(|(_, t)| !t.names.is_empty()).map(|((_, l), t)| (l, names(t))).collect();
         if named.is_empty() {
             return Ok(());
@@ -598,9 +599,9 @@ impl Collector for Figures {
         )?;
         for (l, rows) in &named {
             for (name, method, requests, failures, _, _) in rows {
-                let success = [("name", name.as_str()), ("method", method.as_str()), ("outcome", "success")];
+                let success = [("name", *name), ("method", *method), ("outcome", "success")];
                 counter(&mut m, &with(l, &success), requests - failures)?;
-                let failure = [("name", name.as_str()), ("method", method.as_str()), ("outcome", "failure")];
+                let failure = [("name", *name), ("method", *method), ("outcome", "failure")];
                 counter(&mut m, &with(l, &failure), *failures)?;
             }
         }
@@ -645,21 +646,26 @@ impl Collector for AgentsUp {
 }
 
 /// One request name's figures: (name, method, requests, failures,
-/// histogram, latency sum in ns).
-type NameRow = (String, String, u64, u64, Histogram<u64>, u64);
+/// histogram, latency sum in ns). Borrowed from the run's total: a
+/// histogram is some hundred KiB, and a scrape of a scenario with many names
+/// would copy one per name.
+type NameRow<'a> = (&'a str, &'a str, u64, u64, Cow<'a, Histogram<u64>>, u64);
 
 /// The figures by request name: the first [`MAX_NAMES`] in name order, then the rest
 /// merged under [`OTHER_NAMES`].
-fn names(t: &Totals) -> Vec<NameRow> {
+fn names(t: &Totals) -> Vec<NameRow<'_>> {
     let mut sorted: Vec<_> = t.names.iter().collect();
     sorted.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
-    let mut out: Vec<_> = sorted
+    let mut out: Vec<NameRow<'_>> = sorted
         .iter()
         .take(MAX_NAMES)
-        .map(|n| (n.name.clone(), n.method.clone(), n.requests, n.failures, n.histogram.clone(), n.latency_sum_ns))
+        .map(|n| {
+            let h = Cow::Borrowed(&n.histogram);
+            (n.name.as_str(), n.method.as_str(), n.requests, n.failures, h, n.latency_sum_ns)
+        })
         .collect();
     if sorted.len() > MAX_NAMES {
-        let mut other = (OTHER_NAMES.to_owned(), String::new(), 0, 0, volley_stats::new_histogram(), 0);
+        let mut other = (OTHER_NAMES, "", 0, 0, volley_stats::new_histogram(), 0);
         for n in &sorted[MAX_NAMES..] {
             other.2 += n.requests;
             other.3 += n.failures;
@@ -667,7 +673,7 @@ fn names(t: &Totals) -> Vec<NameRow> {
             let _ = other.4.add(&n.histogram);
             other.5 += n.latency_sum_ns;
         }
-        out.push(other);
+        out.push((other.0, other.1, other.2, other.3, Cow::Owned(other.4), other.5));
     }
     out
 }
@@ -916,6 +922,45 @@ mod tests {
             let exported = |f: &&str| *f == name || f.strip_suffix("_total") == Some(name);
             assert!(documented.iter().any(exported), "{name} is exported but not in the book");
         }
+    }
+
+    #[test]
+    fn names_past_the_cap_share_one_series_and_nothing_is_lost() {
+        let metrics = Metrics::new();
+        let mut inner = crate::outcome::NoObserver;
+        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
+        let total = SharedTotals::default();
+        tee.running_total(&total);
+        tee.started(&[agent("a:1")]);
+        let names: Vec<String> = (0..MAX_NAMES + 10).map(|i| format!("n{i:03}")).collect();
+        let mut rec = Recorder::with_names(names.iter().map(|n| (n.as_str(), "GET")));
+        for (slot, _) in names.iter().enumerate() {
+            for k in 0..=slot % 3 {
+                rec.named(slot, k != 1, Some(Duration::from_micros(300)));
+            }
+        }
+        merged(&mut tee, &total, rec.take());
+        let text = text(&metrics);
+        let count = |name: &str| {
+            value(
+                &text,
+                &format!(r#"volley_name_request_duration_seconds_count{{run_id="r",name="{name}",method="GET"}}"#),
+            )
+        };
+        // Names sort as n000 .. n059: the first MAX_NAMES have their own series.
+        assert_eq!(count("n000"), 1.0);
+        assert_eq!(count("n002"), 3.0);
+        assert!(!text.contains(&format!(r#"name="n{MAX_NAMES:03}""#)), "past the cap");
+        let past: f64 = (MAX_NAMES..MAX_NAMES + 10).map(|i| (i % 3 + 1) as f64).sum();
+        let other =
+            format!(r#"volley_name_request_duration_seconds_count{{run_id="r",name="{OTHER_NAMES}",method=""}}"#);
+        assert_eq!(value(&text, &other), past);
+        let all: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("volley_name_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(all, (0..MAX_NAMES + 10).map(|i| (i % 3 + 1) as f64).sum::<f64>());
     }
 
     #[test]
