@@ -541,7 +541,7 @@ impl AddrTotals {
 
 impl Default for Totals {
     fn default() -> Self {
-        Totals { histogram: new_histogram(), uncorrected: new_histogram(), ..Totals::empty() }
+        Totals::empty_with(new_histogram(), new_histogram())
     }
 }
 
@@ -550,12 +550,11 @@ impl Totals {
     /// ([`placeholder_histogram`]): for figures kept without latencies (an
     /// agent's own totals, a delta whose latencies travel apart).
     pub fn counts_only() -> Totals {
-        Totals { histogram: placeholder_histogram(), uncorrected: placeholder_histogram(), ..Totals::empty() }
+        Totals::empty_with(placeholder_histogram(), placeholder_histogram())
     }
 
-    /// Empty totals without histograms of their own yet (they are
-    /// placeholders): what `Default` and [`Totals::counts_only`] fill in.
-    fn empty() -> Totals {
+    /// Empty totals with these (empty) latency histograms.
+    fn empty_with(histogram: Histogram<u64>, uncorrected: Histogram<u64>) -> Totals {
         Totals {
             requests: 0,
             successes: 0,
@@ -566,8 +565,8 @@ impl Totals {
             bytes_received: 0,
             latency_sum_ns: 0,
             connects: 0,
-            histogram: placeholder_histogram(),
-            uncorrected: placeholder_histogram(),
+            histogram,
+            uncorrected,
             max_lag_us: 0,
             names: Vec::new(),
             failure_messages: BTreeMap::new(),
