@@ -9,7 +9,9 @@
 # Prints, for each N: the controller's user+sys CPU, CPU per agent per second
 # of run (all of it, connecting and planning included, over N x D), the same
 # in the steady state (its CPU, all threads, from 2 s into the run to 1 s
-# before its end, sampled from /proc), its peak RSS, the agents' start skew
+# before its end, sampled from /proc), what each agent cost once (the CPU
+# beyond the steady state's rate over the whole run, divided by N: connecting,
+# describing, planning, starting and ending it), its peak RSS, the agents' start skew
 # (the largest |start_skew_ms| of the JSON report: how far apart their
 # workers began), the requests the report counts against what the
 # target-server served, and the agents' mean RSS (one agent process each;
@@ -46,7 +48,7 @@ start() {
 }
 
 start target "$BIN/target-server" --listen 127.0.0.1:0 --threads 1
-printf "%8s %10s %14s %14s %10s %10s %12s %12s %14s\n" agents "cpu s" "us/agent/s" "steady us/a/s" "rss MiB" "skew ms" "reported" "served" "agent rss MiB"
+printf "%8s %10s %14s %14s %14s %10s %10s %12s %12s %14s\n" agents "cpu s" "us/agent/s" "steady us/a/s" "once us/agent" "rss MiB" "skew ms" "reported" "served" "agent rss MiB"
 # cpu_ns PID: CPU time of every thread of PID, in nanoseconds.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.0f\n", s}'; }
 json=$(mktemp)
@@ -81,7 +83,8 @@ print("%.1f" % ((w[-1][1] - w[0][1]) / 1e3 / ((w[-1][0] - w[0][0]) / 1e9) / n) i
 print(max(abs(a.get("start_skew_ms") or 0) for a in r["agents"]), r["total_requests"])' "$json")
   agent_rss=$(for p in "${pids[@]:1}"; do awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1; n++} END{printf "%.1f", n ? s / n / 1024 : 0}')
   awk -v n="$n" -v d="$D" -v u="$user" -v s="$sys" -v st="$steady" -v r="$rss" -v k="$skew" -v rep="$reported" -v srv=$((after - before)) -v ar="$agent_rss" \
-    'BEGIN { printf "%8d %10.2f %14.1f %14s %10.1f %10.1f %12d %12d %14s\n", n, u + s, (u + s) * 1e6 / (n * d), st, r / 1024, k, rep, srv, ar }'
+    'BEGIN { once = st == "-" ? "-" : sprintf("%.0f", ((u + s) * 1e6 - st * n * d) / n)
+             printf "%8d %10.2f %14.1f %14s %14s %10.1f %10.1f %12d %12d %14s\n", n, u + s, (u + s) * 1e6 / (n * d), st, once, r / 1024, k, rep, srv, ar }'
   # Stop this round's agents before the next (the target-server stays).
   for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
   pids=("${pids[0]}")

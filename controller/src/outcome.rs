@@ -85,7 +85,7 @@ impl AgentOutcome {
             threads: 0,
             connections: 0,
             quota: None,
-            totals: Totals::default(),
+            totals: Totals::counts_only(),
             responses: 0,
             elapsed: Duration::ZERO,
             state: AgentState::Unreachable,

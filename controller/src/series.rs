@@ -137,6 +137,14 @@ pub struct Series {
     ends: Vec<Duration>,
     /// Per agent, whether it will report no more (ended, or had no share).
     quiet: Vec<bool>,
+    /// The earliest second a running agent's next delta can land in (the
+    /// least whole second of `ends` over agents not `quiet`), and how many
+    /// such agents are at it: kept as deltas come, so that a delta costs a
+    /// look at every agent only when it moves the last one off the frontier
+    /// (once a second), not each time (a million looks a second at a
+    /// thousand agents, issue #19).
+    frontier: usize,
+    at_frontier: usize,
     /// The last second a progress line was printed for.
     printed: Option<usize>,
     /// `--stage`: where each stage ends, in seconds since the start.
@@ -171,6 +179,8 @@ impl Series {
             lost: 0,
             ends: Vec::new(),
             quiet: Vec::new(),
+            frontier: usize::MAX,
+            at_frontier: 0,
             printed: None,
             stage_ends: Vec::new(),
             stages_done: Vec::new(),
@@ -289,17 +299,27 @@ impl Series {
         if self.agents == 0 {
             return;
         }
-        let frontier = self
-            .ends
-            .iter()
-            .zip(&self.quiet)
-            .filter(|(_, quiet)| !**quiet)
-            .map(|(end, _)| end.as_secs() as usize)
-            .min()
-            .unwrap_or(usize::MAX);
-        while self.closed.len() < frontier {
+        if self.at_frontier == 0 {
+            self.find_frontier();
+        }
+        while self.closed.len() < self.frontier {
             let Some(t) = self.open.pop_front() else { break };
             self.close(t);
+        }
+    }
+
+    /// Computes [`Series::frontier`] and [`Series::at_frontier`] afresh.
+    fn find_frontier(&mut self) {
+        let running = || self.ends.iter().zip(&self.quiet).filter(|(_, quiet)| !**quiet).map(|(end, _)| end.as_secs());
+        self.frontier = running().min().map_or(usize::MAX, |s| s as usize);
+        self.at_frontier = running().filter(|&s| s as usize == self.frontier).count();
+    }
+
+    /// Agent `agent`, whose end was at `was` seconds, left the frontier
+    /// (moved past it, or went quiet).
+    fn left(&mut self, agent: usize, was: u64) {
+        if !self.quiet[agent] && was as usize == self.frontier {
+            self.at_frontier -= 1;
         }
     }
 
@@ -329,15 +349,21 @@ impl Observer for Series {
         self.ends = vec![Duration::ZERO; agents.len()];
         // An agent with no share of the work is sent no plan and never reports.
         self.quiet = agents.iter().map(|a| a.quota == Some(0) || a.connections == 0).collect();
+        self.find_frontier();
     }
 
     fn delta(&mut self, agent: usize, delta: &Delta, elapsed: Duration) {
         if self.ends.len() <= agent {
             self.ends.resize(agent + 1, Duration::ZERO);
             self.quiet.resize(agent + 1, false);
+            self.find_frontier();
         }
         let begin = self.ends[agent].min(elapsed);
+        let was = self.ends[agent].as_secs();
         self.ends[agent] = self.ends[agent].max(elapsed);
+        if self.ends[agent].as_secs() > was {
+            self.left(agent, was);
+        }
         // A delta can only land in a closed second if its agent's clock went
         // back; it then joins the first open second, so the counts still add up.
         let second = (((begin + elapsed) / 2).as_secs() as usize).max(self.closed.len());
@@ -358,8 +384,9 @@ impl Observer for Series {
         if state == AgentState::Lost {
             self.lost += 1;
         }
-        if let Some(q) = self.quiet.get_mut(agent) {
-            *q = true;
+        if agent < self.quiet.len() && !self.quiet[agent] {
+            self.left(agent, self.ends[agent].as_secs());
+            self.quiet[agent] = true;
         }
         self.close_complete();
     }
@@ -445,6 +472,33 @@ mod tests {
         s.finish().unwrap();
         assert_eq!(s.rows(), expected, "rows after the run");
         assert!(expected.iter().all(|r| r.p99_ms > r.p50_ms), "the test's seconds have spread latencies");
+    }
+
+    #[test]
+    fn a_second_closes_once_every_running_agent_is_past_it() {
+        let mut s = Series::new(Progress::Off);
+        let mut planned = crate::outcome::AgentOutcome::unreachable("a".into(), String::new());
+        planned.connections = 1;
+        let idle = crate::outcome::AgentOutcome::unreachable("idle".into(), String::new());
+        // Three agents that report, one with no share (quiet from the start).
+        s.started(&[planned.clone(), planned.clone(), idle, planned]);
+        let at = Duration::from_millis;
+        for second in 1..=3u64 {
+            for agent in [0, 1, 3] {
+                // Nothing closes before the last of them reports for this second.
+                assert_eq!(s.len() - s.open_seconds(), second as usize - 1, "second {second}, agent {agent}");
+                s.delta(agent, &delta(1, 100), at(1000 * second));
+            }
+            assert_eq!(s.open_seconds(), 0, "second {second} closed");
+        }
+        // Agent 1 lags by two seconds: seconds 3 and 4 wait for it, and close
+        // when it ends, even without another delta.
+        s.delta(0, &delta(1, 100), at(5000));
+        s.delta(3, &delta(1, 100), at(5000));
+        assert_eq!(s.open_seconds(), 2);
+        s.ended(1, AgentState::Done, None);
+        assert_eq!(s.open_seconds(), 0);
+        assert_eq!(s.rows().iter().map(|r| r.requests).collect::<Vec<_>>(), [3, 3, 3, 0, 2]);
     }
 
     #[test]

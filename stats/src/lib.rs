@@ -46,6 +46,17 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new(SIGNIFICANT_DIGITS).expect("constant histogram precision is valid")
 }
 
+/// A histogram that holds no latencies, for [`Totals`] that only count (see
+/// [`Totals::counts_only`]): no significant digits, so it takes a few bytes
+/// instead of [`new_histogram`]'s 16 KiB. At a thousand agents the controller
+/// held two of those per agent and made two per snapshot (issue #19).
+/// Adding an empty one to a histogram of ours changes nothing; nothing is
+/// ever recorded into one (it would keep only the power of two).
+pub fn placeholder_histogram() -> Histogram<u64> {
+    // Cannot fail: zero digits is a precision the crate accepts.
+    Histogram::new(0).expect("constant histogram precision is valid")
+}
+
 /// Records `n` samples of `us` microseconds (clamped to 1..=[`MAX_LATENCY_US`])
 /// into a histogram of [`new_histogram`], growing it when needed.
 #[inline]
@@ -530,6 +541,20 @@ impl AddrTotals {
 
 impl Default for Totals {
     fn default() -> Self {
+        Totals::empty_with(new_histogram(), new_histogram())
+    }
+}
+
+impl Totals {
+    /// Empty totals whose latency histograms are placeholders
+    /// ([`placeholder_histogram`]): for figures kept without latencies (an
+    /// agent's own totals, a delta whose latencies travel apart).
+    pub fn counts_only() -> Totals {
+        Totals::empty_with(placeholder_histogram(), placeholder_histogram())
+    }
+
+    /// Empty totals with these (empty) latency histograms.
+    fn empty_with(histogram: Histogram<u64>, uncorrected: Histogram<u64>) -> Totals {
         Totals {
             requests: 0,
             successes: 0,
@@ -540,8 +565,8 @@ impl Default for Totals {
             bytes_received: 0,
             latency_sum_ns: 0,
             connects: 0,
-            histogram: new_histogram(),
-            uncorrected: new_histogram(),
+            histogram,
+            uncorrected,
             max_lag_us: 0,
             names: Vec::new(),
             failure_messages: BTreeMap::new(),
@@ -555,9 +580,7 @@ impl Default for Totals {
             targets: BTreeMap::new(),
         }
     }
-}
 
-impl Totals {
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Totals) {
         self.requests += other.requests;
@@ -693,6 +716,30 @@ impl Totals {
         let histogram = deserialize(&s.histogram)?;
         let uncorrected =
             if s.histogram_uncorrected.is_empty() { new_histogram() } else { deserialize(&s.histogram_uncorrected)? };
+        let t = Totals::decode_counts(s, histogram, uncorrected)?;
+        let responses: u64 = t.status_codes.values().sum();
+        if responses != t.histogram.len() {
+            return Err(DecodeError::Inconsistent { histogram: t.histogram.len(), responses });
+        }
+        if !t.uncorrected.is_empty() && t.uncorrected.len() != responses {
+            return Err(DecodeError::Inconsistent { histogram: t.uncorrected.len(), responses });
+        }
+        Ok(t)
+    }
+
+    /// Decodes a protobuf snapshot's counts, checked as [`Totals::from_snapshot`]
+    /// checks them, but not its latencies: those are left for the caller
+    /// (who also checks that they count the responses), and the totals'
+    /// histograms are placeholders ([`Totals::counts_only`]).
+    pub fn counts_from_snapshot(s: &Snapshot) -> Result<Totals, DecodeError> {
+        Totals::decode_counts(s, placeholder_histogram(), placeholder_histogram())
+    }
+
+    fn decode_counts(
+        s: &Snapshot,
+        histogram: Histogram<u64>,
+        uncorrected: Histogram<u64>,
+    ) -> Result<Totals, DecodeError> {
         let mut status_codes = BTreeMap::new();
         for sc in &s.status_codes {
             let code = u16::try_from(sc.status)
@@ -705,13 +752,6 @@ impl Totals {
         for e in &s.errors {
             let class = ErrorClass::from_name(&e.class).ok_or_else(|| DecodeError::ErrorClass(e.class.clone()))?;
             *errors.entry(class).or_default() += e.count;
-        }
-        let responses: u64 = status_codes.values().sum();
-        if responses != histogram.len() {
-            return Err(DecodeError::Inconsistent { histogram: histogram.len(), responses });
-        }
-        if !uncorrected.is_empty() && uncorrected.len() != responses {
-            return Err(DecodeError::Inconsistent { histogram: uncorrected.len(), responses });
         }
         let mut names = Vec::with_capacity(s.names.len());
         for n in &s.names {
@@ -828,6 +868,39 @@ fn deserialize(bytes: &[u8]) -> Result<Histogram<u64>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_small_hold_nothing_and_add_nothing() {
+        let p = placeholder_histogram();
+        assert!(p.is_empty());
+        assert!(p.distinct_values() <= 4, "{} counters", p.distinct_values());
+        // An empty placeholder added to one of ours leaves it as it was,
+        // and counts-only totals add up like any.
+        let mut ours = new_histogram();
+        record_us(&mut ours, 1234, 3);
+        let before = ours.clone();
+        ours.add(&p).unwrap();
+        assert!(ours == before);
+        let mut t = Totals { requests: 3, latency_sum_ns: 9, ..Totals::default() };
+        t.add(&Totals { requests: 2, ..Totals::counts_only() });
+        assert_eq!((t.requests, t.histogram.len()), (5, 0));
+        let mut counts = Totals::counts_only();
+        counts.add(&Totals { requests: 2, ..Totals::counts_only() });
+        assert_eq!(counts.requests, 2);
+        assert!(counts.histogram.distinct_values() <= 4);
+    }
+
+    #[test]
+    fn counts_from_a_snapshot_are_the_full_decode_without_latencies() {
+        let mut r = Recorder::new();
+        r.response(200, true, Duration::from_micros(1500), 10, 20);
+        r.response(503, false, Duration::from_micros(90_000), 10, 20);
+        let snap = r.take().to_snapshot(Duration::from_secs(1));
+        let full = Totals::from_snapshot(&snap).unwrap();
+        let counts = Totals::counts_from_snapshot(&snap).unwrap();
+        assert_eq!((counts.requests, &counts.status_codes, counts.histogram.len()), (2, &full.status_codes, 0));
+        assert_eq!(counts.latency_sum_ns, full.latency_sum_ns);
+    }
 
     fn recorded(latencies_us: &[u64], status: u16) -> Totals {
         let mut r = Recorder::new();

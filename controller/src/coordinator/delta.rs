@@ -13,7 +13,7 @@
 
 use hdrhistogram::Histogram;
 use volley_proto::Snapshot;
-use volley_stats::{DecodeError, MAX_LATENCY_US, SIGNIFICANT_DIGITS, Totals};
+use volley_stats::{DecodeError, MAX_LATENCY_US, SIGNIFICANT_DIGITS, Totals, placeholder_histogram};
 
 /// HdrHistogram's V2 cookie (uncompressed, 8-byte counts).
 const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
@@ -133,30 +133,21 @@ pub struct Delta {
 
 impl Delta {
     /// Decodes a snapshot, with the checks of [`Totals::from_snapshot`].
-    pub fn decode(mut snap: Snapshot) -> Result<Delta, DecodeError> {
+    pub fn decode(snap: Snapshot) -> Result<Delta, DecodeError> {
         let (Some(latencies), Some(uncorrected)) =
             (Sparse::decode(&snap.histogram), Sparse::decode(&snap.histogram_uncorrected))
         else {
             return Totals::from_snapshot(&snap).map(Delta::from);
         };
-        let codes = std::mem::take(&mut snap.status_codes);
-        let responses = codes.iter().fold(0u64, |a, c| a.saturating_add(c.count));
+        // The counts alone: a full decode would make two 16 KiB histograms
+        // per snapshot only to leave them empty.
+        let counts = Totals::counts_from_snapshot(&snap)?;
+        let responses = counts.status_codes.values().fold(0u64, |a, n| a.saturating_add(*n));
         if responses != latencies.count() {
             return Err(DecodeError::Inconsistent { histogram: latencies.count(), responses });
         }
         if !uncorrected.is_empty() && uncorrected.count() != responses {
             return Err(DecodeError::Inconsistent { histogram: uncorrected.count(), responses });
-        }
-        // The rest is read (and checked) as always, without the latencies:
-        // no responses, an empty histogram.
-        snap.histogram_uncorrected = Vec::new();
-        let mut counts = Totals::from_snapshot(&Snapshot { histogram: empty_v2().to_vec(), ..snap })?;
-        for sc in codes {
-            let code = u16::try_from(sc.status)
-                .ok()
-                .filter(|c| (100..1000).contains(c))
-                .ok_or(DecodeError::Status(sc.status))?;
-            *counts.status_codes.entry(code).or_default() += sc.count;
         }
         Ok(Delta { counts, latencies, uncorrected })
     }
@@ -179,16 +170,10 @@ impl From<Totals> for Delta {
     fn from(mut counts: Totals) -> Delta {
         let latencies = Sparse::of(&counts.histogram);
         let uncorrected = Sparse::of(&counts.uncorrected);
-        counts.histogram.reset();
-        counts.uncorrected.reset();
+        counts.histogram = placeholder_histogram();
+        counts.uncorrected = placeholder_histogram();
         Delta { counts, latencies, uncorrected }
     }
-}
-
-/// The V2 bytes of an empty histogram of ours.
-fn empty_v2() -> &'static [u8] {
-    static EMPTY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| Totals::default().to_snapshot(std::time::Duration::ZERO).histogram)
 }
 
 #[cfg(test)]

@@ -77,7 +77,8 @@ pub fn planned(agent: &Connected, share: &Share) -> AgentOutcome {
         threads: share.threads.min(share.connections as u32),
         connections: share.connections as u32,
         quota: share.quota,
-        totals: Default::default(),
+        // Its latencies are only counted (see `AgentOutcome::totals`).
+        totals: volley_stats::Totals::counts_only(),
         responses: 0,
         elapsed: Duration::ZERO,
         state: AgentState::Idle,
