@@ -647,8 +647,8 @@ impl Collector for AgentsUp {
 
 /// One request name's figures: (name, method, requests, failures,
 /// histogram, latency sum in ns). Borrowed from the run's total: a
-/// histogram is some hundred KiB, and a scrape of a scenario with many names
-/// would copy one per name.
+/// histogram is 16 KiB and more (it grows with the largest latency), and a
+/// scrape of a scenario with many names would copy one per name.
 type NameRow<'a> = (&'a str, &'a str, u64, u64, Cow<'a, Histogram<u64>>, u64);
 
 /// The figures by request name: the first [`MAX_NAMES`] in name order, then the rest
