@@ -747,6 +747,20 @@ mod tests {
         tee.delta(0, &delta, Duration::from_secs(1));
     }
 
+    /// A run of `cfg` labelled `r`, watched by `metrics`, started on one
+    /// agent `a:1`: its observer and the running total its deltas go to.
+    fn running_r<'a>(
+        metrics: &Metrics,
+        cfg: &RunConfig,
+        inner: &'a mut crate::outcome::NoObserver,
+    ) -> (Tee<'a>, SharedTotals) {
+        let mut tee = Tee::new(inner, Some(metrics.watch(cfg, Some("r".into()))));
+        let total = SharedTotals::default();
+        tee.running_total(&total);
+        tee.started(&[agent("a:1")]);
+        (tee, total)
+    }
+
     /// The value of the sample `line` starts with.
     fn value(text: &str, line: &str) -> f64 {
         let l = text.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{text}"));
@@ -832,10 +846,7 @@ mod tests {
         .unwrap();
         let metrics = Metrics::new();
         let mut inner = crate::outcome::NoObserver;
-        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg, Some("r".into()))));
-        let total = SharedTotals::default();
-        tee.running_total(&total);
-        tee.started(&[agent("a:1")]);
+        let (mut tee, total) = running_r(&metrics, &cfg, &mut inner);
         let mut rec = Recorder::new();
         // Sent 5 ms late: corrected 6 ms, uncorrected 1 ms.
         rec.response(200, true, Duration::from_millis(6), 10, 20);
@@ -895,10 +906,7 @@ mod tests {
     fn every_family_in_the_book_is_exported() {
         let metrics = Metrics::new();
         let mut inner = crate::outcome::NoObserver;
-        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
-        let total = SharedTotals::default();
-        tee.running_total(&total);
-        tee.started(&[agent("a:1")]);
+        let (mut tee, total) = running_r(&metrics, &cfg(), &mut inner);
         let mut rec = Recorder::with_names([("home", "GET")]);
         rec.response(200, true, Duration::from_micros(300), 10, 20);
         rec.named(0, true, Some(Duration::from_micros(300)));
@@ -928,10 +936,7 @@ mod tests {
     fn names_past_the_cap_share_one_series_and_nothing_is_lost() {
         let metrics = Metrics::new();
         let mut inner = crate::outcome::NoObserver;
-        let mut tee = Tee::new(&mut inner, Some(metrics.watch(&cfg(), Some("r".into()))));
-        let total = SharedTotals::default();
-        tee.running_total(&total);
-        tee.started(&[agent("a:1")]);
+        let (mut tee, total) = running_r(&metrics, &cfg(), &mut inner);
         let names: Vec<String> = (0..MAX_NAMES + 10).map(|i| format!("n{i:03}")).collect();
         let mut rec = Recorder::with_names(names.iter().map(|n| (n.as_str(), "GET")));
         for (slot, _) in names.iter().enumerate() {
